@@ -10,6 +10,14 @@ namespace synod::base {
 [[noreturn]] void AssertFail(const char* file, int line, const char* condition,
                              const std::string& message);
 
+// What happens on a failed assertion. The default prints and aborts. The simulator installs one
+// that throws, so that a seed which trips an assertion inside the core is reported as a failing
+// seed (and the other seeds still run) instead of ending the process; production never does.
+// The handler must not return. Install it once, before any thread starts.
+using AssertHandler = void (*)(const char* file, int line, const char* condition,
+                               const std::string& message);
+void SetAssertHandler(AssertHandler handler);
+
 }  // namespace synod::base
 
 #define SYNOD_ASSERT(condition)                                             \

@@ -64,8 +64,10 @@ class Progress {
   // give up on it and probe again (the message or its answer may have been lost).
   bool SnapshotTimedOut(uint32_t retry_ticks);
 
-  // For check-quorum (thesis 6.2): has the follower answered during this election timeout?
-  bool recent_active = true;
+  // Leader ticks since the follower last answered, saturating at the election timeout: for
+  // check-quorum (thesis 6.2), and to hold a snapshot back from a follower that may be down.
+  // A new leader starts every follower at 0 (just heard), so it is not deposed at once.
+  uint32_t silent_ticks = 0;
   // Thesis 6.4: the highest ReadIndex round this follower has confirmed.
   uint64_t read_round_acked = 0;
 

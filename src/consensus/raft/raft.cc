@@ -206,22 +206,27 @@ void Raft::TickElection() {
 void Raft::TickHeartbeat() {
   ++heartbeat_elapsed_;
   ++election_elapsed_;
-  if (election_elapsed_ >= config_.election_timeout_ticks) {
-    election_elapsed_ = 0;
-    if (config_.check_quorum) {
-      // Thesis 6.2: "a leader steps down if an election timeout elapses without a successful
-      // round of heartbeats to a majority of its cluster", so an isolated leader stops
-      // believing it leads and clients can find the real one.
-      size_t active = IsVoter() ? 1 : 0;
-      for (auto& [id, progress] : progress_) {
-        if (!progress.is_learner() && progress.recent_active) ++active;
-        progress.recent_active = false;
-      }
-      if (active < log_.membership().QuorumSize()) {
-        BecomeFollower(term_, kNoNode);
-        return;
+  for (auto& [id, progress] : progress_) {
+    progress.silent_ticks = std::min(progress.silent_ticks + 1, config_.election_timeout_ticks);
+  }
+  if (config_.check_quorum) {
+    // Thesis 6.2: "a leader steps down if an election timeout elapses without a successful
+    // round of heartbeats to a majority of its cluster", so an isolated leader stops believing
+    // it leads and clients can find the real one. Checked on every tick, so the leader steps
+    // down one election timeout after it last heard from a majority, never later.
+    size_t heard = IsVoter() ? 1 : 0;
+    for (const auto& [id, progress] : progress_) {
+      if (!progress.is_learner() && progress.silent_ticks < config_.election_timeout_ticks) {
+        ++heard;
       }
     }
+    if (heard < log_.membership().QuorumSize()) {
+      BecomeFollower(term_, kNoNode);
+      return;
+    }
+  }
+  if (election_elapsed_ >= config_.election_timeout_ticks) {
+    election_elapsed_ = 0;
     // Thesis 3.10: a transfer that has not completed within an election timeout is aborted
     // and the leader accepts proposals again.
     if (transfer_target_ != kNoNode) AbortTransfer();
@@ -279,9 +284,14 @@ Status Raft::Step(Message message) {
     if (IsVoteRequest(message.type)) {
       // Thesis 4.2.3 and 6.2: a server that has heard from a leader within the minimum election
       // timeout ignores vote requests, so a removed or partitioned server cannot depose a
-      // working leader. A transfer's election is deliberate and is exempt.
-      const bool in_lease = config_.check_quorum && leader_ != kNoNode &&
-                            election_elapsed_ < config_.election_timeout_ticks;
+      // working leader. A transfer's election is deliberate and is exempt. Thesis 9.6 makes
+      // the same condition part of the pre-vote itself ("the voters have not received
+      // heartbeats from a valid leader for at least a baseline election timeout"), so pre-votes
+      // are ignored while a leader is heard even without check-quorum.
+      const bool heard_leader =
+          leader_ != kNoNode && election_elapsed_ < config_.election_timeout_ticks;
+      const bool in_lease = heard_leader && (config_.check_quorum ||
+                                             message.type == MessageType::kRequestPreVote);
       if (in_lease && !message.leadership_transfer) return absl::OkStatus();
     }
     if (message.type == MessageType::kRequestPreVote) {
@@ -516,7 +526,7 @@ void Raft::HandleAppendEntriesResponse(const Message& message) {
   auto it = progress_.find(message.from);
   if (it == progress_.end()) return;
   Progress& progress = it->second;
-  progress.recent_active = true;
+  progress.silent_ticks = 0;
 
   if (message.reject) {
     // Fast backtracking (Raft 5.3): with the follower's hint, find in our own log the last
@@ -564,7 +574,7 @@ void Raft::HandleHeartbeatResponse(const Message& message) {
   auto it = progress_.find(message.from);
   if (it == progress_.end()) return;
   Progress& progress = it->second;
-  progress.recent_active = true;
+  progress.silent_ticks = 0;
   progress.OnHeartbeatResponse();
   if (message.read_round > progress.read_round_acked) {
     progress.read_round_acked = message.read_round;
@@ -603,8 +613,8 @@ bool Raft::SendAppend(NodeId to, bool send_if_empty) {
 
 bool Raft::MaybeSendSnapshot(NodeId to, Progress& progress) {
   // A follower that has not answered lately may be down; a snapshot can be large, so wait until
-  // it shows signs of life (a heartbeat answer sets recent_active).
-  if (!progress.recent_active) return false;
+  // it shows signs of life (any answer resets silent_ticks).
+  if (progress.silent_ticks >= config_.election_timeout_ticks) return false;
   const Snapshot& snapshot = log_.snapshot();
   SYNOD_ASSERT(snapshot.meta.index >= log_.prev_index());
   Message message;
@@ -1016,6 +1026,9 @@ void Raft::OnMembershipMaybeChanged() {
       auto [it, inserted] = progress_.try_emplace(
           member, log_.last_index().next(), config_.inflight_messages_max, false);
       it->second.set_learner(membership.IsLearner(member));
+      // Probe a new member at once rather than at the next heartbeat answer, so it starts
+      // catching up now (thesis 4.2.1).
+      if (inserted) SendAppend(member, true);
     }
   }
   if (transfer_target_ != kNoNode && !membership.IsVoter(transfer_target_)) AbortTransfer();

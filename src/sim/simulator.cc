@@ -1,0 +1,1134 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "base/assert.h"
+#include "base/prng.h"
+#include "consensus/raft/raft.h"
+#include "sim/checker.h"
+
+namespace synod::sim {
+namespace {
+
+using raft::Entry;
+using raft::Message;
+using raft::MessageType;
+using raft::Ready;
+using raft::Role;
+
+constexpr std::array<std::string_view, kFaultCount> kFaultNames = {
+    "loss", "duplicate", "delay", "partition", "crash", "pause", "slow", "membership", "transfer"};
+
+// Simulated time advances in units; a node ticks every kTickUnits units. A message normally
+// takes a few units, so a tick is several network round trips, as with a 100 ms tick on a LAN.
+constexpr uint64_t kTickUnits = 10;
+// Spare node ids that membership changes may add; ids are never reused once removed.
+constexpr uint32_t kSpareNodes = 3;
+constexpr uint32_t kVotersMin = 3;
+constexpr uint32_t kVotersMax = 7;
+
+// Every random choice a seed makes about the run, printed with a failure so it can be read
+// without replaying.
+struct Parameters {
+  uint32_t voters = 3;
+  uint32_t election_timeout_ticks = 10;
+  uint32_t heartbeat_interval_ticks = 1;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint32_t inflight_messages_max = 64;
+  uint64_t append_entries_bytes_max = 1 << 20;
+  uint64_t snapshot_interval = 100;
+  uint64_t compaction_keep = 10;
+  uint32_t loss_percent = 0;
+  uint32_t duplicate_percent = 0;
+  uint32_t long_delay_percent = 0;
+  uint64_t long_delay_units_max = 0;
+  uint32_t fault_per_mille = 0;  // chance per tick of starting a fault
+  // FoundationDB-style "buggify": the chance that a node crashes right after a disk write
+  // completes and its messages leave, the moment when what it promised (a vote, an
+  // acknowledgement, a commit) and what it remembers are most easily confused.
+  uint32_t crash_after_write_per_100k = 0;
+  // The same, right after a write that grants a vote: a node that forgets its vote after such a
+  // crash can elect two leaders in one term.
+  uint32_t crash_after_vote_percent = 0;
+  // The chance that a new leader crashes within a tick or two of taking office, while its log
+  // still holds entries nobody else has: the raw material of the paper's figure 8.
+  uint32_t crash_new_leader_percent = 0;
+  // The longest downtime of a crashed node; short ones let it rejoin within one election.
+  uint64_t downtime_units_max = 0;
+  uint32_t proposals_per_tick_max = 2;
+  uint32_t reads_per_mille = 300;
+
+  std::string ToString() const {
+    return fmt::format(
+        "voters={} election_timeout={} heartbeat={} pre_vote={} check_quorum={} inflight={} "
+        "append_bytes={} snapshot_every={} compaction_keep={} loss={}% dup={}% long_delay={}% "
+        "long_delay_max={}u faults_per_mille={} crash_after_write_per_100k={} "
+        "crash_after_vote={}% crash_new_leader={}% downtime_max={}u "
+        "proposals_per_tick<={} reads_per_mille={}",
+        voters, election_timeout_ticks, heartbeat_interval_ticks, pre_vote, check_quorum,
+        inflight_messages_max, append_entries_bytes_max, snapshot_interval, compaction_keep,
+        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max,
+        fault_per_mille, crash_after_write_per_100k, crash_after_vote_percent,
+        crash_new_leader_percent, downtime_units_max,
+        proposals_per_tick_max, reads_per_mille);
+  }
+};
+
+enum class EventKind : uint8_t {
+  kTick,
+  kDeliver,
+  kDiskDone,
+  kCrash,
+  kRestart,
+  kUnpause,
+  kHealPartition,
+  kUnslow,
+  kClient,
+  kNemesis,
+};
+
+struct Event {
+  EventKind kind = EventKind::kTick;
+  NodeId node;
+  uint64_t incarnation = 0;
+  uint64_t partition = 0;
+  Message message;
+};
+
+// A node of the simulated cluster: the Raft core, what it has made durable, its state machine
+// and its fault state.
+struct SimNode {
+  NodeId id;
+  bool running = true;
+  // Bumped at every crash, so events of a previous life (disk completions, ticks) are ignored.
+  uint64_t incarnation = 0;
+  std::unique_ptr<raft::Raft> raft;
+
+  // Durable state: survives a crash.
+  raft::HardState hard_state;
+  raft::Snapshot snapshot;
+  // Durable log entries, contiguous, starting at durable_first.
+  std::deque<Entry> durable_log;
+  Index durable_first{1};
+
+  // The Ready being written (at most one: Advance must come before the next TakeReady).
+  std::optional<Ready> writing;
+
+  // Volatile state machine: a hash chain over the applied entries.
+  Index applied;
+  uint64_t state_hash = 0;
+  Index last_snapshot_index;
+
+  // Faults.
+  bool paused = false;
+  std::vector<Event> deferred;
+  uint32_t slow_factor = 1;
+
+  Index durable_last() const { return durable_first.plus(durable_log.size()).prev(); }
+};
+
+struct Partition {
+  // Directed links cut by this partition.
+  std::vector<std::pair<NodeId, NodeId>> links;
+};
+
+// A client request; it is retried (with a new proposal id each time) until one attempt applies.
+struct Request {
+  uint64_t last_attempt_tick = 0;
+  // Who accepted the last attempt, in which term (none if it was refused): like an etcd client
+  // waiting on its call, the client retries early only when that leadership ended.
+  NodeId accepted_by;
+  Term accepted_term;
+  bool done = false;
+};
+
+std::string DescribeMessage(const Message& m) {
+  std::string text = fmt::format("n{}->n{} {} t{}", m.from, m.to, raft::ToString(m.type), m.term);
+  switch (m.type) {
+    case MessageType::kAppendEntries:
+      text += fmt::format(" prev={}/t{} commit={}", m.log_index, m.log_term, m.commit);
+      if (!m.entries.empty()) {
+        text += fmt::format(" entries={}..{}", m.entries.front().index, m.entries.back().index);
+      }
+      break;
+    case MessageType::kAppendEntriesResponse:
+      text += m.reject ? fmt::format(" reject={} hint={}/t{}", m.index, m.reject_hint_index,
+                                     m.reject_hint_term)
+                       : fmt::format(" match={}", m.index);
+      break;
+    case MessageType::kRequestVote:
+    case MessageType::kRequestPreVote:
+      text += fmt::format(" last={}/t{}{}", m.log_index, m.log_term,
+                          m.leadership_transfer ? " transfer" : "");
+      break;
+    case MessageType::kRequestVoteResponse:
+    case MessageType::kRequestPreVoteResponse:
+      text += m.reject ? " rejected" : " granted";
+      break;
+    case MessageType::kHeartbeat:
+      text += fmt::format(" commit={} round={}", m.commit, m.read_round);
+      break;
+    case MessageType::kHeartbeatResponse:
+      text += fmt::format(" round={}", m.read_round);
+      break;
+    case MessageType::kInstallSnapshot:
+      text += fmt::format(" snapshot={}/t{} {}", m.snapshot->meta.index, m.snapshot->meta.term,
+                          raft::ToString(m.snapshot->meta.membership));
+      break;
+    case MessageType::kReadIndex:
+      text += fmt::format(" read={}", m.read_context);
+      break;
+    case MessageType::kReadIndexResponse:
+      text += fmt::format(" read={} index={}", m.read_context, m.index);
+      break;
+    case MessageType::kTimeoutNow:
+      break;
+  }
+  return text;
+}
+
+std::string EncodeSnapshot(Index index, uint64_t state_hash) {
+  return fmt::format("{}:{}", index, state_hash);
+}
+
+uint64_t DecodeSnapshotHash(const std::string& data) {
+  if (data.empty()) return 0;  // The initial snapshot at index 0.
+  const size_t colon = data.find(':');
+  SYNOD_ASSERT(colon != std::string::npos);
+  return std::stoull(data.substr(colon + 1));
+}
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& options);
+  SimResult Run();
+  std::string DescribeParameters() const { return parameters_description_; }
+
+ private:
+  void ChooseParameters();
+  raft::Config NodeConfig(NodeId id);
+  void Schedule(uint64_t time, Event event);
+  void Dispatch(Event event);
+  void Trace(std::string_view text);
+  template <typename... Args>
+  void Tracef(fmt::format_string<Args...> format, Args&&... args) {
+    if (options_.trace != nullptr) Trace(fmt::format(format, std::forward<Args>(args)...));
+  }
+  void Fail(std::string message);
+
+  SimNode& NodeAt(NodeId id) { return nodes_.at(id); }
+  // Runs the node's pending Ready batches and records what the checker needs to see.
+  void AfterInput(SimNode& node);
+  void Pump(SimNode& node);
+  void CompleteWrite(SimNode& node);
+  void Persist(SimNode& node, const Ready& ready);
+  void Apply(SimNode& node, const Ready& ready);
+  void MaybeSnapshot(SimNode& node);
+  void Send(Message message);
+  uint64_t DeliveryTime(NodeId from, NodeId to);
+  bool LinkCut(NodeId from, NodeId to) const;
+
+  // Faults.
+  void Nemesis();
+  void Crash(SimNode& node);
+  void CrashAndScheduleRestart(SimNode& node);
+  void Restart(SimNode& node);
+  void Pause(SimNode& node);
+  void Unpause(SimNode& node);
+  void StartPartition();
+  void HealPartition(uint64_t id);
+  void ChangeMembership();
+  void TransferLeadership();
+  void HealEverything();
+
+  // Clients.
+  void ClientStep();
+  void Propose(uint64_t request_id);
+  void Read();
+  SimNode* BelievedLeader();
+  NodeId RandomRunningNode();
+  bool LivenessReached();
+
+  SimOptions options_;
+  base::Prng prng_;
+  Parameters parameters_;
+  // As chosen at the start (the liveness phase zeroes the fault rates).
+  std::string parameters_description_;
+  Checker checker_;
+  SimStats stats_;
+  std::optional<std::string> failure_;
+
+  uint64_t now_ = 0;
+  uint64_t sequence_ = 0;
+  // The event queue: (time, sequence) keys in a min-heap; events live in slots so the heap moves
+  // only small keys.
+  using Key = std::tuple<uint64_t, uint64_t, size_t>;
+  std::priority_queue<Key, std::vector<Key>, std::greater<Key>> queue_;
+  std::vector<Event> slots_;
+  std::vector<size_t> free_slots_;
+
+  std::map<NodeId, SimNode> nodes_;
+  std::map<uint64_t, Partition> partitions_;
+  uint64_t next_partition_id_ = 1;
+  std::map<std::pair<NodeId, NodeId>, uint32_t> cut_links_;
+  // When the last in-order message on each directed link arrives.
+  std::map<std::pair<NodeId, NodeId>, uint64_t> link_last_delivery_;
+  std::vector<NodeId> spare_ids_;
+
+  bool liveness_phase_ = false;
+  uint64_t liveness_start_tick_ = 0;
+  uint64_t tick_ = 0;
+  std::map<uint64_t, Request> requests_;
+  std::map<uint64_t, uint64_t> request_of_proposal_;
+  uint64_t next_request_id_ = 1;
+  uint64_t next_proposal_id_ = 1;
+  uint64_t next_read_id_ = 1;
+  uint64_t pending_requests_ = 0;
+};
+
+Simulation::Simulation(const SimOptions& options) : options_(options), prng_(options.seed) {
+  ChooseParameters();
+  parameters_description_ = parameters_.ToString();
+}
+
+void Simulation::ChooseParameters() {
+  Parameters& p = parameters_;
+  static constexpr std::array<uint32_t, 3> kSizes = {3, 5, 7};
+  p.voters = options_.nodes != 0 ? options_.nodes : kSizes[prng_.Below(kSizes.size())];
+  p.election_timeout_ticks = static_cast<uint32_t>(prng_.Between(5, 15));
+  p.heartbeat_interval_ticks = static_cast<uint32_t>(prng_.Between(1, 2));
+  p.pre_vote = prng_.Chance(85, 100);
+  p.check_quorum = prng_.Chance(85, 100);
+  static constexpr std::array<uint32_t, 3> kInflight = {1, 4, 64};
+  p.inflight_messages_max = kInflight[prng_.Below(kInflight.size())];
+  // Payloads are a few bytes: 1 byte means one entry per message (which splits an old term's
+  // entries from a new leader's no-op, the setting of the paper's figure 8), 64 about ten.
+  static constexpr std::array<uint64_t, 4> kAppendBytes = {1, 64, 1024, 1 << 20};
+  p.append_entries_bytes_max = kAppendBytes[prng_.Below(kAppendBytes.size())];
+  // One entry per message carries the workload only with a pipeline.
+  if (p.append_entries_bytes_max == 1) p.inflight_messages_max = 64;
+  p.snapshot_interval = prng_.Between(5, 200);
+  p.compaction_keep = prng_.Between(0, 20);
+  const FaultSet& f = options_.faults;
+  if (f.test(static_cast<size_t>(Fault::kLoss))) p.loss_percent = prng_.Between(1, 20);
+  if (f.test(static_cast<size_t>(Fault::kDuplicate))) p.duplicate_percent = prng_.Between(1, 10);
+  if (f.test(static_cast<size_t>(Fault::kDelay))) {
+    p.long_delay_percent = prng_.Between(1, 20);
+    p.long_delay_units_max = prng_.Between(2, 40) * kTickUnits;
+  }
+  p.fault_per_mille = f.any() ? prng_.Between(10, 80) : 0;
+  if (f.test(static_cast<size_t>(Fault::kCrash))) {
+    p.crash_after_write_per_100k = prng_.Chance(1, 2) ? prng_.Between(1, 100) : 0;
+    p.crash_after_vote_percent = prng_.Chance(1, 2) ? prng_.Between(5, 50) : 0;
+    p.crash_new_leader_percent = prng_.Chance(1, 2) ? prng_.Between(5, 50) : 0;
+    p.downtime_units_max = prng_.Chance(1, 2) ? prng_.Between(2, 30)
+                                               : prng_.Between(5, 50) * kTickUnits;
+  }
+  p.proposals_per_tick_max = static_cast<uint32_t>(prng_.Between(1, 4));
+  p.reads_per_mille = static_cast<uint32_t>(prng_.Between(50, 500));
+}
+
+raft::Config Simulation::NodeConfig(NodeId id) {
+  raft::Config config;
+  config.id = id;
+  config.election_timeout_ticks = parameters_.election_timeout_ticks;
+  config.heartbeat_interval_ticks = parameters_.heartbeat_interval_ticks;
+  config.pre_vote = parameters_.pre_vote;
+  config.check_quorum = parameters_.check_quorum;
+  config.inflight_messages_max = parameters_.inflight_messages_max;
+  config.append_entries_bytes_max = parameters_.append_entries_bytes_max;
+  config.snapshot_retry_ticks = parameters_.election_timeout_ticks * 2;
+  config.seed = prng_.NextU64();
+  config.check_invariants = true;
+  return config;
+}
+
+void Simulation::Trace(std::string_view text) {
+  *options_.trace << fmt::format("[{:>6}.{}] {}\n", now_ / kTickUnits, now_ % kTickUnits, text);
+}
+
+void Simulation::Fail(std::string message) {
+  if (!failure_.has_value()) {
+    failure_ = std::move(message);
+    Tracef("FAILURE: {}", *failure_);
+  }
+}
+
+void Simulation::Schedule(uint64_t time, Event event) {
+  SYNOD_ASSERT(time >= now_);
+  size_t slot;
+  if (free_slots_.empty()) {
+    slot = slots_.size();
+    slots_.push_back(std::move(event));
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    slots_[slot] = std::move(event);
+  }
+  queue_.emplace(time, sequence_++, slot);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+SimResult Simulation::Run() {
+  const uint32_t total = parameters_.voters + kSpareNodes;
+  raft::Membership initial;
+  for (uint32_t i = 1; i <= parameters_.voters; ++i) initial.voters.push_back(NodeId(i));
+  for (uint32_t i = 1; i <= total; ++i) {
+    const NodeId id(i);
+    SimNode& node = nodes_[id];
+    node.id = id;
+    // Members of the new cluster start from a snapshot at index 0 holding the initial
+    // configuration; spare nodes start empty and learn the configuration when added.
+    if (i <= parameters_.voters) node.snapshot.meta.membership = initial;
+    if (i > parameters_.voters) spare_ids_.push_back(id);
+    Restart(node);
+  }
+  Tracef("seed {} faults {} {}", options_.seed, ToString(options_.faults), parameters_.ToString());
+  Schedule(kTickUnits, Event{EventKind::kClient, {}, 0, 0, {}});
+  Schedule(kTickUnits, Event{EventKind::kNemesis, {}, 0, 0, {}});
+
+  const uint64_t end_tick = options_.safety_ticks + options_.liveness_ticks_max;
+  bool live = false;
+  while (!queue_.empty() && !failure_.has_value()) {
+    auto [time, sequence, slot] = queue_.top();
+    queue_.pop();
+    now_ = time;
+    Event event = std::move(slots_[slot]);
+    free_slots_.push_back(slot);
+    ++stats_.events;
+    tick_ = now_ / kTickUnits;
+    if (!liveness_phase_ && tick_ >= options_.safety_ticks) {
+      liveness_phase_ = true;
+      liveness_start_tick_ = tick_;
+      HealEverything();
+    }
+    if (tick_ > end_tick) break;
+    const EventKind kind = event.kind;
+    Dispatch(std::move(event));
+    if (checker_.failed()) Fail(*checker_.failure());
+    if (liveness_phase_ && kind == EventKind::kClient && LivenessReached()) {
+      live = true;
+      break;
+    }
+  }
+  if (!failure_.has_value() && !live) {
+    std::vector<std::string> states;
+    for (const auto& [id, node] : nodes_) {
+      if (!node.running) continue;
+      states.push_back(fmt::format("n{} {} t{} commit={} applied={} last={}", id,
+                                   raft::ToString(node.raft->role()), node.raft->term(),
+                                   node.raft->log().committed(), node.applied,
+                                   node.raft->log().last_index()));
+    }
+    Fail(fmt::format(
+        "Liveness: {} ticks after faults stopped, {} client requests were not committed or the "
+        "members had not caught up [{}]",
+        tick_ - liveness_start_tick_, pending_requests_, fmt::join(states, "; ")));
+  }
+  stats_.liveness_ticks = tick_ - liveness_start_tick_;
+  stats_.leaders_elected = checker_.leaders_elected();
+  stats_.committed = checker_.committed_max().value();
+  stats_.proposals_applied = checker_.applied_proposals().size();
+
+  SimResult result;
+  result.passed = !failure_.has_value();
+  result.failure = failure_.value_or("");
+  result.parameters = parameters_description_;
+  result.stats = stats_;
+  return result;
+}
+
+void Simulation::Dispatch(Event event) {
+  switch (event.kind) {
+    case EventKind::kTick: {
+      SimNode& node = NodeAt(event.node);
+      if (!node.running || event.incarnation != node.incarnation) return;
+      Schedule(now_ + kTickUnits, Event{EventKind::kTick, node.id, node.incarnation, 0, {}});
+      // A paused process's timers do not fire.
+      if (node.paused) return;
+      node.raft->Tick();
+      AfterInput(node);
+      return;
+    }
+    case EventKind::kDeliver: {
+      SimNode& node = NodeAt(event.node);
+      if (!node.running) return;
+      if (LinkCut(event.message.from, event.message.to)) {
+        ++stats_.messages_dropped;
+        return;
+      }
+      if (node.paused) {
+        node.deferred.push_back(std::move(event));
+        return;
+      }
+      const NodeId from = event.message.from;
+      const MessageType type = event.message.type;
+      Status status = node.raft->Step(std::move(event.message));
+      if (!status.ok()) {
+        Fail(fmt::format("node {} rejected a {} from node {}: {}", node.id, raft::ToString(type),
+                         from, status.ToString()));
+        return;
+      }
+      AfterInput(node);
+      return;
+    }
+    case EventKind::kDiskDone: {
+      SimNode& node = NodeAt(event.node);
+      if (!node.running || event.incarnation != node.incarnation) return;
+      if (node.paused) {
+        node.deferred.push_back(std::move(event));
+        return;
+      }
+      CompleteWrite(node);
+      AfterInput(node);
+      return;
+    }
+    case EventKind::kCrash: {
+      SimNode& node = NodeAt(event.node);
+      if (node.running && event.incarnation == node.incarnation && !liveness_phase_) {
+        CrashAndScheduleRestart(node);
+      }
+      return;
+    }
+    case EventKind::kRestart:
+      // The liveness phase may already have restarted it.
+      if (!NodeAt(event.node).running) Restart(NodeAt(event.node));
+      return;
+    case EventKind::kUnpause:
+      Unpause(NodeAt(event.node));
+      return;
+    case EventKind::kHealPartition:
+      HealPartition(event.partition);
+      return;
+    case EventKind::kUnslow:
+      NodeAt(event.node).slow_factor = 1;
+      Tracef("n{} is no longer slow", event.node);
+      return;
+    case EventKind::kClient:
+      ClientStep();
+      Schedule(now_ + kTickUnits, Event{EventKind::kClient, {}, 0, 0, {}});
+      return;
+    case EventKind::kNemesis:
+      if (liveness_phase_) return;
+      Nemesis();
+      Schedule(now_ + kTickUnits, Event{EventKind::kNemesis, {}, 0, 0, {}});
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes: the Ready contract (types.h), with a disk that takes time.
+
+void Simulation::AfterInput(SimNode& node) {
+  if (!node.running) return;
+  Pump(node);
+  // A crash right after a write may have ended the node meanwhile.
+  if (node.running) checker_.ObserveNode(*node.raft);
+}
+
+void Simulation::Pump(SimNode& node) {
+  while (node.running && !node.writing.has_value() && node.raft->HasReady()) {
+    Ready ready = node.raft->TakeReady();
+    if (ready.soft_state.has_value()) {
+      Tracef("n{} is {} in term {} (leader n{})", node.id,
+             raft::ToString(ready.soft_state->role), node.raft->term(), ready.soft_state->leader);
+      if (ready.soft_state->role == Role::kLeader && !liveness_phase_ &&
+          prng_.Chance(parameters_.crash_new_leader_percent, 100)) {
+        Schedule(now_ + prng_.Between(1, 2 * kTickUnits),
+                 Event{EventKind::kCrash, node.id, node.incarnation, 0, {}});
+      }
+    }
+    // Thesis 10.2.1: the leader's replication traffic overtakes its own disk write.
+    for (Message& message : ready.early_messages) Send(std::move(message));
+    ready.early_messages.clear();
+    const bool must_persist = ready.MustPersist();
+    node.writing = std::move(ready);
+    if (must_persist) {
+      const uint64_t latency = prng_.Between(1, 4) * node.slow_factor;
+      Schedule(now_ + latency, Event{EventKind::kDiskDone, node.id, node.incarnation, 0, {}});
+      return;
+    }
+    CompleteWrite(node);
+  }
+}
+
+void Simulation::CompleteWrite(SimNode& node) {
+  SYNOD_ASSERT(node.writing.has_value());
+  Ready ready = std::move(*node.writing);
+  node.writing.reset();
+  const Index durable_last_before = node.durable_last();
+  Persist(node, ready);
+  checker_.OnPersist(*node.raft, ready, durable_last_before);
+  // Only now, with the vote, term and entries durable, may promises about them leave the node.
+  const bool granted_vote =
+      std::any_of(ready.messages.begin(), ready.messages.end(), [](const Message& message) {
+        return message.type == MessageType::kRequestVoteResponse && !message.reject;
+      });
+  for (Message& message : ready.messages) Send(std::move(message));
+  Apply(node, ready);
+  for (const raft::ReadState& read : ready.read_states) {
+    ++stats_.reads_released;
+    Tracef("n{} read {} released at index {}", node.id, read.context, read.index);
+    checker_.OnReadReleased(node.id, read);
+  }
+  node.raft->Advance();
+  MaybeSnapshot(node);
+  if (liveness_phase_) return;
+  if (granted_vote && prng_.Chance(parameters_.crash_after_vote_percent, 100)) {
+    // Back within a message delay, so a second candidate's request can find it forgetful.
+    Crash(node);
+    Schedule(now_ + prng_.Between(1, 3), Event{EventKind::kRestart, node.id, 0, 0, {}});
+  } else if (prng_.Chance(parameters_.crash_after_write_per_100k, 100000)) {
+    CrashAndScheduleRestart(node);
+  }
+}
+
+void Simulation::CrashAndScheduleRestart(SimNode& node) {
+  Crash(node);
+  Schedule(now_ + prng_.Between(1, parameters_.downtime_units_max),
+           Event{EventKind::kRestart, node.id, 0, 0, {}});
+}
+
+void Simulation::Persist(SimNode& node, const Ready& ready) {
+  if (ready.snapshot.has_value()) {
+    // Raft 7: the snapshot supersedes the whole log.
+    node.snapshot = *ready.snapshot;
+    node.durable_log.clear();
+    node.durable_first = ready.snapshot->meta.index.next();
+    ++stats_.snapshots_installed;
+  }
+  if (!ready.entries.empty()) {
+    const Index first = ready.entries.front().index;
+    SYNOD_ASSERT(first >= node.durable_first);
+    SYNOD_ASSERT(first <= node.durable_last().next());
+    node.durable_log.resize(first.distance_from(node.durable_first));
+    for (const Entry& entry : ready.entries) node.durable_log.push_back(entry);
+  }
+  if (ready.hard_state.has_value()) node.hard_state = *ready.hard_state;
+}
+
+void Simulation::Apply(SimNode& node, const Ready& ready) {
+  if (ready.snapshot.has_value()) {
+    node.applied = ready.snapshot->meta.index;
+    node.state_hash = DecodeSnapshotHash(ready.snapshot->data);
+    node.last_snapshot_index = node.applied;
+    Tracef("n{} restored snapshot at {}", node.id, node.applied);
+    checker_.OnRestore(node.id, ready.snapshot->meta, node.state_hash);
+  }
+  for (const Entry& entry : ready.committed_entries) {
+    node.state_hash = NextStateHash(node.state_hash, entry);
+    node.applied = entry.index;
+    checker_.OnApply(node.id, entry, node.state_hash);
+    if (entry.type != raft::EntryType::kNormal) continue;
+    const std::optional<uint64_t> proposal = DecodeProposal(entry.data);
+    if (!proposal.has_value()) continue;
+    auto it = request_of_proposal_.find(*proposal);
+    if (it == request_of_proposal_.end()) continue;
+    Request& request = requests_.at(it->second);
+    if (!request.done) {
+      request.done = true;
+      --pending_requests_;
+    }
+  }
+  if (!ready.committed_entries.empty()) {
+    Tracef("n{} applied {}..{}", node.id, ready.committed_entries.front().index,
+           ready.committed_entries.back().index);
+  }
+}
+
+void Simulation::MaybeSnapshot(SimNode& node) {
+  // The application snapshots its state machine every snapshot_interval entries and compacts
+  // the log, keeping a few entries for followers that are only slightly behind (Raft 7).
+  if (node.applied.distance_from(node.last_snapshot_index) < parameters_.snapshot_interval) return;
+  // A snapshot from the leader may have overtaken what this node has applied; it is newer.
+  if (node.applied <= node.raft->log().snapshot().meta.index) return;
+  Status status = node.raft->SetSnapshot(node.applied, EncodeSnapshot(node.applied,
+                                                                       node.state_hash));
+  if (!status.ok()) {
+    Fail(fmt::format("node {} refused a snapshot: {}", node.id, status.ToString()));
+    return;
+  }
+  node.snapshot = node.raft->log().snapshot();
+  node.last_snapshot_index = node.applied;
+  const Index compact_to = node.applied.value() > parameters_.compaction_keep
+                               ? node.applied.minus(parameters_.compaction_keep)
+                               : Index(0);
+  if (compact_to <= node.raft->log().prev_index()) return;
+  status = node.raft->CompactLog(compact_to);
+  if (!status.ok()) {
+    Fail(fmt::format("node {} refused to compact: {}", node.id, status.ToString()));
+    return;
+  }
+  while (!node.durable_log.empty() && node.durable_first <= compact_to) {
+    node.durable_log.pop_front();
+    node.durable_first = node.durable_first.next();
+  }
+  if (node.durable_log.empty()) node.durable_first = std::max(node.durable_first, compact_to.next());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The network.
+
+bool Simulation::LinkCut(NodeId from, NodeId to) const {
+  auto it = cut_links_.find({from, to});
+  return it != cut_links_.end() && it->second > 0;
+}
+
+uint64_t Simulation::DeliveryTime(NodeId from, NodeId to) {
+  const uint64_t slowness = std::max(NodeAt(from).slow_factor, NodeAt(to).slow_factor);
+  if (parameters_.long_delay_percent > 0 && prng_.Chance(parameters_.long_delay_percent, 100)) {
+    // A message held up arbitrarily long (a retransmission, a reconnect) overtakes nothing but
+    // may be overtaken: this is where reordering comes from.
+    return now_ + (prng_.Between(1, 4) + prng_.Between(1, parameters_.long_delay_units_max)) *
+                      slowness;
+  }
+  // Otherwise a link is a stream, as a TCP connection is: messages arrive in the order sent.
+  uint64_t& last = link_last_delivery_[{from, to}];
+  last = std::max(last, now_ + prng_.Between(1, 4) * slowness);
+  return last;
+}
+
+void Simulation::Send(Message message) {
+  ++stats_.messages_sent;
+  if (!nodes_.contains(message.to)) return;
+  const bool dropped =
+      LinkCut(message.from, message.to) ||
+      (parameters_.loss_percent > 0 && prng_.Chance(parameters_.loss_percent, 100));
+  if (options_.trace != nullptr) {
+    Tracef("{}{}", DescribeMessage(message), dropped ? "  (lost)" : "");
+  }
+  if (dropped) {
+    ++stats_.messages_dropped;
+    return;
+  }
+  if (parameters_.duplicate_percent > 0 && prng_.Chance(parameters_.duplicate_percent, 100)) {
+    ++stats_.messages_duplicated;
+    Schedule(DeliveryTime(message.from, message.to),
+             Event{EventKind::kDeliver, message.to, 0, 0, message});
+  }
+  const uint64_t time = DeliveryTime(message.from, message.to);
+  const NodeId to = message.to;
+  Schedule(time, Event{EventKind::kDeliver, to, 0, 0, std::move(message)});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+void Simulation::Nemesis() {
+  if (!prng_.Chance(parameters_.fault_per_mille, 1000)) return;
+  std::vector<Fault> enabled;
+  for (size_t i = 0; i < kFaultCount; ++i) {
+    const Fault fault = static_cast<Fault>(i);
+    // Loss, duplication and delay act on every message; the rest are events started here.
+    if (fault == Fault::kLoss || fault == Fault::kDuplicate || fault == Fault::kDelay) continue;
+    if (options_.faults.test(i)) enabled.push_back(fault);
+  }
+  if (enabled.empty()) return;
+  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  switch (enabled[prng_.Below(enabled.size())]) {
+    case Fault::kPartition:
+      StartPartition();
+      break;
+    case Fault::kCrash: {
+      // Crash the leader half of the time: it exercises the most interesting recovery.
+      SimNode* leader = BelievedLeader();
+      NodeId victim = leader != nullptr && prng_.Chance(1, 2) ? leader->id : RandomRunningNode();
+      if (victim == kNoNode) break;
+      CrashAndScheduleRestart(NodeAt(victim));
+      break;
+    }
+    case Fault::kPause: {
+      const NodeId victim = RandomRunningNode();
+      if (victim == kNoNode || NodeAt(victim).paused) break;
+      Pause(NodeAt(victim));
+      Schedule(now_ + prng_.Between(election_units / 2, 4 * election_units),
+               Event{EventKind::kUnpause, victim, 0, 0, {}});
+      break;
+    }
+    case Fault::kSlow: {
+      const NodeId victim = RandomRunningNode();
+      if (victim == kNoNode) break;
+      NodeAt(victim).slow_factor = static_cast<uint32_t>(prng_.Between(3, 20));
+      Tracef("n{} becomes {}x slower", victim, NodeAt(victim).slow_factor);
+      Schedule(now_ + prng_.Between(election_units, 6 * election_units),
+               Event{EventKind::kUnslow, victim, 0, 0, {}});
+      break;
+    }
+    case Fault::kMembership:
+      ChangeMembership();
+      break;
+    case Fault::kTransfer:
+      TransferLeadership();
+      break;
+    case Fault::kLoss:
+    case Fault::kDuplicate:
+    case Fault::kDelay:
+      break;
+  }
+}
+
+void Simulation::Crash(SimNode& node) {
+  ++stats_.crashes;
+  Tracef("n{} CRASHES (losing {} unpersisted)", node.id,
+         node.writing.has_value() ? "a write in progress and" : "nothing");
+  node.running = false;
+  node.raft.reset();
+  node.writing.reset();
+  node.paused = false;
+  node.deferred.clear();
+  ++node.incarnation;
+  checker_.ForgetVolatile(node.id);
+}
+
+void Simulation::Restart(SimNode& node) {
+  SYNOD_ASSERT(node.raft == nullptr);
+  raft::PersistentState state;
+  state.hard_state = node.hard_state;
+  state.snapshot = node.snapshot;
+  for (const Entry& entry : node.durable_log) {
+    if (entry.index > node.snapshot.meta.index) state.entries.push_back(entry);
+  }
+  Result<std::unique_ptr<raft::Raft>> created = raft::Raft::Create(NodeConfig(node.id), state);
+  if (!created.ok()) {
+    Fail(fmt::format("node {} cannot restart from its durable state: {}", node.id,
+                     created.status().ToString()));
+    return;
+  }
+  node.raft = std::move(*created);
+  node.running = true;
+  node.applied = node.snapshot.meta.index;
+  node.state_hash = DecodeSnapshotHash(node.snapshot.data);
+  node.last_snapshot_index = node.applied;
+  node.slow_factor = 1;
+  if (node.incarnation > 0) {
+    Tracef("n{} restarts: term {} vote n{} commit {} snapshot {} log {}..{}", node.id,
+           state.hard_state.term, state.hard_state.voted_for, state.hard_state.commit,
+           node.snapshot.meta.index, node.durable_first, node.durable_last());
+  }
+  checker_.OnRestore(node.id, node.snapshot.meta, node.state_hash);
+  // Nodes' clocks are not in phase: each ticks at its own offset within the tick.
+  Schedule(now_ + prng_.Between(1, kTickUnits),
+           Event{EventKind::kTick, node.id, node.incarnation, 0, {}});
+  AfterInput(node);
+}
+
+void Simulation::Pause(SimNode& node) {
+  ++stats_.pauses;
+  Tracef("n{} PAUSES", node.id);
+  node.paused = true;
+}
+
+void Simulation::Unpause(SimNode& node) {
+  if (!node.paused) return;
+  Tracef("n{} resumes ({} events were waiting)", node.id, node.deferred.size());
+  node.paused = false;
+  std::vector<Event> deferred = std::move(node.deferred);
+  node.deferred.clear();
+  for (Event& event : deferred) {
+    Dispatch(std::move(event));
+    if (!node.running || node.paused) break;
+  }
+}
+
+void Simulation::StartPartition() {
+  std::vector<NodeId> ids;
+  for (const auto& [id, node] : nodes_) ids.push_back(id);
+  Partition partition;
+  const uint64_t kind = prng_.Below(3);
+  std::vector<bool> side(ids.size());
+  std::string description;
+  if (kind == 0) {
+    // Symmetric split into two sides, often isolating the leader.
+    SimNode* leader = BelievedLeader();
+    for (size_t i = 0; i < ids.size(); ++i) side[i] = prng_.Chance(1, 2);
+    if (leader != nullptr && prng_.Chance(1, 2)) {
+      for (size_t i = 0; i < ids.size(); ++i) side[i] = ids[i] == leader->id;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      for (size_t j = 0; j < ids.size(); ++j) {
+        if (side[i] != side[j]) partition.links.emplace_back(ids[i], ids[j]);
+      }
+    }
+    std::vector<NodeId> one_side;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (side[i]) one_side.push_back(ids[i]);
+    }
+    description = fmt::format("splits {{{}}} from the rest", fmt::join(one_side, ","));
+  } else {
+    // One-way: a node can hear but not speak (or speak but not hear).
+    const NodeId victim = ids[prng_.Below(ids.size())];
+    const bool outgoing = kind == 1;
+    for (NodeId other : ids) {
+      if (other == victim) continue;
+      if (outgoing) {
+        partition.links.emplace_back(victim, other);
+      } else {
+        partition.links.emplace_back(other, victim);
+      }
+    }
+    description = fmt::format("cuts every link {} n{}", outgoing ? "from" : "to", victim);
+  }
+  if (partition.links.empty()) return;
+  ++stats_.partitions;
+  const uint64_t id = next_partition_id_++;
+  Tracef("PARTITION {} {}", id, description);
+  for (const auto& link : partition.links) ++cut_links_[link];
+  partitions_.emplace(id, std::move(partition));
+  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  Schedule(now_ + prng_.Between(election_units, 8 * election_units),
+           Event{EventKind::kHealPartition, {}, 0, id, {}});
+}
+
+void Simulation::HealPartition(uint64_t id) {
+  auto it = partitions_.find(id);
+  if (it == partitions_.end()) return;
+  Tracef("partition {} heals", id);
+  for (const auto& link : it->second.links) --cut_links_[link];
+  partitions_.erase(it);
+}
+
+void Simulation::ChangeMembership() {
+  SimNode* leader = BelievedLeader();
+  if (leader == nullptr) return;
+  const raft::Membership& membership = leader->raft->membership();
+  std::vector<raft::ConfChange> candidates;
+  for (NodeId learner : membership.learners) {
+    candidates.push_back({raft::ConfChangeType::kPromoteLearner, learner});
+  }
+  if (membership.voters.size() < kVotersMax && !spare_ids_.empty()) {
+    candidates.push_back({raft::ConfChangeType::kAddLearner, spare_ids_.front()});
+    candidates.push_back({raft::ConfChangeType::kAddVoter, spare_ids_.front()});
+  }
+  if (membership.voters.size() > kVotersMin) {
+    for (NodeId voter : membership.voters) {
+      candidates.push_back({raft::ConfChangeType::kRemoveNode, voter});
+    }
+  }
+  for (NodeId learner : membership.learners) {
+    candidates.push_back({raft::ConfChangeType::kRemoveNode, learner});
+  }
+  if (candidates.empty()) return;
+  const raft::ConfChange change = candidates[prng_.Below(candidates.size())];
+  Result<raft::LogPosition> result = leader->raft->ProposeConfChange(change);
+  Tracef("n{} proposes {} n{}: {}", leader->id, raft::ToString(change.type), change.node,
+         result.ok() ? fmt::format("at {}", result->index) : result.status().ToString());
+  if (result.ok()) {
+    ++stats_.membership_changes;
+    if (change.type == raft::ConfChangeType::kAddLearner ||
+        change.type == raft::ConfChangeType::kAddVoter) {
+      spare_ids_.erase(spare_ids_.begin());
+    }
+  }
+  AfterInput(*leader);
+}
+
+void Simulation::TransferLeadership() {
+  SimNode* leader = BelievedLeader();
+  if (leader == nullptr) return;
+  std::vector<NodeId> others;
+  for (NodeId voter : leader->raft->membership().voters) {
+    if (voter != leader->id) others.push_back(voter);
+  }
+  if (others.empty()) return;
+  const NodeId target = others[prng_.Below(others.size())];
+  Status status = leader->raft->TransferLeadership(target);
+  ++stats_.transfers;
+  Tracef("n{} transfers leadership to n{}: {}", leader->id, target, status.ToString());
+  AfterInput(*leader);
+}
+
+void Simulation::HealEverything() {
+  Tracef("FAULTS STOP: healing everything for the liveness phase");
+  parameters_.loss_percent = 0;
+  parameters_.duplicate_percent = 0;
+  parameters_.long_delay_percent = 0;
+  partitions_.clear();
+  cut_links_.clear();
+  for (auto& [id, node] : nodes_) {
+    node.slow_factor = 1;
+    if (!node.running) Restart(node);
+    if (node.paused) Unpause(node);
+  }
+  // Every request still pending is retried at once.
+  for (auto& [id, request] : requests_) request.last_attempt_tick = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients.
+
+SimNode* Simulation::BelievedLeader() {
+  // Clients find the leader the way an etcd client would after a few redirects: the running
+  // node that believes it leads in the highest term.
+  SimNode* best = nullptr;
+  for (auto& [id, node] : nodes_) {
+    if (!node.running || node.paused || node.raft->role() != Role::kLeader) continue;
+    if (best == nullptr || node.raft->term() > best->raft->term()) best = &node;
+  }
+  return best;
+}
+
+NodeId Simulation::RandomRunningNode() {
+  std::vector<NodeId> running;
+  for (const auto& [id, node] : nodes_) {
+    if (node.running) running.push_back(id);
+  }
+  if (running.empty()) return kNoNode;
+  return running[prng_.Below(running.size())];
+}
+
+void Simulation::ClientStep() {
+  // Retry requests whose last attempt was refused or whose leader is gone, and, after a long
+  // wait, any request (its entry may have been lost with a message or a crash).
+  const uint64_t retry_ticks = 2 * parameters_.election_timeout_ticks;
+  const uint64_t give_up_ticks = 10 * parameters_.election_timeout_ticks;
+  const SimNode* leader = BelievedLeader();
+  for (auto& [id, request] : requests_) {
+    if (request.done) continue;
+    const bool leadership_ended = request.accepted_by == kNoNode || leader == nullptr ||
+                                  leader->id != request.accepted_by ||
+                                  leader->raft->term() != request.accepted_term;
+    const uint64_t wait = leadership_ended ? retry_ticks : give_up_ticks;
+    if (tick_ >= request.last_attempt_tick + wait) Propose(id);
+  }
+  if (!liveness_phase_) {
+    const uint64_t count = prng_.Below(parameters_.proposals_per_tick_max + 1);
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t request_id = next_request_id_++;
+      requests_.emplace(request_id, Request{});
+      ++pending_requests_;
+      Propose(request_id);
+    }
+  }
+  if (prng_.Chance(parameters_.reads_per_mille, 1000)) Read();
+}
+
+void Simulation::Propose(uint64_t request_id) {
+  Request& request = requests_.at(request_id);
+  request.last_attempt_tick = tick_;
+  // Mostly to the leader; sometimes to any node, which must refuse clearly.
+  SimNode* target = BelievedLeader();
+  if (target == nullptr || prng_.Chance(1, 10)) {
+    const NodeId id = RandomRunningNode();
+    target = id == kNoNode ? nullptr : &NodeAt(id);
+  }
+  if (target == nullptr || target->paused) return;
+  const uint64_t proposal_id = next_proposal_id_++;
+  checker_.OnProposalIssued(proposal_id);
+  request_of_proposal_.emplace(proposal_id, request_id);
+  ++stats_.proposals;
+  Result<raft::LogPosition> result = target->raft->Propose(EncodeProposal(proposal_id));
+  request.accepted_by = result.ok() ? target->id : kNoNode;
+  request.accepted_term = result.ok() ? result->term : Term(0);
+  if (options_.trace != nullptr) {
+    Tracef("client proposes p{} (request {}) to n{}: {}", proposal_id, request_id, target->id,
+           result.ok() ? fmt::format("at {}/t{}", result->index, result->term)
+                       : result.status().ToString());
+  }
+  AfterInput(*target);
+}
+
+void Simulation::Read() {
+  const NodeId id = RandomRunningNode();
+  if (id == kNoNode || NodeAt(id).paused) return;
+  SimNode& node = NodeAt(id);
+  const std::string context = fmt::format("r{}", next_read_id_++);
+  checker_.OnReadRequested(context);
+  Status status = node.raft->ReadIndex(context);
+  Tracef("client reads {} at n{}: {}", context, id, status.ToString());
+  AfterInput(node);
+}
+
+bool Simulation::LivenessReached() {
+  if (pending_requests_ > 0) return false;
+  SimNode* leader = BelievedLeader();
+  if (leader == nullptr) return false;
+  // Every member has caught up with everything the leader has committed.
+  const Index commit = leader->raft->log().committed();
+  const raft::Membership& membership = leader->raft->membership();
+  for (const std::vector<NodeId>* ids : {&membership.voters, &membership.learners}) {
+    for (NodeId id : *ids) {
+      const SimNode& node = NodeAt(id);
+      if (!node.running || node.applied < commit) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view ToString(Fault fault) { return kFaultNames[static_cast<size_t>(fault)]; }
+
+std::string ToString(const FaultSet& faults) {
+  if (faults.all()) return "all";
+  if (faults.none()) return "none";
+  std::vector<std::string_view> names;
+  for (size_t i = 0; i < kFaultCount; ++i) {
+    if (faults.test(i)) names.push_back(kFaultNames[i]);
+  }
+  return fmt::format("{}", fmt::join(names, ","));
+}
+
+Result<FaultSet> ParseFaults(std::string_view spec) {
+  FaultSet faults;
+  if (spec == "all") return faults.set();
+  if (spec == "none") return faults;
+  while (!spec.empty()) {
+    const size_t comma = spec.find(',');
+    const std::string_view name = spec.substr(0, comma);
+    auto it = std::find(kFaultNames.begin(), kFaultNames.end(), name);
+    if (it == kFaultNames.end()) {
+      return absl::InvalidArgumentError(
+          fmt::format("unknown fault \"{}\" (known: all, none, {})", name,
+                      fmt::join(kFaultNames, ", ")));
+    }
+    faults.set(static_cast<size_t>(it - kFaultNames.begin()));
+    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+  }
+  return faults;
+}
+
+namespace {
+
+// A failed assertion inside the core (or the simulator) during a run.
+struct AssertionFailure {
+  std::string what;
+};
+
+[[noreturn]] void ThrowAssertionFailure(const char* file, int line, const char* condition,
+                                        const std::string& message) {
+  throw AssertionFailure{fmt::format("assertion failed at {}:{}: {}{}{}", file, line, condition,
+                                     message.empty() ? "" : ": ", message)};
+}
+
+}  // namespace
+
+SimResult RunSimulation(const SimOptions& options) {
+  static std::once_flag install_handler;
+  std::call_once(install_handler, [] { base::SetAssertHandler(&ThrowAssertionFailure); });
+  Simulation simulation(options);
+  try {
+    return simulation.Run();
+  } catch (const AssertionFailure& failure) {
+    if (options.trace != nullptr) *options.trace << "FAILURE: " << failure.what << "\n";
+    SimResult result;
+    result.failure = failure.what;
+    result.parameters = simulation.DescribeParameters();
+    return result;
+  }
+}
+
+}  // namespace synod::sim
