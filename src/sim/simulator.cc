@@ -38,6 +38,19 @@ constexpr uint32_t kSpareNodes = 3;
 constexpr uint32_t kVotersMin = 3;
 constexpr uint32_t kVotersMax = 7;
 
+// Moments at which a fault exposes the most, because what a node has promised and what the
+// others know are briefly out of step.
+enum class Moment : uint8_t {
+  // A vote was just made durable and sent: a node that forgets it could vote twice.
+  kVoteGranted,
+  // A node just became leader: its log may hold entries nobody else has.
+  kBecameLeader,
+  // A leader's commit index just advanced: the entries that follow, maybe of a newer term, are
+  // still on the wire (the setting of the paper's figure 8).
+  kCommitAdvanced,
+};
+inline constexpr size_t kMomentCount = 3;
+
 // Every random choice a seed makes about the run, printed with a failure so it can be read
 // without replaying.
 struct Parameters {
@@ -55,16 +68,11 @@ struct Parameters {
   uint32_t long_delay_percent = 0;
   uint64_t long_delay_units_max = 0;
   uint32_t fault_per_mille = 0;  // chance per tick of starting a fault
-  // FoundationDB-style "buggify": the chance that a node crashes right after a disk write
-  // completes and its messages leave, the moment when what it promised (a vote, an
-  // acknowledgement, a commit) and what it remembers are most easily confused.
+  // The chance that a node crashes right after any disk write completes and its messages leave.
   uint32_t crash_after_write_per_100k = 0;
-  // The same, right after a write that grants a vote: a node that forgets its vote after such a
-  // crash can elect two leaders in one term.
-  uint32_t crash_after_vote_percent = 0;
-  // The chance that a new leader crashes within a tick or two of taking office, while its log
-  // still holds entries nobody else has: the raw material of the paper's figure 8.
-  uint32_t crash_new_leader_percent = 0;
+  // FoundationDB-style "buggify": the chance of a fault (crash, isolation or pause of the node)
+  // at each moment the protocol changes state; see Moment.
+  std::array<uint32_t, kMomentCount> moment_fault_percent{};
   // The longest downtime of a crashed node; short ones let it rejoin within one election.
   uint64_t downtime_units_max = 0;
   uint32_t proposals_per_tick_max = 2;
@@ -75,13 +83,13 @@ struct Parameters {
         "voters={} election_timeout={} heartbeat={} pre_vote={} check_quorum={} inflight={} "
         "append_bytes={} snapshot_every={} compaction_keep={} loss={}% dup={}% long_delay={}% "
         "long_delay_max={}u faults_per_mille={} crash_after_write_per_100k={} "
-        "crash_after_vote={}% crash_new_leader={}% downtime_max={}u "
+        "moment_faults={}% downtime_max={}u "
         "proposals_per_tick<={} reads_per_mille={}",
         voters, election_timeout_ticks, heartbeat_interval_ticks, pre_vote, check_quorum,
         inflight_messages_max, append_entries_bytes_max, snapshot_interval, compaction_keep,
         loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max,
-        fault_per_mille, crash_after_write_per_100k, crash_after_vote_percent,
-        crash_new_leader_percent, downtime_units_max,
+        fault_per_mille, crash_after_write_per_100k, fmt::join(moment_fault_percent, "/"),
+        downtime_units_max,
         proposals_per_tick_max, reads_per_mille);
   }
 };
@@ -130,6 +138,8 @@ struct SimNode {
   Index applied;
   uint64_t state_hash = 0;
   Index last_snapshot_index;
+  // The commit index at the last look, to notice a leader's commit advancing.
+  Index commit_seen;
 
   // Faults.
   bool paused = false;
@@ -244,6 +254,9 @@ class Simulation {
   void Nemesis();
   void Crash(SimNode& node);
   void CrashAndScheduleRestart(SimNode& node);
+  void MaybeFaultAt(SimNode& node, Moment moment);
+  void Isolate(NodeId id, uint64_t duration_units);
+  void AddPartition(Partition partition, std::string description, uint64_t duration_units);
   void Restart(SimNode& node);
   void Pause(SimNode& node);
   void Unpause(SimNode& node);
@@ -329,10 +342,14 @@ void Simulation::ChooseParameters() {
     p.long_delay_units_max = prng_.Between(2, 40) * kTickUnits;
   }
   p.fault_per_mille = f.any() ? prng_.Between(10, 80) : 0;
+  const bool moment_faults = f.test(static_cast<size_t>(Fault::kCrash)) ||
+                             f.test(static_cast<size_t>(Fault::kPartition)) ||
+                             f.test(static_cast<size_t>(Fault::kPause));
+  for (uint32_t& percent : p.moment_fault_percent) {
+    percent = moment_faults && prng_.Chance(1, 2) ? static_cast<uint32_t>(prng_.Between(5, 50)) : 0;
+  }
   if (f.test(static_cast<size_t>(Fault::kCrash))) {
     p.crash_after_write_per_100k = prng_.Chance(1, 2) ? prng_.Between(1, 100) : 0;
-    p.crash_after_vote_percent = prng_.Chance(1, 2) ? prng_.Between(5, 50) : 0;
-    p.crash_new_leader_percent = prng_.Chance(1, 2) ? prng_.Between(5, 50) : 0;
     p.downtime_units_max = prng_.Chance(1, 2) ? prng_.Between(2, 30)
                                                : prng_.Between(5, 50) * kTickUnits;
   }
@@ -537,7 +554,12 @@ void Simulation::AfterInput(SimNode& node) {
   if (!node.running) return;
   Pump(node);
   // A crash right after a write may have ended the node meanwhile.
-  if (node.running) checker_.ObserveNode(*node.raft);
+  if (!node.running) return;
+  checker_.ObserveNode(*node.raft);
+  const Index commit = node.raft->log().committed();
+  const bool leader_committed = node.raft->role() == Role::kLeader && commit > node.commit_seen;
+  node.commit_seen = commit;
+  if (leader_committed) MaybeFaultAt(node, Moment::kCommitAdvanced);
 }
 
 void Simulation::Pump(SimNode& node) {
@@ -546,11 +568,7 @@ void Simulation::Pump(SimNode& node) {
     if (ready.soft_state.has_value()) {
       Tracef("n{} is {} in term {} (leader n{})", node.id,
              raft::ToString(ready.soft_state->role), node.raft->term(), ready.soft_state->leader);
-      if (ready.soft_state->role == Role::kLeader && !liveness_phase_ &&
-          prng_.Chance(parameters_.crash_new_leader_percent, 100)) {
-        Schedule(now_ + prng_.Between(1, 2 * kTickUnits),
-                 Event{EventKind::kCrash, node.id, node.incarnation, 0, {}});
-      }
+      if (ready.soft_state->role == Role::kLeader) MaybeFaultAt(node, Moment::kBecameLeader);
     }
     // Thesis 10.2.1: the leader's replication traffic overtakes its own disk write.
     for (Message& message : ready.early_messages) Send(std::move(message));
@@ -588,12 +606,49 @@ void Simulation::CompleteWrite(SimNode& node) {
   node.raft->Advance();
   MaybeSnapshot(node);
   if (liveness_phase_) return;
-  if (granted_vote && prng_.Chance(parameters_.crash_after_vote_percent, 100)) {
-    // Back within a message delay, so a second candidate's request can find it forgetful.
-    Crash(node);
-    Schedule(now_ + prng_.Between(1, 3), Event{EventKind::kRestart, node.id, 0, 0, {}});
-  } else if (prng_.Chance(parameters_.crash_after_write_per_100k, 100000)) {
+  if (granted_vote) MaybeFaultAt(node, Moment::kVoteGranted);
+  if (node.running && prng_.Chance(parameters_.crash_after_write_per_100k, 100000)) {
     CrashAndScheduleRestart(node);
+  }
+}
+
+void Simulation::MaybeFaultAt(SimNode& node, Moment moment) {
+  if (liveness_phase_ || !node.running ||
+      !prng_.Chance(parameters_.moment_fault_percent[static_cast<size_t>(moment)], 100)) {
+    return;
+  }
+  std::vector<Fault> faults;
+  for (Fault fault : {Fault::kCrash, Fault::kPartition, Fault::kPause}) {
+    if (options_.faults.test(static_cast<size_t>(fault))) faults.push_back(fault);
+  }
+  SYNOD_ASSERT(!faults.empty());
+  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  switch (faults[prng_.Below(faults.size())]) {
+    case Fault::kCrash:
+      if (moment == Moment::kBecameLeader) {
+        // Let the new leader append (and perhaps start to send) before it dies.
+        Schedule(now_ + prng_.Between(1, 2 * kTickUnits),
+                 Event{EventKind::kCrash, node.id, node.incarnation, 0, {}});
+      } else if (moment == Moment::kVoteGranted) {
+        // Back within a message delay, so another candidate's request may find it.
+        Crash(node);
+        Schedule(now_ + prng_.Between(1, 3), Event{EventKind::kRestart, node.id, 0, 0, {}});
+      } else {
+        CrashAndScheduleRestart(node);
+      }
+      break;
+    case Fault::kPartition:
+      // Cut at once, so what the node sent in this very step is lost on the way.
+      Isolate(node.id, prng_.Between(election_units, 6 * election_units));
+      break;
+    case Fault::kPause:
+      if (node.paused) break;
+      Pause(node);
+      Schedule(now_ + prng_.Between(election_units / 2, 4 * election_units),
+               Event{EventKind::kUnpause, node.id, 0, 0, {}});
+      break;
+    default:
+      break;
   }
 }
 
@@ -813,6 +868,7 @@ void Simulation::Restart(SimNode& node) {
   node.applied = node.snapshot.meta.index;
   node.state_hash = DecodeSnapshotHash(node.snapshot.data);
   node.last_snapshot_index = node.applied;
+  node.commit_seen = node.raft->log().committed();
   node.slow_factor = 1;
   if (node.incarnation > 0) {
     Tracef("n{} restarts: term {} vote n{} commit {} snapshot {} log {}..{}", node.id,
@@ -838,9 +894,17 @@ void Simulation::Unpause(SimNode& node) {
   node.paused = false;
   std::vector<Event> deferred = std::move(node.deferred);
   node.deferred.clear();
-  for (Event& event : deferred) {
-    Dispatch(std::move(event));
-    if (!node.running || node.paused) break;
+  for (size_t i = 0; i < deferred.size(); ++i) {
+    Dispatch(std::move(deferred[i]));
+    if (!node.running) return;  // A crash loses whatever was still waiting.
+    if (node.paused) {
+      // Paused again by a fault during the replay: the rest waits for the next resume, ahead
+      // of anything that arrived meanwhile.
+      deferred.erase(deferred.begin(), deferred.begin() + static_cast<std::ptrdiff_t>(i + 1));
+      for (Event& later : node.deferred) deferred.push_back(std::move(later));
+      node.deferred = std::move(deferred);
+      return;
+    }
   }
 }
 
@@ -882,15 +946,30 @@ void Simulation::StartPartition() {
     }
     description = fmt::format("cuts every link {} n{}", outgoing ? "from" : "to", victim);
   }
+  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  AddPartition(std::move(partition), std::move(description),
+               prng_.Between(election_units, 8 * election_units));
+}
+
+void Simulation::Isolate(NodeId id, uint64_t duration_units) {
+  Partition partition;
+  for (const auto& [other, node] : nodes_) {
+    if (other == id) continue;
+    partition.links.emplace_back(id, other);
+    partition.links.emplace_back(other, id);
+  }
+  AddPartition(std::move(partition), fmt::format("isolates n{}", id), duration_units);
+}
+
+void Simulation::AddPartition(Partition partition, std::string description,
+                              uint64_t duration_units) {
   if (partition.links.empty()) return;
   ++stats_.partitions;
   const uint64_t id = next_partition_id_++;
   Tracef("PARTITION {} {}", id, description);
   for (const auto& link : partition.links) ++cut_links_[link];
   partitions_.emplace(id, std::move(partition));
-  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
-  Schedule(now_ + prng_.Between(election_units, 8 * election_units),
-           Event{EventKind::kHealPartition, {}, 0, id, {}});
+  Schedule(now_ + duration_units, Event{EventKind::kHealPartition, {}, 0, id, {}});
 }
 
 void Simulation::HealPartition(uint64_t id) {
