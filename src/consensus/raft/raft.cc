@@ -197,8 +197,8 @@ void Raft::TickElection() {
   ++election_elapsed_;
   // Raft 5.2: "If a follower receives no communication over a period of time called the
   // election timeout, then it assumes there is no viable leader and begins an election." Only
-  // voters stand: a learner or a removed node never campaigns.
-  if (IsVoter() && election_elapsed_ >= randomized_election_timeout_) {
+  // voters stand: a learner, or a node whose removal is committed, never campaigns.
+  if (MayCampaign() && election_elapsed_ >= randomized_election_timeout_) {
     StartElection(config_.pre_vote ? ElectionKind::kPreVote : ElectionKind::kElection);
   }
 }
@@ -328,9 +328,12 @@ void Raft::StepStaleTerm(const Message& message) {
     reply.to = message.from;
     reply.reject = true;
     Send(std::move(reply));
-  } else if (message.type == MessageType::kRequestPreVote) {
+  } else if (IsVoteRequest(message.type)) {
+    // Raft figure 2: "Reply false if term < currentTerm", with the current term "for candidate
+    // to update itself", so a candidate that fell behind does not climb one term per timeout.
     Message reply;
-    reply.type = MessageType::kRequestPreVoteResponse;
+    reply.type = message.type == MessageType::kRequestVote ? MessageType::kRequestVoteResponse
+                                                           : MessageType::kRequestPreVoteResponse;
     reply.to = message.from;
     reply.term = term_;
     reply.reject = true;
@@ -390,7 +393,7 @@ void Raft::StepFollower(Message& message) {
     case MessageType::kTimeoutNow:
       // Thesis 3.10: the target starts an election at once, without a pre-vote (the leader
       // vouches for it) and with voters told to disregard their lease.
-      if (IsVoter()) StartElection(ElectionKind::kTransfer);
+      if (MayCampaign()) StartElection(ElectionKind::kTransfer);
       break;
     case MessageType::kReadIndexResponse:
       read_states_.push_back(ReadState{message.index, std::move(message.read_context)});
@@ -558,7 +561,8 @@ void Raft::HandleAppendEntriesResponse(const Message& message) {
   if (MaybeCommit()) {
     OnCommitAdvanced();
   } else if (was_paused) {
-    SendAppend(message.from, false);
+    // The follower may have missed a commit index while paused; tell it even with no entries.
+    SendAppend(message.from, true);
   }
   if (role_ != Role::kLeader) return;
   // The window may have room for several messages now (after probing, or an acknowledgement
@@ -705,8 +709,12 @@ void Raft::AbortTransfer() { transfer_target_ = kNoNode; }
 // ---------------------------------------------------------------------------------------------
 // Elections.
 
+bool Raft::MayCampaign() const {
+  return IsVoter() || log_.MembershipAt(log_.committed()).IsVoter(config_.id);
+}
+
 void Raft::StartElection(ElectionKind kind) {
-  SYNOD_ASSERT(IsVoter());
+  SYNOD_ASSERT(MayCampaign());
   SYNOD_ASSERT(role_ != Role::kLeader);
   MessageType request_type;
   Term election_term;
@@ -984,7 +992,7 @@ Status Raft::TransferLeadership(NodeId target) {
 
 Status Raft::Campaign() {
   if (role_ == Role::kLeader) return absl::FailedPreconditionError("already the leader");
-  if (!IsVoter()) return absl::FailedPreconditionError("not a voter");
+  if (!MayCampaign()) return absl::FailedPreconditionError("not a voter");
   StartElection(config_.pre_vote ? ElectionKind::kPreVote : ElectionKind::kElection);
   if (config_.check_invariants) CheckInvariants();
   return absl::OkStatus();

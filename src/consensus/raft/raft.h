@@ -210,6 +210,11 @@ class Raft {
   // snapshot) and, on the leader, adds and removes progress trackers to match.
   void OnMembershipMaybeChanged();
   bool IsVoter() const { return log_.membership().IsVoter(config_.id); }
+  // Thesis 4.2.2: "a server that is not part of its own latest configuration should still start
+  // new elections, as it might still be needed until the Cnew entry is committed". So a voter of
+  // the committed configuration campaigns even if a newer entry removed it (RecordVote does not
+  // count its own vote then); a learner, or a node whose removal is committed, never does.
+  bool MayCampaign() const;
   bool CommittedInCurrentTerm() const;
 
   void Send(Message message);

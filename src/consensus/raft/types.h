@@ -201,7 +201,8 @@ struct PersistentState {
 };
 
 // The core's output, handed out by Raft::TakeReady. The caller must, in this order:
-//   1. persist `snapshot`, then `entries` (an entry at an index already stored replaces it and
+//   1. persist `snapshot` (it replaces the whole durable log: Raft 7, the follower "discards its
+//      entire log"), then `entries` (an entry at an index already stored replaces it and
 //      everything after it), then `hard_state`, and make them durable (fsync);
 //   2. send `messages`; `early_messages` may be sent before step 1 finishes;
 //   3. restore the state machine from `snapshot` if present, then apply `committed_entries` in
