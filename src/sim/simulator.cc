@@ -1042,8 +1042,6 @@ void Simulation::HealEverything() {
     if (!node.running) Restart(node);
     if (node.paused) Unpause(node);
   }
-  // Every request still pending is retried at once.
-  for (auto& [id, request] : requests_) request.last_attempt_tick = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1070,18 +1068,17 @@ NodeId Simulation::RandomRunningNode() {
 }
 
 void Simulation::ClientStep() {
-  // Retry requests whose last attempt was refused or whose leader is gone, and, after a long
-  // wait, any request (its entry may have been lost with a message or a crash).
+  // Retry requests whose last attempt was refused or whose leader is gone. An attempt accepted
+  // by the leader still in office is never retried: a leader loses no entry of its own term
+  // (Leader Append-Only), and re-proposing behind a long backlog only lengthens it.
   const uint64_t retry_ticks = 2 * parameters_.election_timeout_ticks;
-  const uint64_t give_up_ticks = 10 * parameters_.election_timeout_ticks;
   const SimNode* leader = BelievedLeader();
   for (auto& [id, request] : requests_) {
-    if (request.done) continue;
+    if (request.done || tick_ < request.last_attempt_tick + retry_ticks) continue;
     const bool leadership_ended = request.accepted_by == kNoNode || leader == nullptr ||
                                   leader->id != request.accepted_by ||
                                   leader->raft->term() != request.accepted_term;
-    const uint64_t wait = leadership_ended ? retry_ticks : give_up_ticks;
-    if (tick_ >= request.last_attempt_tick + wait) Propose(id);
+    if (leadership_ended) Propose(id);
   }
   if (!liveness_phase_) {
     const uint64_t count = prng_.Below(parameters_.proposals_per_tick_max + 1);
