@@ -10,7 +10,9 @@ AssertHandler assert_handler = nullptr;
 
 }  // namespace
 
-void SetAssertHandler(AssertHandler handler) { assert_handler = handler; }
+void SetAssertHandler(AssertHandler handler) {
+  assert_handler = handler;
+}
 
 void AssertFail(const char* file, int line, const char* condition, const std::string& message) {
   if (assert_handler != nullptr) {

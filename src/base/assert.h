@@ -20,17 +20,17 @@ void SetAssertHandler(AssertHandler handler);
 
 }  // namespace synod::base
 
-#define SYNOD_ASSERT(condition)                                             \
-  do {                                                                      \
-    if (!(condition)) [[unlikely]] {                                        \
+#define SYNOD_ASSERT(condition)                                                 \
+  do {                                                                          \
+    if (!(condition)) [[unlikely]] {                                            \
       ::synod::base::AssertFail(__FILE__, __LINE__, #condition, std::string{}); \
-    }                                                                       \
+    }                                                                           \
   } while (false)
 
 // SYNOD_ASSERT_MSG(cond, "fmt {}", args...) adds a formatted explanation to the crash report.
-#define SYNOD_ASSERT_MSG(condition, ...)                                              \
-  do {                                                                                \
-    if (!(condition)) [[unlikely]] {                                                  \
+#define SYNOD_ASSERT_MSG(condition, ...)                                                   \
+  do {                                                                                     \
+    if (!(condition)) [[unlikely]] {                                                       \
       ::synod::base::AssertFail(__FILE__, __LINE__, #condition, fmt::format(__VA_ARGS__)); \
-    }                                                                                 \
+    }                                                                                      \
   } while (false)

@@ -2,11 +2,11 @@
 // consensus bug (comparing a term with an index compiles fine with plain integers).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <compare>
 #include <cstdint>
 #include <functional>
-
-#include <fmt/format.h>
 
 namespace synod {
 

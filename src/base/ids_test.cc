@@ -23,7 +23,9 @@ TEST(StrongId, OrderingAndSteps) {
   EXPECT_EQ(kNoNode, NodeId(0));
 }
 
-TEST(StrongId, Formats) { EXPECT_EQ(fmt::format("t{}", Term(3)), "t3"); }
+TEST(StrongId, Formats) {
+  EXPECT_EQ(fmt::format("t{}", Term(3)), "t3");
+}
 
 }  // namespace
 }  // namespace synod

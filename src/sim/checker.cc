@@ -1,10 +1,10 @@
 #include "sim/checker.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <functional>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "base/assert.h"
 
@@ -51,7 +51,9 @@ uint64_t NextStateHash(uint64_t state_hash, const raft::Entry& entry) {
              Mix(static_cast<uint64_t>(digest.type), digest.content_hash));
 }
 
-std::string EncodeProposal(uint64_t proposal_id) { return fmt::format("p{}", proposal_id); }
+std::string EncodeProposal(uint64_t proposal_id) {
+  return fmt::format("p{}", proposal_id);
+}
 
 std::optional<uint64_t> DecodeProposal(const std::string& data) {
   if (data.size() < 2 || data[0] != 'p') return std::nullopt;
@@ -205,9 +207,10 @@ void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
     const raft::SnapshotMeta& meta = ready.snapshot->meta;
     auto it = chain_at_.find({meta.index.value(), meta.term.value()});
     if (it == chain_at_.end()) {
-      Fail(fmt::format("Log Matching: node {} installed a snapshot at ({}, term {}) that no "
-                       "durable log ever held",
-                       node.id(), meta.index, meta.term));
+      Fail(
+          fmt::format("Log Matching: node {} installed a snapshot at ({}, term {}) that no "
+                      "durable log ever held",
+                      node.id(), meta.index, meta.term));
       return;
     }
     view.chain_base = meta.index;
@@ -236,19 +239,20 @@ void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
   uint64_t chain = ChainAt(view, first.prev());
   for (const raft::Entry& entry : ready.entries) {
     const EntryDigest digest = DigestOf(entry);
-    chain = Mix(Mix(chain, entry.term.value()), Mix(static_cast<uint64_t>(digest.type),
-                                                    digest.content_hash));
+    chain = Mix(Mix(chain, entry.term.value()),
+                Mix(static_cast<uint64_t>(digest.type), digest.content_hash));
     view.chain.push_back(chain);
     view.terms.push_back(entry.term);
     // Log Matching (figure 3): "if two logs contain an entry with the same index and term, then
     // the logs are identical in all entries up through the given index". Equal chain hashes
     // at (index, term) say exactly that.
-    auto [it, inserted] = chain_at_.emplace(
-        std::pair{entry.index.value(), entry.term.value()}, chain);
+    auto [it, inserted] =
+        chain_at_.emplace(std::pair{entry.index.value(), entry.term.value()}, chain);
     if (!inserted && it->second != chain) {
-      Fail(fmt::format("Log Matching: node {} holds entry ({}, term {}) but its log up to there "
-                       "differs from another node's with the same entry",
-                       node.id(), entry.index, entry.term));
+      Fail(
+          fmt::format("Log Matching: node {} holds entry ({}, term {}) but its log up to there "
+                      "differs from another node's with the same entry",
+                      node.id(), entry.index, entry.term));
       return;
     }
   }
@@ -260,9 +264,10 @@ void Checker::OnRestore(NodeId node, const raft::SnapshotMeta& meta, uint64_t st
     SYNOD_ASSERT(meta.index.value() <= state_hashes_.size());
     std::optional<uint64_t>& known = state_hashes_[meta.index.value() - 1];
     if (known.has_value() && *known != state_hash) {
-      Fail(fmt::format("State Machine Safety: node {} restored a snapshot at {} whose state "
-                       "differs from the state other nodes reached there",
-                       node, meta.index));
+      Fail(
+          fmt::format("State Machine Safety: node {} restored a snapshot at {} whose state "
+                      "differs from the state other nodes reached there",
+                      node, meta.index));
       return;
     }
     known = state_hash;
@@ -286,9 +291,10 @@ void Checker::OnApply(NodeId node, const raft::Entry& entry, uint64_t state_hash
   const EntryDigest digest = DigestOf(entry);
   const CommittedEntry& committed = committed_[entry.index.value() - 1];
   if (!(committed.digest == digest)) {
-    Fail(fmt::format("State Machine Safety: node {} applied {} at index {} but {} is committed "
-                     "there",
-                     node, Describe(digest), entry.index, Describe(committed.digest)));
+    Fail(
+        fmt::format("State Machine Safety: node {} applied {} at index {} but {} is committed "
+                    "there",
+                    node, Describe(digest), entry.index, Describe(committed.digest)));
     return;
   }
   std::optional<uint64_t>& known = state_hashes_[entry.index.value() - 1];
@@ -330,9 +336,10 @@ void Checker::OnReadReleased(NodeId node, const raft::ReadState& read) {
   // Linearizability of ReadIndex (thesis 6.4): a read must observe every write committed before
   // it began, so its read index is at least the commit index known anywhere at that moment.
   if (read.index < it->second) {
-    Fail(fmt::format("Stale read: node {} released read {} at index {} but index {} was already "
-                     "committed when it was requested",
-                     node, read.context, read.index, it->second));
+    Fail(
+        fmt::format("Stale read: node {} released read {} at index {} but index {} was already "
+                    "committed when it was requested",
+                    node, read.context, read.index, it->second));
     return;
   }
   reads_.erase(it);

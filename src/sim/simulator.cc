@@ -1,5 +1,7 @@
 #include "sim/simulator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -10,8 +12,6 @@
 #include <optional>
 #include <queue>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "base/assert.h"
 #include "base/prng.h"
@@ -87,9 +87,8 @@ struct Parameters {
         "proposals_per_tick<={} reads_per_mille={}",
         voters, election_timeout_ticks, heartbeat_interval_ticks, pre_vote, check_quorum,
         inflight_messages_max, append_entries_bytes_max, snapshot_interval, compaction_keep,
-        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max,
-        fault_per_mille, crash_after_write_per_100k, fmt::join(moment_fault_percent, "/"),
-        downtime_units_max,
+        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max, fault_per_mille,
+        crash_after_write_per_100k, fmt::join(moment_fault_percent, "/"), downtime_units_max,
         proposals_per_tick_max, reads_per_mille);
   }
 };
@@ -350,8 +349,8 @@ void Simulation::ChooseParameters() {
   }
   if (f.test(static_cast<size_t>(Fault::kCrash))) {
     p.crash_after_write_per_100k = prng_.Chance(1, 2) ? prng_.Between(1, 100) : 0;
-    p.downtime_units_max = prng_.Chance(1, 2) ? prng_.Between(2, 30)
-                                               : prng_.Between(5, 50) * kTickUnits;
+    p.downtime_units_max =
+        prng_.Chance(1, 2) ? prng_.Between(2, 30) : prng_.Between(5, 50) * kTickUnits;
   }
   p.proposals_per_tick_max = static_cast<uint32_t>(prng_.Between(1, 4));
   p.reads_per_mille = static_cast<uint32_t>(prng_.Between(50, 500));
@@ -566,8 +565,8 @@ void Simulation::Pump(SimNode& node) {
   while (node.running && !node.writing.has_value() && node.raft->HasReady()) {
     Ready ready = node.raft->TakeReady();
     if (ready.soft_state.has_value()) {
-      Tracef("n{} is {} in term {} (leader n{})", node.id,
-             raft::ToString(ready.soft_state->role), node.raft->term(), ready.soft_state->leader);
+      Tracef("n{} is {} in term {} (leader n{})", node.id, raft::ToString(ready.soft_state->role),
+             node.raft->term(), ready.soft_state->leader);
       if (ready.soft_state->role == Role::kLeader) MaybeFaultAt(node, Moment::kBecameLeader);
     }
     // Thesis 10.2.1: the leader's replication traffic overtakes its own disk write.
@@ -711,8 +710,8 @@ void Simulation::MaybeSnapshot(SimNode& node) {
   if (node.applied.distance_from(node.last_snapshot_index) < parameters_.snapshot_interval) return;
   // A snapshot from the leader may have overtaken what this node has applied; it is newer.
   if (node.applied <= node.raft->log().snapshot().meta.index) return;
-  Status status = node.raft->SetSnapshot(node.applied, EncodeSnapshot(node.applied,
-                                                                       node.state_hash));
+  Status status =
+      node.raft->SetSnapshot(node.applied, EncodeSnapshot(node.applied, node.state_hash));
   if (!status.ok()) {
     Fail(fmt::format("node {} refused a snapshot: {}", node.id, status.ToString()));
     return;
@@ -732,7 +731,8 @@ void Simulation::MaybeSnapshot(SimNode& node) {
     node.durable_log.pop_front();
     node.durable_first = node.durable_first.next();
   }
-  if (node.durable_log.empty()) node.durable_first = std::max(node.durable_first, compact_to.next());
+  if (node.durable_log.empty())
+    node.durable_first = std::max(node.durable_first, compact_to.next());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -748,8 +748,8 @@ uint64_t Simulation::DeliveryTime(NodeId from, NodeId to) {
   if (parameters_.long_delay_percent > 0 && prng_.Chance(parameters_.long_delay_percent, 100)) {
     // A message held up arbitrarily long (a retransmission, a reconnect) overtakes nothing but
     // may be overtaken: this is where reordering comes from.
-    return now_ + (prng_.Between(1, 4) + prng_.Between(1, parameters_.long_delay_units_max)) *
-                      slowness;
+    return now_ +
+           (prng_.Between(1, 4) + prng_.Between(1, parameters_.long_delay_units_max)) * slowness;
   }
   // Otherwise a link is a stream, as a TCP connection is: messages arrive in the order sent.
   uint64_t& last = link_last_delivery_[{from, to}];
@@ -1146,7 +1146,9 @@ bool Simulation::LivenessReached() {
 
 }  // namespace
 
-std::string_view ToString(Fault fault) { return kFaultNames[static_cast<size_t>(fault)]; }
+std::string_view ToString(Fault fault) {
+  return kFaultNames[static_cast<size_t>(fault)];
+}
 
 std::string ToString(const FaultSet& faults) {
   if (faults.all()) return "all";
@@ -1167,9 +1169,8 @@ Result<FaultSet> ParseFaults(std::string_view spec) {
     const std::string_view name = spec.substr(0, comma);
     auto it = std::find(kFaultNames.begin(), kFaultNames.end(), name);
     if (it == kFaultNames.end()) {
-      return absl::InvalidArgumentError(
-          fmt::format("unknown fault \"{}\" (known: all, none, {})", name,
-                      fmt::join(kFaultNames, ", ")));
+      return absl::InvalidArgumentError(fmt::format("unknown fault \"{}\" (known: all, none, {})",
+                                                    name, fmt::join(kFaultNames, ", ")));
     }
     faults.set(static_cast<size_t>(it - kFaultNames.begin()));
     spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);

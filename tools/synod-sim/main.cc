@@ -6,6 +6,9 @@
 //
 // Seeds run in parallel on --jobs threads; each seed's run is independent and deterministic, so
 // the thread count changes only the wall time.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -14,9 +17,6 @@
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include "sim/simulator.h"
 

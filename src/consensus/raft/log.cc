@@ -168,8 +168,12 @@ void RaftLog::Compact(Index index) {
   configs_[0] = {index, std::move(membership)};
 }
 
-const Membership& RaftLog::membership() const { return configs_.back().membership; }
-Index RaftLog::membership_index() const { return configs_.back().index; }
+const Membership& RaftLog::membership() const {
+  return configs_.back().membership;
+}
+Index RaftLog::membership_index() const {
+  return configs_.back().index;
+}
 
 const Membership& RaftLog::MembershipAt(Index index) const {
   SYNOD_ASSERT(index >= prev_index_);

@@ -77,8 +77,8 @@ Result<std::unique_ptr<Raft>> Raft::Create(const Config& config, PersistentState
   }
   const Index last_index = expected.prev();
   if (state.hard_state.commit > last_index) {
-    return absl::InvalidArgumentError(fmt::format(
-        "commit index {} is beyond the last log index {}", state.hard_state.commit, last_index));
+    return absl::InvalidArgumentError(fmt::format("commit index {} is beyond the last log index {}",
+                                                  state.hard_state.commit, last_index));
   }
   if (state.applied.has_value() &&
       (*state.applied < meta.index ||
@@ -290,8 +290,8 @@ Status Raft::Step(Message message) {
       // are ignored while a leader is heard even without check-quorum.
       const bool heard_leader =
           leader_ != kNoNode && election_elapsed_ < config_.election_timeout_ticks;
-      const bool in_lease = heard_leader && (config_.check_quorum ||
-                                             message.type == MessageType::kRequestPreVote);
+      const bool in_lease =
+          heard_leader && (config_.check_quorum || message.type == MessageType::kRequestPreVote);
       if (in_lease && !message.leadership_transfer) return absl::OkStatus();
     }
     if (message.type == MessageType::kRequestPreVote) {
@@ -469,8 +469,8 @@ void Raft::HandleAppendEntries(Message& message) {
   if (!log_.MatchesTerm(message.log_index, message.log_term)) {
     // Raft 5.3: "If a follower's log ... does not contain an entry at prevLogIndex whose term
     // matches prevLogTerm", reject, with a hint that lets the leader skip the conflicting term.
-    auto [hint_index, hint_term] = log_.FindConflictByTerm(
-        std::min(message.log_index, log_.last_index()), message.log_term);
+    auto [hint_index, hint_term] =
+        log_.FindConflictByTerm(std::min(message.log_index, log_.last_index()), message.log_term);
     reply.index = message.log_index;
     reply.reject = true;
     reply.reject_hint_index = hint_index;
@@ -664,8 +664,8 @@ bool Raft::MaybeCommit() {
   const Index quorum_match = QuorumValue(std::move(matches), membership.QuorumSize());
   if (quorum_match <= log_.committed()) return false;
 #ifdef SYNOD_BROKEN_COMMIT_PREVIOUS_TERM
-  // Deliberately broken build: commits entries of earlier terms by counting replicas, the
-  // mistake Raft 5.4.2 and figure 8 warn about.
+    // Deliberately broken build: commits entries of earlier terms by counting replicas, the
+    // mistake Raft 5.4.2 and figure 8 warn about.
 #else
   // Raft 5.4.2: "Only log entries from the leader's current term are committed by counting
   // replicas"; earlier entries are committed indirectly by the Log Matching Property.
@@ -704,7 +704,9 @@ void Raft::SendTimeoutNow(NodeId to) {
   Send(std::move(message));
 }
 
-void Raft::AbortTransfer() { transfer_target_ = kNoNode; }
+void Raft::AbortTransfer() {
+  transfer_target_ = kNoNode;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Elections.
@@ -775,18 +777,29 @@ void Raft::RecordVote(NodeId voter, bool granted) {
 // ---------------------------------------------------------------------------------------------
 // Client requests.
 
-bool Raft::CommittedInCurrentTerm() const { return log_.TermAt(log_.committed()) == term_; }
+bool Raft::CommittedInCurrentTerm() const {
+  return log_.TermAt(log_.committed()) == term_;
+}
 
-Result<LogPosition> Raft::Propose(std::string data) {
-  if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(
-        leader_ == kNoNode ? std::string("no leader")
-                           : fmt::format("not the leader; the leader is node {}", leader_));
-  }
+Status Raft::NotLeaderError() const {
+  return absl::FailedPreconditionError(
+      leader_ == kNoNode ? std::string("no leader")
+                         : fmt::format("not the leader; the leader is node {}", leader_));
+}
+
+Status Raft::CheckAcceptsProposals() const {
+  if (role_ != Role::kLeader) return NotLeaderError();
+  // Thesis 3.10: during a transfer the leader stops accepting client requests, which would
+  // otherwise keep the target from catching up.
   if (transfer_target_ != kNoNode) {
     return absl::FailedPreconditionError(
         fmt::format("leadership transfer to node {} in progress", transfer_target_));
   }
+  return absl::OkStatus();
+}
+
+Result<LogPosition> Raft::Propose(std::string data) {
+  if (Status status = CheckAcceptsProposals(); !status.ok()) return status;
   if (log_.last_index().distance_from(log_.committed()) >= config_.uncommitted_entries_max) {
     return absl::ResourceExhaustedError("too many uncommitted entries");
   }
@@ -799,15 +812,7 @@ Result<LogPosition> Raft::Propose(std::string data) {
 }
 
 Result<LogPosition> Raft::ProposeConfChange(ConfChange change) {
-  if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(
-        leader_ == kNoNode ? std::string("no leader")
-                           : fmt::format("not the leader; the leader is node {}", leader_));
-  }
-  if (transfer_target_ != kNoNode) {
-    return absl::FailedPreconditionError(
-        fmt::format("leadership transfer to node {} in progress", transfer_target_));
-  }
+  if (Status status = CheckAcceptsProposals(); !status.ok()) return status;
   // Thesis errata (single-server changes): "a leader may not append a new configuration entry
   // until it has committed an entry from its current term", or two changes decided by disjoint
   // majorities of different terms could both take effect.
@@ -968,11 +973,7 @@ void Raft::ReleaseRead(NodeId requester, Index index, std::string context) {
 }
 
 Status Raft::TransferLeadership(NodeId target) {
-  if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(
-        leader_ == kNoNode ? std::string("no leader")
-                           : fmt::format("not the leader; the leader is node {}", leader_));
-  }
+  if (role_ != Role::kLeader) return NotLeaderError();
   if (target == config_.id) return absl::OkStatus();
   if (!log_.membership().IsVoter(target)) {
     return absl::InvalidArgumentError(fmt::format("node {} is not a voter", target));
@@ -1013,8 +1014,8 @@ Status Raft::SetSnapshot(Index index, std::string data) {
 
 Status Raft::CompactLog(Index index) {
   if (index > log_.snapshot().meta.index) {
-    return absl::InvalidArgumentError(fmt::format(
-        "cannot compact to {} beyond the snapshot at {}", index, log_.snapshot().meta.index));
+    return absl::InvalidArgumentError(fmt::format("cannot compact to {} beyond the snapshot at {}",
+                                                  index, log_.snapshot().meta.index));
   }
   log_.Compact(index);
   if (config_.check_invariants) CheckInvariants();
@@ -1031,8 +1032,8 @@ void Raft::OnMembershipMaybeChanged() {
   for (const std::vector<NodeId>* members : {&membership.voters, &membership.learners}) {
     for (NodeId member : *members) {
       if (member == config_.id) continue;
-      auto [it, inserted] = progress_.try_emplace(
-          member, log_.last_index().next(), config_.inflight_messages_max, false);
+      auto [it, inserted] = progress_.try_emplace(member, log_.last_index().next(),
+                                                  config_.inflight_messages_max, false);
       it->second.set_learner(membership.IsLearner(member));
       // Probe a new member at once rather than at the next heartbeat answer, so it starts
       // catching up now (thesis 4.2.1).
@@ -1051,10 +1052,10 @@ void Raft::OnMembershipMaybeChanged() {
 void Raft::Send(Message message) {
   message.from = config_.id;
   // Votes and their answers carry an explicit term (a pre-vote's is the future one).
-  const bool explicit_term =
-      message.type == MessageType::kRequestVote || message.type == MessageType::kRequestPreVote ||
-      message.type == MessageType::kRequestVoteResponse ||
-      message.type == MessageType::kRequestPreVoteResponse;
+  const bool explicit_term = message.type == MessageType::kRequestVote ||
+                             message.type == MessageType::kRequestPreVote ||
+                             message.type == MessageType::kRequestVoteResponse ||
+                             message.type == MessageType::kRequestPreVoteResponse;
   if (!explicit_term) message.term = term_;
   outbox_.push_back(std::move(message));
 }
@@ -1116,10 +1117,10 @@ Ready Raft::TakeReady() {
   for (Message& message : outbox_) {
     // Thesis 10.2.1: replication traffic of a leader whose term is durable may overtake the
     // leader's own fsync.
-    const bool early = role_ == Role::kLeader && message.term == durable_term_ &&
-                       (message.type == MessageType::kAppendEntries ||
-                        message.type == MessageType::kHeartbeat ||
-                        message.type == MessageType::kInstallSnapshot);
+    const bool early =
+        role_ == Role::kLeader && message.term == durable_term_ &&
+        (message.type == MessageType::kAppendEntries || message.type == MessageType::kHeartbeat ||
+         message.type == MessageType::kInstallSnapshot);
     (early ? ready.early_messages : ready.messages).push_back(std::move(message));
   }
   outbox_.clear();

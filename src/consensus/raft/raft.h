@@ -216,6 +216,10 @@ class Raft {
   // count its own vote then); a learner, or a node whose removal is committed, never does.
   bool MayCampaign() const;
   bool CommittedInCurrentTerm() const;
+  // FailedPrecondition naming the leader, if one is known.
+  Status NotLeaderError() const;
+  // Whether this node may append a proposal now: it leads and no transfer is under way.
+  Status CheckAcceptsProposals() const;
 
   void Send(Message message);
   uint32_t RandomizedElectionTimeout();

@@ -1,8 +1,8 @@
 #include "consensus/raft/types.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace synod::raft {
 namespace {
@@ -12,14 +12,18 @@ bool Contains(const std::vector<NodeId>& sorted_ids, NodeId id) {
 }
 
 bool IsStrictlySorted(const std::vector<NodeId>& ids) {
-  return std::adjacent_find(ids.begin(), ids.end(),
-                            [](NodeId a, NodeId b) { return a >= b; }) == ids.end();
+  return std::adjacent_find(ids.begin(), ids.end(), [](NodeId a, NodeId b) { return a >= b; }) ==
+         ids.end();
 }
 
 }  // namespace
 
-bool Membership::IsVoter(NodeId id) const { return Contains(voters, id); }
-bool Membership::IsLearner(NodeId id) const { return Contains(learners, id); }
+bool Membership::IsVoter(NodeId id) const {
+  return Contains(voters, id);
+}
+bool Membership::IsLearner(NodeId id) const {
+  return Contains(learners, id);
+}
 
 bool Membership::IsWellFormed() const {
   if (!IsStrictlySorted(voters) || !IsStrictlySorted(learners)) return false;
