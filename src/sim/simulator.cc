@@ -55,12 +55,8 @@ inline constexpr size_t kMomentCount = 3;
 // without replaying.
 struct Parameters {
   uint32_t voters = 3;
-  uint32_t election_timeout_ticks = 10;
-  uint32_t heartbeat_interval_ticks = 1;
-  bool pre_vote = true;
-  bool check_quorum = true;
-  uint32_t inflight_messages_max = 64;
-  uint64_t append_entries_bytes_max = 1 << 20;
+  // The core's settings, shared by every node; each node gets its own id and seed.
+  raft::Config node;
   uint64_t snapshot_interval = 100;
   uint64_t compaction_keep = 10;
   uint32_t loss_percent = 0;
@@ -85,11 +81,12 @@ struct Parameters {
         "long_delay_max={}u faults_per_mille={} crash_after_write_per_100k={} "
         "moment_faults={}% downtime_max={}u "
         "proposals_per_tick<={} reads_per_mille={}",
-        voters, election_timeout_ticks, heartbeat_interval_ticks, pre_vote, check_quorum,
-        inflight_messages_max, append_entries_bytes_max, snapshot_interval, compaction_keep,
-        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max, fault_per_mille,
-        crash_after_write_per_100k, fmt::join(moment_fault_percent, "/"), downtime_units_max,
-        proposals_per_tick_max, reads_per_mille);
+        voters, node.election_timeout_ticks, node.heartbeat_interval_ticks, node.pre_vote,
+        node.check_quorum, node.inflight_messages_max, node.append_entries_bytes_max,
+        snapshot_interval, compaction_keep, loss_percent, duplicate_percent, long_delay_percent,
+        long_delay_units_max, fault_per_mille, crash_after_write_per_100k,
+        fmt::join(moment_fault_percent, "/"), downtime_units_max, proposals_per_tick_max,
+        reads_per_mille);
   }
 };
 
@@ -228,6 +225,7 @@ class Simulation {
  private:
   void ChooseParameters();
   raft::Config NodeConfig(NodeId id);
+  uint64_t ElectionUnits() const { return parameters_.node.election_timeout_ticks * kTickUnits; }
   void Schedule(uint64_t time, Event event);
   void Dispatch(Event event);
   void Trace(std::string_view text);
@@ -319,18 +317,21 @@ void Simulation::ChooseParameters() {
   Parameters& p = parameters_;
   static constexpr std::array<uint32_t, 3> kSizes = {3, 5, 7};
   p.voters = options_.nodes != 0 ? options_.nodes : kSizes[prng_.Below(kSizes.size())];
-  p.election_timeout_ticks = static_cast<uint32_t>(prng_.Between(5, 15));
-  p.heartbeat_interval_ticks = static_cast<uint32_t>(prng_.Between(1, 2));
-  p.pre_vote = prng_.Chance(85, 100);
-  p.check_quorum = prng_.Chance(85, 100);
+  p.node.election_timeout_ticks = static_cast<uint32_t>(prng_.Between(5, 15));
+  p.node.heartbeat_interval_ticks = static_cast<uint32_t>(prng_.Between(1, 2));
+  p.node.pre_vote = prng_.Chance(85, 100);
+  p.node.check_quorum = prng_.Chance(85, 100);
   static constexpr std::array<uint32_t, 3> kInflight = {1, 4, 64};
-  p.inflight_messages_max = kInflight[prng_.Below(kInflight.size())];
+  p.node.inflight_messages_max = kInflight[prng_.Below(kInflight.size())];
   // Payloads are a few bytes: 1 byte means one entry per message (which splits an old term's
   // entries from a new leader's no-op, the setting of the paper's figure 8), 64 about ten.
   static constexpr std::array<uint64_t, 4> kAppendBytes = {1, 64, 1024, 1 << 20};
-  p.append_entries_bytes_max = kAppendBytes[prng_.Below(kAppendBytes.size())];
+  p.node.append_entries_bytes_max = kAppendBytes[prng_.Below(kAppendBytes.size())];
   // One entry per message carries the workload only with a pipeline.
-  if (p.append_entries_bytes_max == 1) p.inflight_messages_max = 64;
+  if (p.node.append_entries_bytes_max == 1) p.node.inflight_messages_max = 64;
+  p.node.snapshot_retry_ticks = p.node.election_timeout_ticks * 2;
+  // Always in the simulator: every input is followed by the core's own invariant checks.
+  p.node.check_invariants = true;
   p.snapshot_interval = prng_.Between(5, 200);
   p.compaction_keep = prng_.Between(0, 20);
   const FaultSet& f = options_.faults;
@@ -357,17 +358,9 @@ void Simulation::ChooseParameters() {
 }
 
 raft::Config Simulation::NodeConfig(NodeId id) {
-  raft::Config config;
+  raft::Config config = parameters_.node;
   config.id = id;
-  config.election_timeout_ticks = parameters_.election_timeout_ticks;
-  config.heartbeat_interval_ticks = parameters_.heartbeat_interval_ticks;
-  config.pre_vote = parameters_.pre_vote;
-  config.check_quorum = parameters_.check_quorum;
-  config.inflight_messages_max = parameters_.inflight_messages_max;
-  config.append_entries_bytes_max = parameters_.append_entries_bytes_max;
-  config.snapshot_retry_ticks = parameters_.election_timeout_ticks * 2;
   config.seed = prng_.NextU64();
-  config.check_invariants = true;
   return config;
 }
 
@@ -621,7 +614,7 @@ void Simulation::MaybeFaultAt(SimNode& node, Moment moment) {
     if (options_.faults.test(static_cast<size_t>(fault))) faults.push_back(fault);
   }
   SYNOD_ASSERT(!faults.empty());
-  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  const uint64_t election_units = ElectionUnits();
   switch (faults[prng_.Below(faults.size())]) {
     case Fault::kCrash:
       if (moment == Moment::kBecameLeader) {
@@ -793,7 +786,7 @@ void Simulation::Nemesis() {
     if (options_.faults.test(i)) enabled.push_back(fault);
   }
   if (enabled.empty()) return;
-  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  const uint64_t election_units = ElectionUnits();
   switch (enabled[prng_.Below(enabled.size())]) {
     case Fault::kPartition:
       StartPartition();
@@ -946,7 +939,7 @@ void Simulation::StartPartition() {
     }
     description = fmt::format("cuts every link {} n{}", outgoing ? "from" : "to", victim);
   }
-  const uint64_t election_units = parameters_.election_timeout_ticks * kTickUnits;
+  const uint64_t election_units = ElectionUnits();
   AddPartition(std::move(partition), std::move(description),
                prng_.Between(election_units, 8 * election_units));
 }
@@ -1071,7 +1064,7 @@ void Simulation::ClientStep() {
   // Retry requests whose last attempt was refused or whose leader is gone. An attempt accepted
   // by the leader still in office is never retried: a leader loses no entry of its own term
   // (Leader Append-Only), and re-proposing behind a long backlog only lengthens it.
-  const uint64_t retry_ticks = 2 * parameters_.election_timeout_ticks;
+  const uint64_t retry_ticks = 2 * parameters_.node.election_timeout_ticks;
   const SimNode* leader = BelievedLeader();
   for (auto& [id, request] : requests_) {
     if (request.done || tick_ < request.last_attempt_tick + retry_ticks) continue;
@@ -1145,6 +1138,25 @@ bool Simulation::LivenessReached() {
 }
 
 }  // namespace
+
+void SimStats::Add(const SimStats& run) {
+  events += run.events;
+  messages_sent += run.messages_sent;
+  messages_dropped += run.messages_dropped;
+  messages_duplicated += run.messages_duplicated;
+  crashes += run.crashes;
+  pauses += run.pauses;
+  partitions += run.partitions;
+  membership_changes += run.membership_changes;
+  transfers += run.transfers;
+  leaders_elected += run.leaders_elected;
+  committed += run.committed;
+  proposals += run.proposals;
+  proposals_applied += run.proposals_applied;
+  reads_released += run.reads_released;
+  snapshots_installed += run.snapshots_installed;
+  liveness_ticks = std::max(liveness_ticks, run.liveness_ticks);
+}
 
 std::string_view ToString(Fault fault) {
   return kFaultNames[static_cast<size_t>(fault)];

@@ -67,6 +67,9 @@ struct SimStats {
   uint64_t reads_released = 0;
   uint64_t snapshots_installed = 0;
   uint64_t liveness_ticks = 0;
+
+  // Folds in another run's figures: every counter is summed, liveness_ticks keeps the slowest.
+  void Add(const SimStats& run);
 };
 
 struct SimResult {

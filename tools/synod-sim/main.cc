@@ -22,18 +22,6 @@
 
 namespace {
 
-struct Totals {
-  uint64_t events = 0;
-  uint64_t leaders = 0;
-  uint64_t committed = 0;
-  uint64_t crashes = 0;
-  uint64_t partitions = 0;
-  uint64_t membership_changes = 0;
-  uint64_t snapshots = 0;
-  uint64_t reads = 0;
-  uint64_t liveness_ticks_max = 0;
-};
-
 std::string ReplayCommand(const synod::sim::SimOptions& options, const std::string& faults) {
   return fmt::format("synod-sim --seed {} --faults {} --nodes {} --ticks {} --trace", options.seed,
                      faults, options.nodes, options.safety_ticks);
@@ -102,7 +90,7 @@ int main(int argc, char** argv) {
   std::mutex output_mutex;
   uint64_t passed = 0;
   uint64_t failed = 0;
-  Totals totals;
+  synod::sim::SimStats totals;
   auto worker = [&] {
     for (;;) {
       const uint64_t i = next.fetch_add(1);
@@ -117,23 +105,17 @@ int main(int argc, char** argv) {
       const synod::sim::SimResult result = synod::sim::RunSimulation(options);
       std::lock_guard lock(output_mutex);
       const synod::sim::SimStats& s = result.stats;
-      totals.events += s.events;
-      totals.leaders += s.leaders_elected;
-      totals.committed += s.committed;
-      totals.crashes += s.crashes;
-      totals.partitions += s.partitions;
-      totals.membership_changes += s.membership_changes;
-      totals.snapshots += s.snapshots_installed;
-      totals.reads += s.reads_released;
-      totals.liveness_ticks_max = std::max(totals.liveness_ticks_max, s.liveness_ticks);
+      totals.Add(s);
       if (result.passed) {
         ++passed;
         if (verbose || single_seed.has_value()) {
           fmt::print(
-              "ok   seed={} leaders={} committed={} applied_proposals={}/{} crashes={} "
-              "partitions={} membership_changes={} snapshots={} reads={} liveness_ticks={}\n",
+              "ok   seed={} leaders={} committed={} applied_proposals={}/{} messages={} "
+              "dropped={} duplicated={} crashes={} pauses={} partitions={} "
+              "membership_changes={} transfers={} snapshots={} reads={} liveness_ticks={}\n",
               options.seed, s.leaders_elected, s.committed, s.proposals_applied, s.proposals,
-              s.crashes, s.partitions, s.membership_changes, s.snapshots_installed,
+              s.messages_sent, s.messages_dropped, s.messages_duplicated, s.crashes, s.pauses,
+              s.partitions, s.membership_changes, s.transfers, s.snapshots_installed,
               s.reads_released, s.liveness_ticks);
         }
       } else {
@@ -155,8 +137,8 @@ int main(int argc, char** argv) {
       "synod-sim: {} seeds, {} passed, {} failed (faults={}, ticks={}; {} leaders elected, {} "
       "entries committed, {} crashes, {} partitions, {} membership changes, {} snapshots "
       "installed, {} reads checked; slowest recovery {} ticks; {:.1f}s)\n",
-      passed + failed, passed, failed, synod::sim::ToString(*faults), ticks, totals.leaders,
+      passed + failed, passed, failed, synod::sim::ToString(*faults), ticks, totals.leaders_elected,
       totals.committed, totals.crashes, totals.partitions, totals.membership_changes,
-      totals.snapshots, totals.reads, totals.liveness_ticks_max, seconds);
+      totals.snapshots_installed, totals.reads_released, totals.liveness_ticks, seconds);
   return failed == 0 && passed == seeds ? 0 : 1;
 }
