@@ -1,0 +1,59 @@
+#pragma once
+
+// The file operations the write-ahead log needs, behind an interface so the simulator can put a
+// disk with faults underneath (unsynced writes lost at a crash, torn writes, flipped bits, fsync
+// failures) while production uses POSIX files. Paths are plain strings; a directory and the
+// files in it are named by the caller.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace synod::storage {
+
+// A file open for appending. Nothing appended is durable until Sync returns OK.
+class AppendableFile {
+ public:
+  virtual ~AppendableFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  // Makes everything appended so far durable (fdatasync). After an error the file's unsynced
+  // contents are unknown: the page cache may have dropped them (the 2018 "fsyncgate" lesson), so
+  // the caller must stop rather than retry and trust the data.
+  virtual Status Sync() = 0;
+  // The file's size including unsynced appends.
+  virtual uint64_t size() const = 0;
+};
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+
+  // Creates the directory if it is missing (its parent must exist).
+  virtual Status CreateDirectory(const std::string& path) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+  // The names (not paths) of the entries of a directory, sorted.
+  virtual Result<std::vector<std::string>> ListDirectory(const std::string& path) = 0;
+  // Opens a file for appending, creating it empty if it does not exist. A new file's name is
+  // durable only after SyncDirectory on its directory.
+  virtual Result<std::unique_ptr<AppendableFile>> OpenForAppend(const std::string& path) = 0;
+  virtual Result<std::string> ReadFile(const std::string& path) = 0;
+  // Cuts a file to `size` bytes and makes the cut durable.
+  virtual Status Truncate(const std::string& path, uint64_t size) = 0;
+  virtual Status Remove(const std::string& path) = 0;
+  // Atomically replaces `to` with `from` (durable after SyncDirectory).
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // Makes the creation, removal and renaming of entries in the directory durable.
+  virtual Status SyncDirectory(const std::string& path) = 0;
+};
+
+// The real disk. Errors carry the path and strerror; ENOSPC becomes ResourceExhausted so the
+// server can report "disk full" as etcd reports its NOSPACE alarm.
+std::unique_ptr<FileSystem> NewPosixFileSystem();
+
+std::string JoinPath(std::string_view directory, std::string_view name);
+
+}  // namespace synod::storage

@@ -1,0 +1,537 @@
+#include "storage/wal.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "base/assert.h"
+#include "storage/codec.h"
+#include "storage/crc32c.h"
+
+namespace synod::storage {
+namespace {
+
+enum RecordType : uint8_t {
+  kSegmentHeader = 1,
+  kHardState = 2,
+  // Raft 7, received from the leader: the log is replaced.
+  kSnapshotInstalled = 3,
+  // A local snapshot: the prefix up to its index is no longer needed.
+  kSnapshotTaken = 4,
+  kEntry = 5,
+};
+
+constexpr uint8_t kFlagLastInBatch = 1;
+constexpr size_t kRecordHeaderBytes = 24;
+// Larger than any entry the server accepts (etcd's --max-request-bytes defaults to 1.5 MiB and
+// a batch is many records); a length beyond it can only be damage.
+constexpr uint32_t kRecordBodyBytesMax = 64 << 20;
+constexpr std::string_view kSegmentMagic = "SYNODWAL";
+constexpr std::string_view kSegmentSuffix = ".wal";
+constexpr std::string_view kCreatingSuffix = ".creating";
+
+struct Record {
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  uint64_t batch = 0;
+  std::string_view body;
+  size_t size = 0;
+};
+
+enum class ParseOutcome { kRecord, kEnd, kInvalid };
+
+// Parses the record at `offset`. kEnd: the file ends exactly there. kInvalid: a short header,
+// a checksum mismatch or an impossible field, with the reason in `why`.
+ParseOutcome ParseRecordAt(std::string_view contents, size_t offset, Record* record,
+                           std::string* why) {
+  SYNOD_ASSERT(offset <= contents.size());
+  if (offset == contents.size()) return ParseOutcome::kEnd;
+  const std::string_view rest = contents.substr(offset);
+  if (rest.size() < kRecordHeaderBytes) {
+    *why = fmt::format("record header cut short ({} of {} bytes)", rest.size(), kRecordHeaderBytes);
+    return ParseOutcome::kInvalid;
+  }
+  const uint32_t header_crc = LoadU32(rest.data());
+  if (ComputeCrc32c(rest.substr(4, kRecordHeaderBytes - 4)) != header_crc) {
+    *why = "record header checksum mismatch";
+    return ParseOutcome::kInvalid;
+  }
+  const uint32_t body_crc = LoadU32(rest.data() + 4);
+  const uint32_t body_length = LoadU32(rest.data() + 8);
+  record->type = static_cast<uint8_t>(rest[12]);
+  record->flags = static_cast<uint8_t>(rest[13]);
+  record->batch = LoadU64(rest.data() + 16);
+  if (body_length > kRecordBodyBytesMax) {
+    *why = fmt::format("record length {} beyond the limit {}", body_length, kRecordBodyBytesMax);
+    return ParseOutcome::kInvalid;
+  }
+  if (rest.size() - kRecordHeaderBytes < body_length) {
+    *why = fmt::format("record body cut short ({} of {} bytes)", rest.size() - kRecordHeaderBytes,
+                       body_length);
+    return ParseOutcome::kInvalid;
+  }
+  record->body = rest.substr(kRecordHeaderBytes, body_length);
+  if (ComputeCrc32c(record->body) != body_crc) {
+    *why = "record body checksum mismatch";
+    return ParseOutcome::kInvalid;
+  }
+  record->size = kRecordHeaderBytes + body_length;
+  return ParseOutcome::kRecord;
+}
+
+void AppendRecord(std::string* out, uint8_t type, uint8_t flags, uint64_t batch,
+                  std::string_view body) {
+  SYNOD_ASSERT(body.size() <= kRecordBodyBytesMax);
+  const size_t start = out->size();
+  Encoder encoder(out);
+  encoder.PutU32(0);  // The header checksum, filled in below once the header is complete.
+  encoder.PutU32(ComputeCrc32c(body));
+  encoder.PutU32(static_cast<uint32_t>(body.size()));
+  encoder.PutU8(type);
+  encoder.PutU8(flags);
+  encoder.PutU16(0);
+  encoder.PutU64(batch);
+  SYNOD_ASSERT(out->size() - start == kRecordHeaderBytes);
+  const uint32_t header_crc =
+      ComputeCrc32c(std::string_view(*out).substr(start + 4, kRecordHeaderBytes - 4));
+  for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>(header_crc >> (8 * i));
+  out->append(body);
+}
+
+// Sets the last-in-batch flag of the record at `offset` and refreshes its header checksum.
+void MarkLastInBatch(std::string* buffer, size_t offset) {
+  SYNOD_ASSERT(offset + kRecordHeaderBytes <= buffer->size());
+  (*buffer)[offset + 13] = static_cast<char>((*buffer)[offset + 13] | kFlagLastInBatch);
+  const uint32_t header_crc =
+      ComputeCrc32c(std::string_view(*buffer).substr(offset + 4, kRecordHeaderBytes - 4));
+  for (int i = 0; i < 4; ++i) (*buffer)[offset + i] = static_cast<char>(header_crc >> (8 * i));
+}
+
+std::string SegmentName(uint64_t sequence, Index first_index) {
+  return fmt::format("{:016x}-{:016x}{}", sequence, first_index.value(), kSegmentSuffix);
+}
+
+bool ParseSegmentName(std::string_view name, uint64_t* sequence, Index* first_index) {
+  if (name.size() != 33 + kSegmentSuffix.size() || !name.ends_with(kSegmentSuffix) ||
+      name[16] != '-') {
+    return false;
+  }
+  uint64_t first = 0;
+  if (std::sscanf(std::string(name).c_str(), "%16" SCNx64 "-%16" SCNx64, sequence, &first) != 2) {
+    return false;
+  }
+  *first_index = Index(first);
+  return true;
+}
+
+std::string SegmentHeaderBody(uint64_t sequence) {
+  std::string body(kSegmentMagic);
+  Encoder encoder(&body);
+  encoder.PutU32(kWalFormatVersion);
+  encoder.PutU64(sequence);
+  return body;
+}
+
+Status Corruption(const std::string& path, size_t offset, std::string_view why) {
+  return absl::DataLossError(
+      fmt::format("write-ahead log corrupt: {} at offset {}: {} (acknowledged data may be "
+                  "damaged; refusing to start rather than truncate it)",
+                  path, offset, why));
+}
+
+// The state rebuilt while replaying records.
+struct Replay {
+  raft::HardState hard_state;
+  raft::SnapshotMeta snapshot;
+  // Sorted by index; may have one gap where removed segments were, which a later snapshot
+  // record covers (checked at the end).
+  std::vector<raft::Entry> entries;
+  uint64_t last_batch = 0;
+  bool last_batch_complete = true;
+};
+
+void DropEntriesFrom(std::vector<raft::Entry>* entries, Index index) {
+  auto first_dropped = std::lower_bound(
+      entries->begin(), entries->end(), index,
+      [](const raft::Entry& entry, Index value) { return entry.index < value; });
+  entries->erase(first_dropped, entries->end());
+}
+
+void DropEntriesThrough(std::vector<raft::Entry>* entries, Index index) {
+  auto first_kept = std::upper_bound(
+      entries->begin(), entries->end(), index,
+      [](Index value, const raft::Entry& entry) { return value < entry.index; });
+  entries->erase(entries->begin(), first_kept);
+}
+
+// Applies one valid record; an error means the record is well formed on disk but its content
+// makes no sense, which is damage too.
+Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_in_segment,
+                   Replay* replay, std::string* why) {
+  if (first_in_segment != (record.type == kSegmentHeader)) {
+    *why = first_in_segment ? "segment does not start with a segment header"
+                            : "segment header in the middle of a segment";
+    return absl::DataLossError(*why);
+  }
+  if (record.batch < replay->last_batch) {
+    *why = fmt::format("batch number {} after batch {}", record.batch, replay->last_batch);
+    return absl::DataLossError(*why);
+  }
+  replay->last_batch = record.batch;
+  replay->last_batch_complete = (record.flags & kFlagLastInBatch) != 0;
+  switch (record.type) {
+    case kSegmentHeader: {
+      if (!record.body.starts_with(kSegmentMagic)) {
+        *why = "segment header without the magic bytes";
+        return absl::DataLossError(*why);
+      }
+      Decoder decoder(record.body.substr(kSegmentMagic.size()));
+      uint32_t version = 0;
+      uint64_t sequence = 0;
+      if (!decoder.GetU32(&version) || !decoder.GetU64(&sequence)) {
+        *why = "segment header cut short";
+        return absl::DataLossError(*why);
+      }
+      if (version != kWalFormatVersion) {
+        *why = fmt::format("write-ahead log format version {}; this build reads version {}",
+                           version, kWalFormatVersion);
+        return absl::FailedPreconditionError(*why);
+      }
+      if (sequence != segment_sequence) {
+        *why = fmt::format("segment header names sequence {}, the file name {}", sequence,
+                           segment_sequence);
+        return absl::DataLossError(*why);
+      }
+      return absl::OkStatus();
+    }
+    case kHardState:
+      if (!DecodeHardState(record.body, &replay->hard_state)) {
+        *why = "undecodable hard state";
+        return absl::DataLossError(*why);
+      }
+      return absl::OkStatus();
+    case kSnapshotInstalled:
+    case kSnapshotTaken: {
+      raft::SnapshotMeta meta;
+      if (!DecodeSnapshotMeta(record.body, &meta)) {
+        *why = "undecodable snapshot metadata";
+        return absl::DataLossError(*why);
+      }
+      // A segment's opening copy of the snapshot may be older than one replayed before it.
+      if (meta.index < replay->snapshot.index) return absl::OkStatus();
+      if (record.type == kSnapshotInstalled) {
+        replay->entries.clear();
+      } else {
+        DropEntriesThrough(&replay->entries, meta.index);
+      }
+      replay->snapshot = std::move(meta);
+      return absl::OkStatus();
+    }
+    case kEntry: {
+      raft::Entry entry;
+      if (!DecodeEntry(record.body, &entry)) {
+        *why = "undecodable entry";
+        return absl::DataLossError(*why);
+      }
+      if (entry.index <= replay->snapshot.index) return absl::OkStatus();
+      // Raft 5.3: a later record for an index replaces that entry and everything after it.
+      DropEntriesFrom(&replay->entries, entry.index);
+      replay->entries.push_back(std::move(entry));
+      return absl::OkStatus();
+    }
+    default:
+      *why = fmt::format("unknown record type {}", record.type);
+      return absl::DataLossError(*why);
+  }
+}
+
+// Looks for a valid record of a batch other than `torn_batch` anywhere after `offset`. Finding
+// one proves the damage at `offset` is not the torn tail of the last write.
+std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
+                                     std::optional<uint64_t> torn_batch) {
+  for (size_t probe = offset + 1; probe + kRecordHeaderBytes <= contents.size(); ++probe) {
+    Record record;
+    std::string why;
+    if (ParseRecordAt(contents, probe, &record, &why) != ParseOutcome::kRecord) continue;
+    if (!torn_batch.has_value() || record.batch != *torn_batch) return probe;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Wal::Wal(FileSystem* fs, WalOptions options) : fs_(fs), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Wal>> Wal::Create(FileSystem* fs, const WalOptions& options,
+                                         const raft::SnapshotMeta& initial_snapshot) {
+  SYNOD_ASSERT(!options.directory.empty());
+  if (fs->Exists(options.directory)) {
+    return absl::AlreadyExistsError(
+        fmt::format("write-ahead log directory {} already exists", options.directory));
+  }
+  // Build the first segment under a temporary directory name and rename it into place, so a
+  // crash during creation leaves no directory that looks like a log.
+  const std::string creating = options.directory + std::string(kCreatingSuffix);
+  if (fs->Exists(creating)) {
+    auto names = fs->ListDirectory(creating);
+    if (!names.ok()) return names.status();
+    for (const std::string& name : *names) {
+      if (Status status = fs->Remove(JoinPath(creating, name)); !status.ok()) return status;
+    }
+  } else if (Status status = fs->CreateDirectory(creating); !status.ok()) {
+    return status;
+  }
+  {
+    std::unique_ptr<Wal> draft(new Wal(fs, WalOptions{creating, options.segment_bytes_max}));
+    draft->snapshot_ = initial_snapshot;
+    draft->synced_snapshot_ = initial_snapshot;
+    draft->last_index_ = initial_snapshot.index;
+    draft->synced_last_index_ = initial_snapshot.index;
+    if (Status status = draft->OpenNewSegment(0, initial_snapshot.index.next()); !status.ok()) {
+      return status;
+    }
+    if (Status status = draft->Sync(); !status.ok()) return status;
+  }
+  if (Status status = fs->Rename(creating, options.directory); !status.ok()) return status;
+  const std::string parent = options.directory.substr(0, options.directory.find_last_of('/'));
+  if (options.directory.find('/') != std::string::npos) {
+    if (Status status = fs->SyncDirectory(parent.empty() ? "/" : parent); !status.ok()) {
+      return status;
+    }
+  }
+  RecoveredLog recovered;
+  return Open(fs, options, &recovered);
+}
+
+Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options,
+                                       RecoveredLog* recovered) {
+  if (!fs->Exists(options.directory)) {
+    return absl::NotFoundError(
+        fmt::format("no write-ahead log in {}: the directory does not exist", options.directory));
+  }
+  auto names = fs->ListDirectory(options.directory);
+  if (!names.ok()) return names.status();
+  std::unique_ptr<Wal> wal(new Wal(fs, options));
+  for (const std::string& name : *names) {
+    Segment segment;
+    if (!ParseSegmentName(name, &segment.sequence, &segment.first_index)) continue;
+    segment.path = JoinPath(options.directory, name);
+    if (!wal->segments_.empty() && segment.sequence != wal->segments_.back().sequence + 1) {
+      return absl::DataLossError(fmt::format(
+          "write-ahead log {} is missing segment {} (found {} after {})", options.directory,
+          wal->segments_.back().sequence + 1, name, wal->segments_.back().path));
+    }
+    wal->segments_.push_back(std::move(segment));
+  }
+  if (wal->segments_.empty()) {
+    return absl::NotFoundError(
+        fmt::format("no write-ahead log segments in {}", options.directory));
+  }
+
+  Replay replay;
+  *recovered = RecoveredLog{};
+  for (size_t i = 0; i < wal->segments_.size(); ++i) {
+    const Segment& segment = wal->segments_[i];
+    const bool last_segment = i + 1 == wal->segments_.size();
+    auto contents = fs->ReadFile(segment.path);
+    if (!contents.ok()) return contents.status();
+    size_t offset = 0;
+    bool first_in_segment = true;
+    while (true) {
+      Record record;
+      std::string why;
+      const ParseOutcome outcome = ParseRecordAt(*contents, offset, &record, &why);
+      if (outcome == ParseOutcome::kEnd) break;
+      if (outcome == ParseOutcome::kRecord) {
+        if (Status status = ApplyRecord(record, segment.sequence, first_in_segment, &replay, &why);
+            !status.ok()) {
+          if (absl::IsFailedPrecondition(status)) {
+            return absl::FailedPreconditionError(fmt::format("{}: {}", segment.path, why));
+          }
+          return Corruption(segment.path, offset, why);
+        }
+        first_in_segment = false;
+        offset += record.size;
+        continue;
+      }
+      // An invalid record: the torn tail of the last write, or damage (see wal.h).
+      if (!last_segment) return Corruption(segment.path, offset, why);
+      std::optional<uint64_t> torn_batch;
+      if (!first_in_segment) {
+        torn_batch = replay.last_batch_complete ? replay.last_batch + 1 : replay.last_batch;
+      }
+      if (auto later = FindLaterBatch(*contents, offset, torn_batch); later.has_value()) {
+        return Corruption(segment.path, offset,
+                          fmt::format("{}, with a valid record of a later write at offset {}",
+                                      why, *later));
+      }
+      recovered->torn_tail = fmt::format("{} at offset {} ({})", segment.path, offset, why);
+      if (first_in_segment) {
+        // The segment's own header never reached the disk: the segment was never used.
+        if (Status status = fs->Remove(segment.path); !status.ok()) return status;
+        if (Status status = fs->SyncDirectory(options.directory); !status.ok()) return status;
+        wal->segments_.pop_back();
+        if (wal->segments_.empty()) {
+          return Corruption(segment.path, 0, "the only segment has no valid header");
+        }
+      } else if (Status status = fs->Truncate(segment.path, offset); !status.ok()) {
+        return status;
+      }
+      break;
+    }
+  }
+
+  // After the last snapshot the log must be contiguous: a gap means lost records.
+  DropEntriesThrough(&replay.entries, replay.snapshot.index);
+  Index expected = replay.snapshot.index.next();
+  for (const raft::Entry& entry : replay.entries) {
+    if (entry.index != expected) {
+      return absl::DataLossError(
+          fmt::format("write-ahead log {} has a gap: entry {} follows entry {}",
+                      options.directory, entry.index, expected.prev()));
+    }
+    expected = expected.next();
+  }
+
+  auto current = fs->OpenForAppend(wal->segments_.back().path);
+  if (!current.ok()) return current.status();
+  wal->current_ = std::move(*current);
+  wal->next_batch_ = replay.last_batch + 1;
+  wal->hard_state_ = replay.hard_state;
+  wal->snapshot_ = replay.snapshot;
+  wal->synced_snapshot_ = replay.snapshot;
+  wal->last_index_ = replay.entries.empty() ? replay.snapshot.index : replay.entries.back().index;
+  wal->synced_last_index_ = wal->last_index_;
+  recovered->hard_state = replay.hard_state;
+  recovered->snapshot = std::move(replay.snapshot);
+  recovered->entries = std::move(replay.entries);
+  return wal;
+}
+
+void Wal::BufferRecord(uint8_t type, std::string_view body) {
+  last_record_offset_in_buffer_ = buffer_.size();
+  AppendRecord(&buffer_, type, 0, next_batch_, body);
+}
+
+void Wal::Append(std::span<const raft::Entry> entries) {
+  if (entries.empty()) return;
+  SYNOD_ASSERT_MSG(entries.front().index <= last_index_.next(),
+                   "append at {} leaves a gap after {}", entries.front().index, last_index_);
+  SYNOD_ASSERT_MSG(entries.front().index > snapshot_.index, "append at {} at or below the snapshot {}",
+                   entries.front().index, snapshot_.index);
+  std::string body;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i > 0) SYNOD_ASSERT(entries[i].index == entries[i - 1].index.next());
+    body.clear();
+    EncodeEntry(entries[i], &body);
+    BufferRecord(kEntry, body);
+  }
+  last_index_ = entries.back().index;
+}
+
+void Wal::SaveHardState(const raft::HardState& hard_state) {
+  SYNOD_ASSERT(hard_state.term >= hard_state_.term);
+  hard_state_ = hard_state;
+  std::string body;
+  EncodeHardState(hard_state, &body);
+  BufferRecord(kHardState, body);
+}
+
+void Wal::InstallSnapshot(const raft::SnapshotMeta& meta) {
+  SYNOD_ASSERT(meta.index >= snapshot_.index);
+  snapshot_ = meta;
+  last_index_ = meta.index;
+  std::string body;
+  EncodeSnapshotMeta(meta, &body);
+  BufferRecord(kSnapshotInstalled, body);
+}
+
+void Wal::CompactTo(const raft::SnapshotMeta& meta) {
+  SYNOD_ASSERT(meta.index >= snapshot_.index);
+  SYNOD_ASSERT(meta.index <= last_index_);
+  snapshot_ = meta;
+  std::string body;
+  EncodeSnapshotMeta(meta, &body);
+  BufferRecord(kSnapshotTaken, body);
+}
+
+Status Wal::OpenNewSegment(uint64_t sequence, Index first_index) {
+  const std::string path = JoinPath(options_.directory, SegmentName(sequence, first_index));
+  SYNOD_ASSERT_MSG(!fs_->Exists(path), "segment {} exists already", path);
+  auto file = fs_->OpenForAppend(path);
+  if (!file.ok()) return file.status();
+  current_ = std::move(*file);
+  segments_.push_back(Segment{sequence, first_index, path});
+  // The opening records go before anything already buffered: they make the segment readable on
+  // its own once earlier segments are removed.
+  std::string opening;
+  AppendRecord(&opening, kSegmentHeader, 0, next_batch_, SegmentHeaderBody(sequence));
+  std::string body;
+  EncodeHardState(hard_state_, &body);
+  AppendRecord(&opening, kHardState, 0, next_batch_, body);
+  body.clear();
+  EncodeSnapshotMeta(snapshot_, &body);
+  AppendRecord(&opening, kSnapshotTaken, 0, next_batch_, body);
+  if (buffer_.empty()) {
+    last_record_offset_in_buffer_ = opening.size() - kRecordHeaderBytes - body.size();
+  } else {
+    last_record_offset_in_buffer_ += opening.size();
+  }
+  buffer_.insert(0, opening);
+  return absl::OkStatus();
+}
+
+Status Wal::Fail(Status status) {
+  SYNOD_ASSERT(!status.ok());
+  failure_ = absl::Status(status.code(),
+                          fmt::format("write-ahead log {} stopped accepting writes after: {}",
+                                      options_.directory, std::string(status.message())));
+  return failure_;
+}
+
+Status Wal::Sync() {
+  if (!failure_.ok()) return failure_;
+  if (buffer_.empty()) return absl::OkStatus();
+  bool new_segment = false;
+  if (current_ != nullptr && current_->size() >= options_.segment_bytes_max) {
+    // Every live entry in earlier segments is at or below the last index synced before this
+    // batch; naming the new segment after it lets ReleaseCoveredSegments decide from names.
+    if (Status status = OpenNewSegment(segments_.back().sequence + 1, synced_last_index_.next());
+        !status.ok()) {
+      return Fail(status);
+    }
+    new_segment = true;
+  }
+  MarkLastInBatch(&buffer_, last_record_offset_in_buffer_);
+  if (Status status = current_->Append(buffer_); !status.ok()) return Fail(status);
+  if (Status status = current_->Sync(); !status.ok()) return Fail(status);
+  if (new_segment || current_->size() == buffer_.size()) {
+    // A new file's name is durable only once its directory is synced.
+    if (Status status = fs_->SyncDirectory(options_.directory); !status.ok()) return Fail(status);
+  }
+  buffer_.clear();
+  ++next_batch_;
+  ++batches_synced_;
+  synced_snapshot_ = snapshot_;
+  synced_last_index_ = last_index_;
+  return absl::OkStatus();
+}
+
+Result<size_t> Wal::ReleaseCoveredSegments() {
+  if (!failure_.ok()) return failure_;
+  size_t removed = 0;
+  // Segment i holds only entries below segment i+1's first index.
+  while (segments_.size() >= 2 && segments_[1].first_index.prev() <= synced_snapshot_.index) {
+    if (Status status = fs_->Remove(segments_.front().path); !status.ok()) return Fail(status);
+    segments_.erase(segments_.begin());
+    ++removed;
+  }
+  if (removed > 0) {
+    if (Status status = fs_->SyncDirectory(options_.directory); !status.ok()) return Fail(status);
+  }
+  return removed;
+}
+
+}  // namespace synod::storage

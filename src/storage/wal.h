@@ -1,0 +1,141 @@
+#pragma once
+
+// The durable Raft log and hard state: a write-ahead log of checksummed records in numbered
+// segment files.
+//
+// Format (version 1). A segment file is named "<sequence>-<first index>.wal" (16 hex digits
+// each) and is a sequence of records. Each record is a 24-byte header and a body:
+//
+//   u32 header_crc   CRC32C of the 20 header bytes after it
+//   u32 body_crc     CRC32C of the body
+//   u32 body_length
+//   u8  type         RecordType below
+//   u8  flags        bit 0: last record of its batch
+//   u16 reserved     zero
+//   u64 batch        the number of the write (one write + one fsync) the record belongs to
+//
+// A segment begins with a segment header record (magic, format version, sequence), then the
+// hard state and the latest snapshot's metadata, so every segment is readable on its own and
+// older segments can be removed once a snapshot covers their entries (Raft 7).
+//
+// Recovery (Raft 5 and thesis 11.7.1: a node must come back with everything it acknowledged):
+// records are read in order until the first one whose header or body fails its checksum.
+//  - If it is in the last segment and no valid record of a LATER batch follows it, it is the
+//    torn tail of the one write a crash can interrupt: the write was never acknowledged, so the
+//    file is cut there and the node restarts without it.
+//  - Otherwise (an older segment, or valid later batches after it) acknowledged data is damaged:
+//    Open fails with a kDataLoss error naming the file and the offset, and never truncates.
+// The header checksum lets that scan look for later records at every byte offset cheaply.
+// A flipped bit inside the very last synced batch is indistinguishable from a torn write and is
+// cut like one; this is the same limit etcd's WAL has.
+//
+// Threading: a Wal is not thread-safe; one storage thread owns it (LogWriter).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "consensus/raft/types.h"
+#include "storage/file_system.h"
+
+namespace synod::storage {
+
+inline constexpr uint32_t kWalFormatVersion = 1;
+
+struct WalOptions {
+  std::string directory;
+  // A segment that has grown past this is closed after the write that grew it, and the next
+  // write starts a new one (etcd uses 64 MiB segments too).
+  uint64_t segment_bytes_max = 64 << 20;
+};
+
+// What a restarted node resumes from.
+struct RecoveredLog {
+  raft::HardState hard_state;
+  raft::SnapshotMeta snapshot;
+  // Contiguous, starting at snapshot.index + 1.
+  std::vector<raft::Entry> entries;
+  // Set when recovery cut a torn final write: the file and the offset it was cut at.
+  std::optional<std::string> torn_tail;
+};
+
+class Wal {
+ public:
+  // Creates a new log in `options.directory`, which must not exist yet. The log starts with the
+  // given snapshot metadata (a new cluster member: index 0 with the initial membership). The
+  // directory appears complete or not at all: it is written under a temporary name first.
+  static Result<std::unique_ptr<Wal>> Create(FileSystem* fs, const WalOptions& options,
+                                             const raft::SnapshotMeta& initial_snapshot);
+
+  // Opens an existing log and recovers its contents; see the recovery rules above. Errors:
+  // kNotFound (no log there), kDataLoss (corruption, with file and offset), kFailedPrecondition
+  // (a format version this build cannot read).
+  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, const WalOptions& options,
+                                           RecoveredLog* recovered);
+
+  // The next three only buffer records; nothing is durable, and nothing that depends on them may
+  // be sent or answered, until Sync returns OK.
+  //
+  // Appends entries that continue the log or replace a suffix of it (Raft 5.3: a conflicting
+  // entry and all that follow it are deleted); precondition: entries are contiguous and the
+  // first index is at most last_index() + 1 and above the snapshot.
+  void Append(std::span<const raft::Entry> entries);
+  void SaveHardState(const raft::HardState& hard_state);
+  // A snapshot received from the leader replaced the whole log (Raft 7: "the follower discards
+  // its entire log"); the log continues at meta.index + 1.
+  void InstallSnapshot(const raft::SnapshotMeta& meta);
+  // This node's state machine is durable up to meta.index (a local snapshot), so the entries up
+  // to it are no longer needed; later entries stay. Precondition: meta.index <= last_index().
+  void CompactTo(const raft::SnapshotMeta& meta);
+
+  // Writes every buffered record as one batch and fsyncs it: one fsync covers everything that
+  // arrived since the previous Sync (group commit). Rotates to a new segment when the current
+  // one is full. After any I/O error the Wal refuses every further call with that error: it
+  // cannot know what reached the disk, so the node must stop and recover from what is there.
+  Status Sync();
+
+  // Removes segments whose entries are all at or below the latest synced snapshot's index.
+  // Returns the number of segments removed.
+  Result<size_t> ReleaseCoveredSegments();
+
+  Index last_index() const { return last_index_; }
+  uint64_t batches_synced() const { return batches_synced_; }
+  uint64_t segment_count() const { return segments_.size(); }
+  bool has_buffered_records() const { return !buffer_.empty(); }
+
+ private:
+  struct Segment {
+    uint64_t sequence = 0;
+    Index first_index;
+    std::string path;
+  };
+
+  Wal(FileSystem* fs, WalOptions options);
+  Status OpenNewSegment(uint64_t sequence, Index first_index);
+  void BufferRecord(uint8_t type, std::string_view body);
+  Status Fail(Status status);
+
+  FileSystem* const fs_;
+  const WalOptions options_;
+  std::vector<Segment> segments_;
+  std::unique_ptr<AppendableFile> current_;
+  // Records of the batch being assembled; the last one is flagged at Sync.
+  std::string buffer_;
+  size_t last_record_offset_in_buffer_ = 0;
+  uint64_t next_batch_ = 1;
+  uint64_t batches_synced_ = 0;
+  Index last_index_;
+  // last_index_ as of the end of the last synced batch.
+  Index synced_last_index_;
+  raft::HardState hard_state_;
+  raft::SnapshotMeta snapshot_;
+  // The snapshot known to be durable, which bounds ReleaseCoveredSegments.
+  raft::SnapshotMeta synced_snapshot_;
+  Status failure_;
+};
+
+}  // namespace synod::storage
