@@ -148,8 +148,8 @@ struct Replay {
   // Sorted by index; may have one gap where removed segments were, which a later snapshot
   // record covers (checked at the end).
   std::vector<raft::Entry> entries;
+  // The last batch applied; every applied batch was complete.
   uint64_t last_batch = 0;
-  bool last_batch_complete = true;
 };
 
 void DropEntriesFrom(std::vector<raft::Entry>* entries, Index index) {
@@ -175,12 +175,6 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
                             : "segment header in the middle of a segment";
     return absl::DataLossError(*why);
   }
-  if (record.batch < replay->last_batch) {
-    *why = fmt::format("batch number {} after batch {}", record.batch, replay->last_batch);
-    return absl::DataLossError(*why);
-  }
-  replay->last_batch = record.batch;
-  replay->last_batch_complete = (record.flags & kFlagLastInBatch) != 0;
   switch (record.type) {
     case kSegmentHeader: {
       if (!record.body.starts_with(kSegmentMagic)) {
@@ -250,12 +244,12 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
 // Looks for a valid record of a batch other than `torn_batch` anywhere after `offset`. Finding
 // one proves the damage at `offset` is not the torn tail of the last write.
 std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
-                                     std::optional<uint64_t> torn_batch) {
+                                     uint64_t torn_batch) {
   for (size_t probe = offset + 1; probe + kRecordHeaderBytes <= contents.size(); ++probe) {
     Record record;
     std::string why;
     if (ParseRecordAt(contents, probe, &record, &why) != ParseOutcome::kRecord) continue;
-    if (!torn_batch.has_value() || record.batch != *torn_batch) return probe;
+    if (record.batch != torn_batch) return probe;
   }
   return std::nullopt;
 }
@@ -287,8 +281,9 @@ Result<std::unique_ptr<Wal>> Wal::Create(FileSystem* fs, const WalOptions& optio
     std::unique_ptr<Wal> draft(new Wal(fs, WalOptions{creating, options.segment_bytes_max}));
     draft->snapshot_ = initial_snapshot;
     draft->synced_snapshot_ = initial_snapshot;
+    draft->written_snapshot_ = initial_snapshot;
     draft->last_index_ = initial_snapshot.index;
-    draft->synced_last_index_ = initial_snapshot.index;
+    draft->written_last_index_ = initial_snapshot.index;
     if (Status status = draft->OpenNewSegment(0, initial_snapshot.index.next()); !status.ok()) {
       return status;
     }
@@ -337,49 +332,65 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     const bool last_segment = i + 1 == wal->segments_.size();
     auto contents = fs->ReadFile(segment.path);
     if (!contents.ok()) return contents.status();
+    // Records of the batch being read, applied only once its last record is seen: a batch is
+    // one write, and a write the crash interrupted is treated as never made (wal.h).
+    std::vector<std::pair<Record, size_t>> batch;
     size_t offset = 0;
-    bool first_in_segment = true;
+    std::string why;
     while (true) {
       Record record;
-      std::string why;
       const ParseOutcome outcome = ParseRecordAt(*contents, offset, &record, &why);
-      if (outcome == ParseOutcome::kEnd) break;
-      if (outcome == ParseOutcome::kRecord) {
-        if (Status status = ApplyRecord(record, segment.sequence, first_in_segment, &replay, &why);
+      if (outcome == ParseOutcome::kInvalid) break;
+      if (outcome == ParseOutcome::kEnd) {
+        why = "the file ends inside a write";
+        break;
+      }
+      const bool continues_batch = !batch.empty() && record.batch == batch.front().first.batch;
+      if ((!batch.empty() && !continues_batch) || record.batch <= replay.last_batch) {
+        return Corruption(segment.path, offset,
+                          fmt::format("record of write {} after write {}", record.batch,
+                                      batch.empty() ? replay.last_batch : batch.front().first.batch));
+      }
+      batch.emplace_back(record, offset);
+      offset += record.size;
+      if ((record.flags & kFlagLastInBatch) == 0) continue;
+      for (const auto& [member, member_offset] : batch) {
+        if (Status status =
+                ApplyRecord(member, segment.sequence, member_offset == 0, &replay, &why);
             !status.ok()) {
           if (absl::IsFailedPrecondition(status)) {
             return absl::FailedPreconditionError(fmt::format("{}: {}", segment.path, why));
           }
-          return Corruption(segment.path, offset, why);
+          return Corruption(segment.path, member_offset, why);
         }
-        first_in_segment = false;
-        offset += record.size;
-        continue;
       }
-      // An invalid record: the torn tail of the last write, or damage (see wal.h).
-      if (!last_segment) return Corruption(segment.path, offset, why);
-      std::optional<uint64_t> torn_batch;
-      if (!first_in_segment) {
-        torn_batch = replay.last_batch_complete ? replay.last_batch + 1 : replay.last_batch;
+      replay.last_batch = record.batch;
+      batch.clear();
+      if (offset == contents->size()) break;
+    }
+    if (batch.empty() && offset == contents->size()) continue;  // A clean end.
+
+    // An unfinished write: the torn tail of the last one, or damage (see wal.h).
+    const size_t damage_offset = offset;
+    const size_t write_start = batch.empty() ? offset : batch.front().second;
+    if (!last_segment) return Corruption(segment.path, damage_offset, why);
+    const uint64_t torn_batch = batch.empty() ? replay.last_batch + 1 : batch.front().first.batch;
+    if (auto later = FindLaterBatch(*contents, damage_offset, torn_batch); later.has_value()) {
+      return Corruption(segment.path, damage_offset,
+                        fmt::format("{}, with a valid record of a later write at offset {}", why,
+                                    *later));
+    }
+    recovered->torn_tail = fmt::format("{} at offset {} ({})", segment.path, write_start, why);
+    if (write_start == 0) {
+      // The segment's own opening records never reached the disk: it was never used.
+      if (Status status = fs->Remove(segment.path); !status.ok()) return status;
+      if (Status status = fs->SyncDirectory(options.directory); !status.ok()) return status;
+      wal->segments_.pop_back();
+      if (wal->segments_.empty()) {
+        return Corruption(segment.path, 0, "the only segment has no complete write");
       }
-      if (auto later = FindLaterBatch(*contents, offset, torn_batch); later.has_value()) {
-        return Corruption(segment.path, offset,
-                          fmt::format("{}, with a valid record of a later write at offset {}",
-                                      why, *later));
-      }
-      recovered->torn_tail = fmt::format("{} at offset {} ({})", segment.path, offset, why);
-      if (first_in_segment) {
-        // The segment's own header never reached the disk: the segment was never used.
-        if (Status status = fs->Remove(segment.path); !status.ok()) return status;
-        if (Status status = fs->SyncDirectory(options.directory); !status.ok()) return status;
-        wal->segments_.pop_back();
-        if (wal->segments_.empty()) {
-          return Corruption(segment.path, 0, "the only segment has no valid header");
-        }
-      } else if (Status status = fs->Truncate(segment.path, offset); !status.ok()) {
-        return status;
-      }
-      break;
+    } else if (Status status = fs->Truncate(segment.path, write_start); !status.ok()) {
+      return status;
     }
   }
 
@@ -402,8 +413,9 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
   wal->hard_state_ = replay.hard_state;
   wal->snapshot_ = replay.snapshot;
   wal->synced_snapshot_ = replay.snapshot;
+  wal->written_snapshot_ = replay.snapshot;
   wal->last_index_ = replay.entries.empty() ? replay.snapshot.index : replay.entries.back().index;
-  wal->synced_last_index_ = wal->last_index_;
+  wal->written_last_index_ = wal->last_index_;
   recovered->hard_state = replay.hard_state;
   recovered->snapshot = std::move(replay.snapshot);
   recovered->entries = std::move(replay.entries);
@@ -463,6 +475,7 @@ Status Wal::OpenNewSegment(uint64_t sequence, Index first_index) {
   auto file = fs_->OpenForAppend(path);
   if (!file.ok()) return file.status();
   current_ = std::move(*file);
+  directory_unsynced_ = true;
   segments_.push_back(Segment{sequence, first_index, path});
   // The opening records go before anything already buffered: they make the segment readable on
   // its own once earlier segments are removed.
@@ -491,32 +504,46 @@ Status Wal::Fail(Status status) {
   return failure_;
 }
 
-Status Wal::Sync() {
+Status Wal::Write() {
   if (!failure_.ok()) return failure_;
   if (buffer_.empty()) return absl::OkStatus();
-  bool new_segment = false;
   if (current_ != nullptr && current_->size() >= options_.segment_bytes_max) {
-    // Every live entry in earlier segments is at or below the last index synced before this
+    // The full segment's last write must be durable before the log moves on from it.
+    if (Status status = SyncWritten(); !status.ok()) return status;
+    // Every live entry in earlier segments is at or below the last index written before this
     // batch; naming the new segment after it lets ReleaseCoveredSegments decide from names.
-    if (Status status = OpenNewSegment(segments_.back().sequence + 1, synced_last_index_.next());
+    if (Status status = OpenNewSegment(segments_.back().sequence + 1, written_last_index_.next());
         !status.ok()) {
       return Fail(status);
     }
-    new_segment = true;
   }
   MarkLastInBatch(&buffer_, last_record_offset_in_buffer_);
   if (Status status = current_->Append(buffer_); !status.ok()) return Fail(status);
-  if (Status status = current_->Sync(); !status.ok()) return Fail(status);
-  if (new_segment || current_->size() == buffer_.size()) {
-    // A new file's name is durable only once its directory is synced.
-    if (Status status = fs_->SyncDirectory(options_.directory); !status.ok()) return Fail(status);
-  }
   buffer_.clear();
   ++next_batch_;
-  ++batches_synced_;
-  synced_snapshot_ = snapshot_;
-  synced_last_index_ = last_index_;
+  write_unsynced_ = true;
+  written_snapshot_ = snapshot_;
+  written_last_index_ = last_index_;
   return absl::OkStatus();
+}
+
+Status Wal::SyncWritten() {
+  if (!write_unsynced_) return absl::OkStatus();
+  if (Status status = current_->Sync(); !status.ok()) return Fail(status);
+  if (directory_unsynced_) {
+    // A new segment's name is durable only once its directory is synced.
+    if (Status status = fs_->SyncDirectory(options_.directory); !status.ok()) return Fail(status);
+    directory_unsynced_ = false;
+  }
+  write_unsynced_ = false;
+  ++batches_synced_;
+  synced_snapshot_ = written_snapshot_;
+  return absl::OkStatus();
+}
+
+Status Wal::Sync() {
+  if (Status status = Write(); !status.ok()) return status;
+  return SyncWritten();
 }
 
 Result<size_t> Wal::ReleaseCoveredSegments() {

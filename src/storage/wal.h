@@ -19,10 +19,12 @@
 // older segments can be removed once a snapshot covers their entries (Raft 7).
 //
 // Recovery (Raft 5 and thesis 11.7.1: a node must come back with everything it acknowledged):
-// records are read in order until the first one whose header or body fails its checksum.
-//  - If it is in the last segment and no valid record of a LATER batch follows it, it is the
+// records are read in order; a batch (one write) takes effect only when its flagged last record
+// has been read, so a write the crash interrupted is treated as never made, whole. Reading
+// stops at the first record whose header or body fails its checksum, or at an unfinished batch.
+//  - If that is in the last segment and no valid record of a LATER batch follows it, it is the
 //    torn tail of the one write a crash can interrupt: the write was never acknowledged, so the
-//    file is cut there and the node restarts without it.
+//    file is cut at the start of that write and the node restarts without it.
 //  - Otherwise (an older segment, or valid later batches after it) acknowledged data is damaged:
 //    Open fails with a kDataLoss error naming the file and the offset, and never truncates.
 // The header checksum lets that scan look for later records at every byte offset cheaply.
@@ -92,10 +94,12 @@ class Wal {
   // to it are no longer needed; later entries stay. Precondition: meta.index <= last_index().
   void CompactTo(const raft::SnapshotMeta& meta);
 
-  // Writes every buffered record as one batch and fsyncs it: one fsync covers everything that
-  // arrived since the previous Sync (group commit). Rotates to a new segment when the current
-  // one is full. After any I/O error the Wal refuses every further call with that error: it
-  // cannot know what reached the disk, so the node must stop and recover from what is there.
+  // Writes every buffered record to the file as one batch, without fsync. Recovery treats a
+  // batch as all or nothing. Rotates to a new segment first when the current one is full.
+  Status Write();
+  // Write(), then fsync: one fsync covers everything written since the previous Sync (group
+  // commit). After any I/O error the Wal refuses every further call with that error: it cannot
+  // know what reached the disk, so the node must stop and recover from what is there.
   Status Sync();
 
   // Removes segments whose entries are all at or below the latest synced snapshot's index.
@@ -117,6 +121,7 @@ class Wal {
   Wal(FileSystem* fs, WalOptions options);
   Status OpenNewSegment(uint64_t sequence, Index first_index);
   void BufferRecord(uint8_t type, std::string_view body);
+  Status SyncWritten();
   Status Fail(Status status);
 
   FileSystem* const fs_;
@@ -129,8 +134,12 @@ class Wal {
   uint64_t next_batch_ = 1;
   uint64_t batches_synced_ = 0;
   Index last_index_;
-  // last_index_ as of the end of the last synced batch.
-  Index synced_last_index_;
+  // last_index_ and snapshot_ as of the end of the last written batch.
+  Index written_last_index_;
+  raft::SnapshotMeta written_snapshot_;
+  bool write_unsynced_ = false;
+  // A segment was created since the directory was last synced.
+  bool directory_unsynced_ = false;
   raft::HardState hard_state_;
   raft::SnapshotMeta snapshot_;
   // The snapshot known to be durable, which bounds ReleaseCoveredSegments.
