@@ -196,7 +196,13 @@ uint64_t Checker::ChainAt(const NodeView& view, Index index) const {
 
 void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
                         Index durable_last_before) {
-  NodeView& view = nodes_[node.id()];
+  OnPersist(node.id(), node.role() == raft::Role::kLeader, node.term(), ready,
+            durable_last_before);
+}
+
+void Checker::OnPersist(NodeId node_id, bool was_leader, Term term, const raft::Ready& ready,
+                        Index durable_last_before) {
+  NodeView& view = nodes_[node_id];
   if (view.chain.empty()) {
     // First sight of this node's durable log: it starts empty at index 0.
     view.chain_base = Index(0);
@@ -210,7 +216,7 @@ void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
       Fail(
           fmt::format("Log Matching: node {} installed a snapshot at ({}, term {}) that no "
                       "durable log ever held",
-                      node.id(), meta.index, meta.term));
+                      node_id, meta.index, meta.term));
       return;
     }
     view.chain_base = meta.index;
@@ -221,15 +227,15 @@ void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
   if (ready.entries.empty()) return;
   const Index first = ready.entries.front().index;
   SYNOD_ASSERT_MSG(first > view.chain_base, "node {} persisted entry {} below its base {}",
-                   node.id(), first, view.chain_base);
+                   node_id, first, view.chain_base);
   SYNOD_ASSERT(first <= durable_last_before.next());
   // Leader Append-Only on durable state: entries of a term are created only by that term's
   // leader, so a leader replacing a durable entry of its own term rewrote its own log.
-  if (node.role() == raft::Role::kLeader) {
+  if (was_leader) {
     for (Index index = first; index <= durable_last_before; index = index.next()) {
-      if (view.terms[index.distance_from(view.chain_base)] == node.term()) {
+      if (view.terms[index.distance_from(view.chain_base)] == term) {
         Fail(fmt::format("Leader Append-Only: leader {} of term {} overwrote its durable entry {}",
-                         node.id(), node.term(), index));
+                         node_id, term, index));
         return;
       }
     }
@@ -252,7 +258,7 @@ void Checker::OnPersist(const raft::Raft& node, const raft::Ready& ready,
       Fail(
           fmt::format("Log Matching: node {} holds entry ({}, term {}) but its log up to there "
                       "differs from another node's with the same entry",
-                      node.id(), entry.index, entry.term));
+                      node_id, entry.index, entry.term));
       return;
     }
   }

@@ -47,6 +47,10 @@ class Checker {
   // The node made a Ready durable. `durable_last_before` is its last durable index before the
   // write. Log Matching on durable logs; Leader Append-Only on durable logs.
   void OnPersist(const raft::Raft& node, const raft::Ready& ready, Index durable_last_before);
+  // The same for a write that became durable while the node was down (a crash mid-write whose
+  // pages all reached the disk): `was_leader` and `term` are as they were when it was written.
+  void OnPersist(NodeId node, bool was_leader, Term term, const raft::Ready& ready,
+                 Index durable_last_before);
 
   // The node restored its state machine from a snapshot with this state hash.
   void OnRestore(NodeId node, const raft::SnapshotMeta& meta, uint64_t state_hash);

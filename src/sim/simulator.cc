@@ -17,6 +17,8 @@
 #include "base/prng.h"
 #include "consensus/raft/raft.h"
 #include "sim/checker.h"
+#include "sim/sim_disk.h"
+#include "storage/wal.h"
 
 namespace synod::sim {
 namespace {
@@ -28,7 +30,8 @@ using raft::Ready;
 using raft::Role;
 
 constexpr std::array<std::string_view, kFaultCount> kFaultNames = {
-    "loss", "duplicate", "delay", "partition", "crash", "pause", "slow", "membership", "transfer"};
+    "loss",  "duplicate",  "delay",    "partition", "crash",
+    "pause", "slow",       "membership", "transfer", "disk"};
 
 // Simulated time advances in units; a node ticks every kTickUnits units. A message normally
 // takes a few units, so a tick is several network round trips, as with a 100 ms tick on a LAN.
@@ -37,6 +40,9 @@ constexpr uint64_t kTickUnits = 10;
 constexpr uint32_t kSpareNodes = 3;
 constexpr uint32_t kVotersMin = 3;
 constexpr uint32_t kVotersMax = 7;
+// Small segments, so runs rotate and release them and a flipped bit can land in an old one.
+constexpr uint64_t kWalSegmentBytes = 8 << 10;
+constexpr char kWalDirectory[] = "/node/wal";
 
 // Moments at which a fault exposes the most, because what a node has promised and what the
 // others know are briefly out of step.
@@ -73,6 +79,12 @@ struct Parameters {
   uint64_t downtime_units_max = 0;
   uint32_t proposals_per_tick_max = 2;
   uint32_t reads_per_mille = 300;
+  // Disk faults: the chance that a crash tears the write in progress (rather than losing it
+  // whole), that a completed write's fsync fails, and that a crash comes with a flipped bit in
+  // an old log segment.
+  uint32_t torn_crash_percent = 0;
+  uint32_t fsync_failure_per_100k = 0;
+  uint32_t bit_flip_percent = 0;
 
   std::string ToString() const {
     return fmt::format(
@@ -80,13 +92,14 @@ struct Parameters {
         "append_bytes={} snapshot_every={} compaction_keep={} loss={}% dup={}% long_delay={}% "
         "long_delay_max={}u faults_per_mille={} crash_after_write_per_100k={} "
         "moment_faults={}% downtime_max={}u "
-        "proposals_per_tick<={} reads_per_mille={}",
+        "proposals_per_tick<={} reads_per_mille={} torn_crash={}% fsync_fail_per_100k={} "
+        "bit_flip={}%",
         voters, node.election_timeout_ticks, node.heartbeat_interval_ticks, node.pre_vote,
         node.check_quorum, node.inflight_messages_max, node.append_entries_bytes_max,
         snapshot_interval, compaction_keep, loss_percent, duplicate_percent, long_delay_percent,
         long_delay_units_max, fault_per_mille, crash_after_write_per_100k,
         fmt::join(moment_fault_percent, "/"), downtime_units_max, proposals_per_tick_max,
-        reads_per_mille);
+        reads_per_mille, torn_crash_percent, fsync_failure_per_100k, bit_flip_percent);
   }
 };
 
@@ -120,7 +133,28 @@ struct SimNode {
   uint64_t incarnation = 0;
   std::unique_ptr<raft::Raft> raft;
 
-  // Durable state: survives a crash.
+  // The node's disk and its write-ahead log on it: what production runs, with faults.
+  std::unique_ptr<SimDisk> disk;
+  std::unique_ptr<storage::Wal> wal;
+  // A write handed to the disk whose fsync had not returned when the node crashed: recovery
+  // may find it whole, or not at all, never in part. Who wrote it matters to the checker.
+  struct UnsyncedWrite {
+    Ready ready;
+    bool was_leader = false;
+    Term term;
+  };
+  std::optional<UnsyncedWrite> unsynced_at_crash;
+  // A bit flipped in an old log record at the last crash: restart must refuse to start, naming
+  // the file and an offset at or before it.
+  struct FlippedBit {
+    std::string path;
+    uint64_t offset = 0;
+    uint8_t bit = 0;
+  };
+  std::optional<FlippedBit> flipped_bit;
+
+  // The model of what is durable, which the log recovered at restart must match: survives a
+  // crash.
   raft::HardState hard_state;
   raft::Snapshot snapshot;
   // Durable log entries, contiguous, starting at durable_first.
@@ -241,6 +275,9 @@ class Simulation {
   void Pump(SimNode& node);
   void CompleteWrite(SimNode& node);
   void Persist(SimNode& node, const Ready& ready);
+  void WriteToLog(SimNode& node, const Ready& ready);
+  // Opens the node's log after a crash and checks it against the model; false on failure.
+  bool RecoverLog(SimNode& node);
   void Apply(SimNode& node, const Ready& ready);
   void MaybeSnapshot(SimNode& node);
   void Send(Message message);
@@ -355,6 +392,11 @@ void Simulation::ChooseParameters() {
   }
   p.proposals_per_tick_max = static_cast<uint32_t>(prng_.Between(1, 4));
   p.reads_per_mille = static_cast<uint32_t>(prng_.Between(50, 500));
+  if (f.test(static_cast<size_t>(Fault::kDisk))) {
+    p.torn_crash_percent = static_cast<uint32_t>(prng_.Between(20, 100));
+    p.fsync_failure_per_100k = prng_.Chance(1, 2) ? static_cast<uint32_t>(prng_.Between(10, 300)) : 0;
+    p.bit_flip_percent = prng_.Chance(1, 2) ? static_cast<uint32_t>(prng_.Between(5, 30)) : 0;
+  }
 }
 
 raft::Config Simulation::NodeConfig(NodeId id) {
@@ -404,6 +446,12 @@ SimResult Simulation::Run() {
     // configuration; spare nodes start empty and learn the configuration when added.
     if (i <= parameters_.voters) node.snapshot.meta.membership = initial;
     if (i > parameters_.voters) spare_ids_.push_back(id);
+    node.disk = std::make_unique<SimDisk>();
+    SYNOD_ASSERT(node.disk->CreateDirectory("/node").ok());
+    auto wal = storage::Wal::Create(node.disk.get(), {kWalDirectory, kWalSegmentBytes},
+                                    node.snapshot.meta);
+    SYNOD_ASSERT_MSG(wal.ok(), "{}", wal.status().ToString());
+    node.wal = std::move(*wal);
     Restart(node);
   }
   Tracef("seed {} faults {} {}", options_.seed, ToString(options_.faults), parameters_.ToString());
@@ -566,6 +614,7 @@ void Simulation::Pump(SimNode& node) {
     for (Message& message : ready.early_messages) Send(std::move(message));
     ready.early_messages.clear();
     const bool must_persist = ready.MustPersist();
+    if (must_persist) WriteToLog(node, ready);
     node.writing = std::move(ready);
     if (must_persist) {
       const uint64_t latency = prng_.Between(1, 4) * node.slow_factor;
@@ -578,6 +627,19 @@ void Simulation::Pump(SimNode& node) {
 
 void Simulation::CompleteWrite(SimNode& node) {
   SYNOD_ASSERT(node.writing.has_value());
+  if (node.writing->MustPersist()) {
+    if (!liveness_phase_ && prng_.Chance(parameters_.fsync_failure_per_100k, 100000)) {
+      node.disk->FailSyncs(1);
+    }
+    if (Status status = node.wal->Sync(); !status.ok()) {
+      // Nothing may be acknowledged on top of a failed fsync: the node stops (as etcd does)
+      // and recovers from what its disk holds when it is restarted.
+      ++stats_.fsync_failures;
+      Tracef("n{} stops: {}", node.id, status.ToString());
+      CrashAndScheduleRestart(node);
+      return;
+    }
+  }
   Ready ready = std::move(*node.writing);
   node.writing.reset();
   const Index durable_last_before = node.durable_last();
@@ -668,6 +730,104 @@ void Simulation::Persist(SimNode& node, const Ready& ready) {
   if (ready.hard_state.has_value()) node.hard_state = *ready.hard_state;
 }
 
+void Simulation::WriteToLog(SimNode& node, const Ready& ready) {
+  storage::Wal& wal = *node.wal;
+  if (ready.snapshot.has_value()) wal.InstallSnapshot(ready.snapshot->meta);
+  wal.Append(ready.entries);
+  if (ready.hard_state.has_value()) wal.SaveHardState(*ready.hard_state);
+  // Only a rotation's fsync of the previous segment can fail here, and fsync failures are
+  // injected only before the completing Sync.
+  const Status status = wal.Write();
+  SYNOD_ASSERT_MSG(status.ok(), "{}", status.ToString());
+}
+
+namespace {
+
+// The durable state as the log holds it and as the model expects it, for comparison.
+struct DurableView {
+  raft::HardState hard_state;
+  raft::SnapshotMeta snapshot;
+  std::vector<Entry> entries;
+
+  bool operator==(const DurableView&) const = default;
+};
+
+std::string Describe(const DurableView& view) {
+  return fmt::format("term {} vote n{} commit {} snapshot {} (term {}) entries {}..{}",
+                     view.hard_state.term, view.hard_state.voted_for, view.hard_state.commit,
+                     view.snapshot.index, view.snapshot.term,
+                     view.entries.empty() ? Index(0) : view.entries.front().index,
+                     view.entries.empty() ? Index(0) : view.entries.back().index);
+}
+
+DurableView ModelView(const SimNode& node) {
+  DurableView view{node.hard_state, node.snapshot.meta, {}};
+  for (const Entry& entry : node.durable_log) {
+    if (entry.index > node.snapshot.meta.index) view.entries.push_back(entry);
+  }
+  return view;
+}
+
+}  // namespace
+
+bool Simulation::RecoverLog(SimNode& node) {
+  const storage::WalOptions options{kWalDirectory, kWalSegmentBytes};
+  storage::RecoveredLog recovered;
+  if (node.flipped_bit.has_value()) {
+    const SimNode::FlippedBit flip = *node.flipped_bit;
+    node.flipped_bit.reset();
+    auto damaged = storage::Wal::Open(node.disk.get(), options, &recovered);
+    const std::string message(damaged.status().message());
+    const size_t at = message.find("at offset ");
+    if (damaged.ok() || damaged.status().code() != absl::StatusCode::kDataLoss ||
+        message.find(flip.path) == std::string::npos || at == std::string::npos ||
+        std::stoull(message.substr(at + 10)) > flip.offset) {
+      Fail(fmt::format("Storage: node {} started from a log with bit {} of {} offset {} "
+                       "flipped; expected a data-loss error naming them, got: {}",
+                       node.id, flip.bit, flip.path, flip.offset, damaged.status().ToString()));
+      return false;
+    }
+    ++stats_.corruptions_detected;
+    Tracef("n{} refuses to start: {}", node.id, message);
+    // The run goes on with the damage repaired (in production: the operator replaces the
+    // member); what was checked is that it was detected and nothing was cut.
+    node.disk->FlipBit(flip.path, flip.offset, flip.bit);
+  }
+  auto wal = storage::Wal::Open(node.disk.get(), options, &recovered);
+  if (!wal.ok()) {
+    Fail(fmt::format("Storage: node {} cannot recover its log: {}", node.id,
+                     wal.status().ToString()));
+    return false;
+  }
+  node.wal = std::move(*wal);
+  const DurableView found{recovered.hard_state, recovered.snapshot, std::move(recovered.entries)};
+  const DurableView synced = ModelView(node);
+  std::optional<SimNode::UnsyncedWrite> unsynced = std::move(node.unsynced_at_crash);
+  node.unsynced_at_crash.reset();
+  if (found == synced) {
+    if (recovered.torn_tail.has_value()) {
+      ++stats_.torn_writes_cut;
+      Tracef("n{} cut a torn write: {}", node.id, *recovered.torn_tail);
+    }
+    return true;
+  }
+  if (unsynced.has_value()) {
+    // The write in progress may have reached the disk whole; then it counts as made.
+    const Index durable_last_before = node.durable_last();
+    Persist(node, unsynced->ready);
+    if (found == ModelView(node)) {
+      ++stats_.torn_writes_kept_whole;
+      checker_.OnPersist(node.id, unsynced->was_leader, unsynced->term, unsynced->ready,
+                         durable_last_before);
+      return true;
+    }
+  }
+  Fail(fmt::format("Storage: node {} recovered {} from its log; what was synced is {}{}",
+                   node.id, Describe(found), Describe(synced),
+                   unsynced.has_value() ? ", and the write in progress does not explain it" : ""));
+  return false;
+}
+
 void Simulation::Apply(SimNode& node, const Ready& ready) {
   if (ready.snapshot.has_value()) {
     node.applied = ready.snapshot->meta.index;
@@ -711,6 +871,18 @@ void Simulation::MaybeSnapshot(SimNode& node) {
   }
   node.snapshot = node.raft->log().snapshot();
   node.last_snapshot_index = node.applied;
+  // The state machine image is durable (here: in the model); the log may now drop what it
+  // covers. A failed fsync stops the node like any other.
+  node.wal->CompactTo(node.snapshot.meta);
+  if (Status status = node.wal->Sync(); !status.ok()) {
+    ++stats_.fsync_failures;
+    CrashAndScheduleRestart(node);
+    return;
+  }
+  if (auto released = node.wal->ReleaseCoveredSegments(); !released.ok()) {
+    CrashAndScheduleRestart(node);
+    return;
+  }
   const Index compact_to = node.applied.value() > parameters_.compaction_keep
                                ? node.applied.minus(parameters_.compaction_keep)
                                : Index(0);
@@ -834,8 +1006,34 @@ void Simulation::Crash(SimNode& node) {
   Tracef("n{} CRASHES (losing {} unpersisted)", node.id,
          node.writing.has_value() ? "a write in progress and" : "nothing");
   node.running = false;
+  if (node.writing.has_value() && node.writing->MustPersist()) {
+    node.unsynced_at_crash = SimNode::UnsyncedWrite{std::move(*node.writing),
+                                                    node.raft->role() == Role::kLeader,
+                                                    node.raft->term()};
+  }
   node.raft.reset();
   node.writing.reset();
+  node.wal.reset();
+  const bool torn = prng_.Chance(parameters_.torn_crash_percent, 100);
+  node.disk->Crash(torn ? SimDisk::CrashKind::kTornWrite : SimDisk::CrashKind::kLoseUnsynced,
+                   prng_);
+  if (prng_.Chance(parameters_.bit_flip_percent, 100)) {
+    // Damage an old segment (every one but the newest, whose last write may be torn anyway).
+    auto names = node.disk->ListDirectory(kWalDirectory);
+    SYNOD_ASSERT(names.ok());
+    if (names->size() >= 2) {
+      const std::string path =
+          storage::JoinPath(kWalDirectory, (*names)[prng_.Below(names->size() - 1)]);
+      const uint64_t size = node.disk->DurableSize(path);
+      if (size > 0) {
+        node.flipped_bit = SimNode::FlippedBit{path, prng_.Below(size),
+                                               static_cast<uint8_t>(prng_.Below(8))};
+        node.disk->FlipBit(path, node.flipped_bit->offset, node.flipped_bit->bit);
+        Tracef("n{} disk: bit {} of {} offset {} flipped", node.id, node.flipped_bit->bit, path,
+               node.flipped_bit->offset);
+      }
+    }
+  }
   node.paused = false;
   node.deferred.clear();
   ++node.incarnation;
@@ -844,6 +1042,7 @@ void Simulation::Crash(SimNode& node) {
 
 void Simulation::Restart(SimNode& node) {
   SYNOD_ASSERT(node.raft == nullptr);
+  if (node.wal == nullptr && !RecoverLog(node)) return;
   raft::PersistentState state;
   state.hard_state = node.hard_state;
   state.snapshot = node.snapshot;
@@ -1155,6 +1354,10 @@ void SimStats::Add(const SimStats& run) {
   proposals_applied += run.proposals_applied;
   reads_released += run.reads_released;
   snapshots_installed += run.snapshots_installed;
+  fsync_failures += run.fsync_failures;
+  torn_writes_cut += run.torn_writes_cut;
+  torn_writes_kept_whole += run.torn_writes_kept_whole;
+  corruptions_detected += run.corruptions_detected;
   liveness_ticks = std::max(liveness_ticks, run.liveness_ticks);
 }
 

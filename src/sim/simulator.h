@@ -28,8 +28,9 @@ enum class Fault : uint8_t {
   kSlow,        // a node's disk and network become much slower for a while
   kMembership,  // add and remove voters and learners, promote learners
   kTransfer,    // leadership transfers
+  kDisk,        // torn writes at a crash, fsync failures, flipped bits in old log records
 };
-inline constexpr size_t kFaultCount = 9;
+inline constexpr size_t kFaultCount = 10;
 using FaultSet = std::bitset<kFaultCount>;
 
 std::string_view ToString(Fault fault);
@@ -66,6 +67,11 @@ struct SimStats {
   uint64_t proposals_applied = 0;
   uint64_t reads_released = 0;
   uint64_t snapshots_installed = 0;
+  // Disk faults, and what recovery made of them.
+  uint64_t fsync_failures = 0;
+  uint64_t torn_writes_cut = 0;
+  uint64_t torn_writes_kept_whole = 0;
+  uint64_t corruptions_detected = 0;
   uint64_t liveness_ticks = 0;
 
   // Folds in another run's figures: every counter is summed, liveness_ticks keeps the slowest.

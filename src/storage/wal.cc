@@ -373,6 +373,16 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     // An unfinished write: the torn tail of the last one, or damage (see wal.h).
     const size_t damage_offset = offset;
     const size_t write_start = batch.empty() ? offset : batch.front().second;
+#ifdef SYNOD_BROKEN_WAL_CUTS_DAMAGE
+    // Deliberately broken build (never shipped; see CMakeLists.txt): the naive log that treats
+    // any bad record as a torn tail and cuts everything from it on. The simulator's flipped-bit
+    // check must catch it.
+    (void)damage_offset;
+    for (size_t later = wal->segments_.size() - 1; later > i; --later) {
+      if (Status status = fs->Remove(wal->segments_[later].path); !status.ok()) return status;
+      wal->segments_.pop_back();
+    }
+#else
     if (!last_segment) return Corruption(segment.path, damage_offset, why);
     const uint64_t torn_batch = batch.empty() ? replay.last_batch + 1 : batch.front().first.batch;
     if (auto later = FindLaterBatch(*contents, damage_offset, torn_batch); later.has_value()) {
@@ -380,6 +390,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
                         fmt::format("{}, with a valid record of a later write at offset {}", why,
                                     *later));
     }
+#endif
     recovered->torn_tail = fmt::format("{} at offset {} ({})", segment.path, write_start, why);
     if (write_start == 0) {
       // The segment's own opening records never reached the disk: it was never used.
@@ -392,6 +403,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     } else if (Status status = fs->Truncate(segment.path, write_start); !status.ok()) {
       return status;
     }
+    break;
   }
 
   // After the last snapshot the log must be contiguous: a gap means lost records.

@@ -136,9 +136,12 @@ int main(int argc, char** argv) {
   fmt::print(
       "synod-sim: {} seeds, {} passed, {} failed (faults={}, ticks={}; {} leaders elected, {} "
       "entries committed, {} crashes, {} partitions, {} membership changes, {} snapshots "
-      "installed, {} reads checked; slowest recovery {} ticks; {:.1f}s)\n",
+      "installed, {} reads checked; disk: {} fsync failures, {} torn writes cut, {} kept whole, "
+      "{} corruptions detected; slowest recovery {} ticks; {:.1f}s)\n",
       passed + failed, passed, failed, synod::sim::ToString(*faults), ticks, totals.leaders_elected,
       totals.committed, totals.crashes, totals.partitions, totals.membership_changes,
-      totals.snapshots_installed, totals.reads_released, totals.liveness_ticks, seconds);
+      totals.snapshots_installed, totals.reads_released, totals.fsync_failures,
+      totals.torn_writes_cut, totals.torn_writes_kept_whole, totals.corruptions_detected,
+      totals.liveness_ticks, seconds);
   return failed == 0 && passed == seeds ? 0 : 1;
 }
