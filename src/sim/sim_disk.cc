@@ -103,16 +103,6 @@ uint64_t SimDisk::DurableSize(const std::string& path) const {
   return it == durable_names_.end() ? 0 : it->second->durable.size();
 }
 
-uint64_t SimDisk::unsynced_bytes() const {
-  uint64_t total = 0;
-  for (const auto& [path, data] : visible_names_) {
-    if (data->visible.size() > data->durable.size()) {
-      total += data->visible.size() - data->durable.size();
-    }
-  }
-  return total;
-}
-
 Status SimDisk::CreateDirectory(const std::string& path) {
   directories_.insert(path);
   return absl::OkStatus();

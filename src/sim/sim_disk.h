@@ -47,7 +47,6 @@ class SimDisk final : public storage::FileSystem {
 
   // The durable size of a file, for choosing where to damage it.
   uint64_t DurableSize(const std::string& path) const;
-  uint64_t unsynced_bytes() const;
 
   // storage::FileSystem.
   Status CreateDirectory(const std::string& path) override;

@@ -290,11 +290,11 @@ Result<std::unique_ptr<Wal>> Wal::Create(FileSystem* fs, const WalOptions& optio
     if (Status status = draft->Sync(); !status.ok()) return status;
   }
   if (Status status = fs->Rename(creating, options.directory); !status.ok()) return status;
-  const std::string parent = options.directory.substr(0, options.directory.find_last_of('/'));
-  if (options.directory.find('/') != std::string::npos) {
-    if (Status status = fs->SyncDirectory(parent.empty() ? "/" : parent); !status.ok()) {
-      return status;
-    }
+  // The rename is durable only once the parent directory is synced.
+  const size_t slash = options.directory.find_last_of('/');
+  if (slash != std::string::npos) {
+    const std::string parent = slash == 0 ? "/" : options.directory.substr(0, slash);
+    if (Status status = fs->SyncDirectory(parent); !status.ok()) return status;
   }
   RecoveredLog recovered;
   return Open(fs, options, &recovered);
@@ -548,7 +548,6 @@ Status Wal::SyncWritten() {
     directory_unsynced_ = false;
   }
   write_unsynced_ = false;
-  ++batches_synced_;
   synced_snapshot_ = written_snapshot_;
   return absl::OkStatus();
 }

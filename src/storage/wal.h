@@ -107,9 +107,7 @@ class Wal {
   Result<size_t> ReleaseCoveredSegments();
 
   Index last_index() const { return last_index_; }
-  uint64_t batches_synced() const { return batches_synced_; }
   uint64_t segment_count() const { return segments_.size(); }
-  bool has_buffered_records() const { return !buffer_.empty(); }
 
  private:
   struct Segment {
@@ -132,7 +130,6 @@ class Wal {
   std::string buffer_;
   size_t last_record_offset_in_buffer_ = 0;
   uint64_t next_batch_ = 1;
-  uint64_t batches_synced_ = 0;
   Index last_index_;
   // last_index_ and snapshot_ as of the end of the last written batch.
   Index written_last_index_;
