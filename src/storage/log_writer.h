@@ -27,6 +27,9 @@ struct LogWrite {
   std::optional<raft::SnapshotMeta> installed_snapshot;
   std::vector<raft::Entry> entries;
   std::optional<raft::HardState> hard_state;
+  // The state machine is durable up to this snapshot, so the log may drop what it covers
+  // (Wal::CompactTo); it goes last because it depends on nothing above.
+  std::optional<raft::SnapshotMeta> compacted_to;
 };
 
 class LogWriter {

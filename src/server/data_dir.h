@@ -1,0 +1,36 @@
+#pragma once
+
+// A member's data directory:
+//   <data-dir>/member/identity   which cluster and member the data belongs to
+//   <data-dir>/member/wal        the Raft log (storage/wal.h)
+//   <data-dir>/member/kv         the state machine (kv/store.h)
+// The identity is checked at every start, so a member started with another cluster's data (a
+// copied directory, a wrong --data-dir) refuses to run instead of mixing two histories.
+
+#include <string>
+
+#include "base/status.h"
+#include "server/config.h"
+
+namespace synod::server {
+
+struct MemberIdentity {
+  uint64_t cluster_id = 0;
+  NodeId member_id;
+  std::string name;
+};
+
+struct OpenedDataDir {
+  MemberIdentity identity;
+  bool existed = false;  // False: the directory was new and has just been set up.
+  std::string wal_dir;
+  std::string kv_dir;
+};
+
+// Opens the data directory of `config`. An existing identity must match the flags' cluster id,
+// member id and name, else FailedPrecondition naming both and nothing is touched; a damaged
+// identity file is DataLoss naming the file. A new directory gets the identity, written
+// atomically (temporary file, fsync, rename, fsync of the directory).
+Result<OpenedDataDir> OpenDataDir(const ServerConfig& config);
+
+}  // namespace synod::server

@@ -1,0 +1,175 @@
+// synod: one member of a Synod cluster, serving etcd's v3 gRPC API. A command line that starts an
+// etcd 3.4 member starts a synod member (server/config.h lists the flags); with no flags it
+// starts a one-member cluster on 127.0.0.1:2379 with its data in ./default.synod.
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <memory>
+
+#include "server/config.h"
+#include "server/data_dir.h"
+#include "server/node.h"
+#include "server/services.h"
+#include "server/transport.h"
+
+namespace synod::server {
+namespace {
+
+// gRPC framing on top of the largest request (etcd's grpcOverheadBytes).
+constexpr int kGrpcOverheadBytes = 512 * 1024;
+
+std::vector<std::string> UrlStrings(const std::vector<Url>& urls) {
+  std::vector<std::string> strings;
+  for (const Url& url : urls) strings.push_back(url.ToString());
+  return strings;
+}
+
+int Serve(const ServerConfig& config) {
+  auto data_dir = OpenDataDir(config);
+  if (!data_dir.ok()) {
+    spdlog::critical("{}", std::string(data_dir.status().message()));
+    return 1;
+  }
+
+  // The transport starts before the node so that the node can be given it; messages that
+  // arrive before the node exists are dropped (Raft retransmits).
+  std::atomic<Node*> node_for_peers = nullptr;
+  PeerHandlers handlers;
+  handlers.on_raft_message = [&](raft::Message message) {
+    if (Node* node = node_for_peers.load()) node->OnRaftMessage(std::move(message));
+  };
+  handlers.on_forwarded_proposal = [&](NodeId, std::string request) {
+    if (Node* node = node_for_peers.load()) node->OnForwardedProposal(std::move(request));
+  };
+  handlers.on_fetch_snapshot = [&](Index min_applied_index)
+      -> Result<std::function<Result<std::optional<std::string>>()>> {
+    Node* node = node_for_peers.load();
+    if (node == nullptr) return ServerStoppedError();
+    return node->OpenSnapshotSource(min_applied_index);
+  };
+  std::atomic<LeaseService*> lease_service_for_peers = nullptr;
+  handlers.on_lease_renew = [&](const etcdserverpb::LeaseKeepAliveRequest& request,
+                                etcdserverpb::LeaseKeepAliveResponse* response) {
+    LeaseService* service = lease_service_for_peers.load();
+    if (service == nullptr) return ToGrpc(ServerStoppedError());
+    return service->RenewOnLeader(request, response);
+  };
+  handlers.on_lease_time_to_live = [&](const etcdserverpb::LeaseTimeToLiveRequest& request,
+                                       etcdserverpb::LeaseTimeToLiveResponse* response) {
+    LeaseService* service = lease_service_for_peers.load();
+    if (service == nullptr) return ToGrpc(ServerStoppedError());
+    return service->TimeToLiveOnLeader(request, response);
+  };
+
+  TransportOptions transport_options;
+  transport_options.self = config.member_id;
+  transport_options.cluster_id = config.cluster_id;
+  transport_options.listen_urls = UrlStrings(config.listen_peer_urls);
+  auto transport = Transport::Start(transport_options, handlers);
+  if (!transport.ok()) {
+    spdlog::critical("{}", std::string(transport.status().message()));
+    return 1;
+  }
+
+  NodeOptions options;
+  options.id = config.member_id;
+  options.cluster_id = config.cluster_id;
+  options.wal_dir = data_dir->wal_dir;
+  options.kv_dir = data_dir->kv_dir;
+  options.tick_ms = config.heartbeat_interval_ms;
+  options.election_timeout_ticks = config.election_timeout_ms / config.heartbeat_interval_ms;
+  options.snapshot_count = config.snapshot_count;
+  options.request_timeout = std::chrono::milliseconds(5000 + 2 * config.election_timeout_ms);
+  ServiceOptions service_options;
+  service_options.max_request_bytes = config.max_request_bytes;
+  service_options.data_dir = config.data_dir;
+  for (const auto& [id, member] : config.initial_member_ids) {
+    (*transport)->SetPeer(id, UrlStrings(member.peer_urls));
+    if (config.initial_cluster_state == ServerConfig::ClusterState::kNew) {
+      options.initial_membership.voters.push_back(id);
+    }
+    MemberInfo info{id, member.name, UrlStrings(member.peer_urls), {}};
+    if (id == config.member_id) info.client_urls = UrlStrings(config.advertise_client_urls);
+    service_options.members.push_back(std::move(info));
+  }
+  std::sort(options.initial_membership.voters.begin(), options.initial_membership.voters.end());
+
+  auto node = Node::Open(options, transport->get());
+  if (!node.ok()) {
+    spdlog::critical("{}", std::string(node.status().message()));
+    return 1;
+  }
+  node_for_peers = node->get();
+
+  KvService kv_service(node->get(), service_options);
+  MaintenanceService maintenance_service(node->get(), service_options);
+  ClusterService cluster_service(node->get(), service_options);
+  LeaseService lease_service(node->get(), service_options);
+  lease_service_for_peers = &lease_service;
+  grpc::ServerBuilder builder;
+  std::vector<int> bound_ports(config.listen_client_urls.size(), 0);
+  for (size_t i = 0; i < config.listen_client_urls.size(); ++i) {
+    builder.AddListeningPort(config.listen_client_urls[i].HostPort(),
+                             grpc::InsecureServerCredentials(), &bound_ports[i]);
+  }
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_request_bytes) + kGrpcOverheadBytes);
+  builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  builder.RegisterService(&kv_service);
+  builder.RegisterService(&maintenance_service);
+  builder.RegisterService(&cluster_service);
+  builder.RegisterService(&lease_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  for (size_t i = 0; i < bound_ports.size(); ++i) {
+    if (server == nullptr || bound_ports[i] == 0) {
+      spdlog::critical("cannot listen for clients on {}",
+                       config.listen_client_urls[i].ToString());
+      return 1;
+    }
+  }
+  (*node)->Start();
+  spdlog::info("member {:x} of cluster {:x} serving clients on {}", config.member_id.value(),
+               config.cluster_id, fmt::join(UrlStrings(config.listen_client_urls), ","));
+
+  // Runs until SIGINT or SIGTERM (blocked in every thread, taken here).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received signal {}, stopping", signal_number);
+  // Order: no client and no peer handler may still run when the node goes; the node's
+  // snapshot fetch may still use the transport's sending side until the node is gone.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  (*transport)->StopServing();
+  node_for_peers = nullptr;
+  lease_service_for_peers = nullptr;
+  node->reset();
+  transport->reset();
+  return 0;
+}
+
+}  // namespace
+}  // namespace synod::server
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread starts, so only sigwait in Serve takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto config = synod::server::ParseFlags(argc, argv);
+  if (!config.ok()) {
+    std::fprintf(stderr, "synod: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  return synod::server::Serve(*config);
+}

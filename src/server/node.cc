@@ -1,0 +1,673 @@
+#include "server/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/numbers.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "base/assert.h"
+#include "kv/errors.h"
+#include "server/transport.h"
+#include "storage/backend.h"
+#include "storage/codec.h"
+
+namespace synod::server {
+
+using Clock = std::chrono::steady_clock;
+
+Status NoLeaderError() { return absl::UnavailableError("etcdserver: no leader"); }
+Status RequestTimedOutError() { return absl::UnavailableError("etcdserver: request timed out"); }
+Status TooManyRequestsError() {
+  return absl::ResourceExhaustedError("etcdserver: too many requests");
+}
+Status LeaderChangedError() { return absl::UnavailableError("etcdserver: leader changed"); }
+Status ServerStoppedError() { return absl::UnavailableError("etcdserver: server stopped"); }
+
+namespace {
+
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// A snapshot fetch that stalls this long is abandoned; the leader sends the snapshot again.
+constexpr std::chrono::minutes kSnapshotFetchTimeout{5};
+
+}  // namespace
+
+Node::Node(NodeOptions options, Transport* transport)
+    : options_(std::move(options)), transport_(transport) {
+  // Request ids must not repeat across restarts either: an entry proposed before a crash may be
+  // applied after it, and must not answer a new client. So the low bits start at the wall clock
+  // (milliseconds, shifted to leave room for 256 ids per millisecond), as etcd's idutil does,
+  // and the high bits are this member's, so different members never collide.
+  const uint64_t wall_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  request_sequence_ = wall_ms << 8;
+}
+
+Node::~Node() {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    stopping_ = true;
+  }
+  inbox_changed_.notify_all();
+  if (loop_thread_.joinable()) loop_thread_.join();
+  if (snapshot_fetch_thread_.joinable()) snapshot_fetch_thread_.join();
+  // Finishes the writes already queued; their completions find the loop gone and do nothing.
+  log_writer_.reset();
+  FailAllWaiting(ServerStoppedError());
+  if (store_ != nullptr) store_->AttachLessor(nullptr).IgnoreError();
+}
+
+Result<std::unique_ptr<Node>> Node::Open(NodeOptions options, Transport* transport) {
+  SYNOD_ASSERT(options.id != kNoNode);
+  SYNOD_ASSERT(options.tick_ms > 0);
+  std::unique_ptr<Node> node(new Node(std::move(options), transport));
+  if (Status status = node->Recover(); !status.ok()) return status;
+  return node;
+}
+
+Status Node::Recover() {
+  fs_ = storage::NewPosixFileSystem();
+  storage::WalOptions wal_options{options_.wal_dir, options_.wal_segment_bytes_max};
+  storage::RecoveredLog recovered;
+  auto opened = storage::Wal::Open(fs_.get(), wal_options, &recovered);
+  if (absl::IsNotFound(opened.status())) {
+    // A brand-new member: its log starts from a snapshot at index 0 that holds the initial
+    // configuration (empty for a member joining an existing cluster).
+    raft::SnapshotMeta initial{Index(0), Term(0), options_.initial_membership};
+    opened = storage::Wal::Create(fs_.get(), wal_options, initial);
+    recovered = storage::RecoveredLog{};
+    recovered.snapshot = initial;
+  }
+  if (!opened.ok()) return opened.status();
+  wal_ = std::move(*opened);
+  if (recovered.torn_tail) {
+    spdlog::warn("the log's last write was torn by a crash and was cut at {}", *recovered.torn_tail);
+  }
+
+  auto store = kv::Store::Open(options_.kv_dir, options_.store);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  const Index store_applied = store_->applied_index();
+  // The store is made durable (Store::Sync) before the log drops what it covers, and a
+  // snapshot from the leader replaces the store before the log records it; so the store is
+  // never behind the log's snapshot unless a file was lost.
+  if (store_applied < recovered.snapshot.index) {
+    return absl::DataLossError(fmt::format(
+        "the state machine in {} has applied up to index {}, but the log in {} starts after a "
+        "snapshot at index {}: the entries in between are lost",
+        options_.kv_dir, store_applied, options_.wal_dir, recovered.snapshot.index));
+  }
+
+  raft::PersistentState state;
+  state.hard_state = recovered.hard_state;
+  state.snapshot.meta = recovered.snapshot;
+  state.entries = std::move(recovered.entries);
+  // The core requires snapshot <= applied <= commit. A store ahead of the durable commit index
+  // (it installed a leader's snapshot just before a crash) holds only committed entries; the
+  // core re-delivers the ones in between and Store::Apply skips them.
+  state.applied = std::clamp(store_applied, recovered.snapshot.index,
+                             std::max(recovered.hard_state.commit, recovered.snapshot.index));
+
+  raft::Config config;
+  config.id = options_.id;
+  config.election_timeout_ticks = options_.election_timeout_ticks;
+  config.heartbeat_interval_ticks = 1;
+  config.pre_vote = true;
+  config.check_quorum = true;
+  // Each incarnation draws different election timeouts; the core itself stays deterministic in
+  // the seed it is given.
+  config.seed = options_.id.value() ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  auto raft = raft::Raft::Create(config, std::move(state));
+  if (!raft.ok()) return raft.status();
+  raft_ = std::move(*raft);
+  last_snapshot_index_ = recovered.snapshot.index;
+  if (Status status = store_->AttachLessor(&lessor_); !status.ok()) return status;
+
+  log_writer_ = std::make_unique<storage::LogWriter>(
+      [this](std::vector<storage::LogWrite>& group) -> Status {
+        bool release_segments = false;
+        for (storage::LogWrite& write : group) {
+          if (write.installed_snapshot) {
+            wal_->InstallSnapshot(*write.installed_snapshot);
+            release_segments = true;
+          }
+          if (!write.entries.empty()) wal_->Append(write.entries);
+          if (write.hard_state) wal_->SaveHardState(*write.hard_state);
+          if (write.compacted_to) {
+            wal_->CompactTo(*write.compacted_to);
+            release_segments = true;
+          }
+        }
+        if (Status status = wal_->Sync(); !status.ok()) return status;
+        if (release_segments) {
+          if (auto released = wal_->ReleaseCoveredSegments(); !released.ok()) {
+            return released.status();
+          }
+        }
+        return absl::OkStatus();
+      });
+  PublishStatus();
+  spdlog::info("member {:x} recovered: term {}, commit {}, applied {}, log up to {}, voters [{}]",
+               options_.id.value(), raft_->term(), raft_->hard_state().commit, store_applied,
+               wal_->last_index(), raft::ToString(raft_->membership()));
+  return absl::OkStatus();
+}
+
+void Node::Start() {
+  SYNOD_ASSERT(!loop_thread_.joinable());
+  next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
+  const raft::Membership& membership = raft_->membership();
+  if (membership.voters.size() == 1 && membership.voters[0] == options_.id) {
+    raft_->Campaign().IgnoreError();
+  }
+  loop_thread_ = std::thread([this] { Run(); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Any thread.
+
+uint64_t Node::NextRequestId() {
+  constexpr uint64_t kSequenceBits = 48;
+  const uint64_t sequence = request_sequence_.fetch_add(1) & ((uint64_t{1} << kSequenceBits) - 1);
+  return ((options_.id.value() & 0xffff) << kSequenceBits) | sequence;
+}
+
+bool Node::Post(std::function<void()> work) {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    if (stopping_ || inbox_.size() >= kEventsQueuedMax) return false;
+    inbox_.push_back(std::move(work));
+  }
+  inbox_changed_.notify_one();
+  return true;
+}
+
+Result<kv::CommandResult> Node::Propose(synodpb::Request request) {
+  const uint64_t request_id = NextRequestId();
+  request.set_id(request_id);
+  std::string data = request.SerializeAsString();
+  auto promise = std::make_shared<std::promise<Result<kv::CommandResult>>>();
+  auto future = promise->get_future();
+  const auto deadline = Clock::now() + options_.request_timeout;
+  if (!Post([this, request_id, data = std::move(data), promise, deadline]() mutable {
+        if (proposals_.size() >= kPendingProposalsMax) {
+          promise->set_value(TooManyRequestsError());
+          return;
+        }
+        proposals_.emplace(request_id, PendingProposal{promise, deadline});
+        ProposeOnLoop(request_id, std::move(data));
+      })) {
+    return TooManyRequestsError();
+  }
+  if (future.wait_until(deadline) != std::future_status::ready) return RequestTimedOutError();
+  return future.get();
+}
+
+Status Node::WaitLinearizableRead() {
+  auto promise = std::make_shared<std::promise<Status>>();
+  auto future = promise->get_future();
+  const auto deadline = Clock::now() + options_.request_timeout;
+  if (!Post([this, promise, deadline] {
+        if (reads_unissued_.size() >= kPendingReadsMax) {
+          promise->set_value(TooManyRequestsError());
+          return;
+        }
+        reads_unissued_.push_back(PendingRead{promise, deadline});
+      })) {
+    return TooManyRequestsError();
+  }
+  if (future.wait_until(deadline) != std::future_status::ready) return RequestTimedOutError();
+  return future.get();
+}
+
+Result<int64_t> Node::CallOnLoop(std::function<Result<int64_t>()> call) {
+  auto promise = std::make_shared<std::promise<Result<int64_t>>>();
+  auto future = promise->get_future();
+  if (!Post([promise, call = std::move(call)] { promise->set_value(call()); })) {
+    return TooManyRequestsError();
+  }
+  if (future.wait_for(options_.request_timeout) != std::future_status::ready) {
+    return RequestTimedOutError();
+  }
+  return future.get();
+}
+
+Result<int64_t> Node::RenewLease(int64_t lease_id) {
+  return CallOnLoop([this, lease_id]() -> Result<int64_t> {
+    if (raft_->role() != raft::Role::kLeader) {
+      return absl::FailedPreconditionError("not the leader");
+    }
+    return lessor_.Renew(lease_id, MonotonicMs());
+  });
+}
+
+Result<int64_t> Node::LeaseRemainingMs(int64_t lease_id) {
+  return CallOnLoop([this, lease_id]() -> Result<int64_t> {
+    if (raft_->role() != raft::Role::kLeader || !lessor_.primary()) {
+      return absl::FailedPreconditionError("not the leader");
+    }
+    std::optional<int64_t> remaining = lessor_.RemainingMs(lease_id, MonotonicMs());
+    if (!remaining) return kv::LeaseNotFoundError();
+    return *remaining;
+  });
+}
+
+void Node::OnRaftMessage(raft::Message message) {
+  // A full inbox drops the message; Raft recovers from lost messages by retransmission.
+  Post([this, message = std::move(message)]() mutable {
+    if (message.type == raft::MessageType::kInstallSnapshot && message.snapshot &&
+        message.snapshot->meta.index > store_->applied_index()) {
+      StartSnapshotFetch(std::move(message));
+      return;
+    }
+    if (Status status = raft_->Step(std::move(message)); !status.ok()) {
+      spdlog::debug("dropped a peer message: {}", status.ToString());
+    }
+  });
+}
+
+void Node::OnForwardedProposal(std::string request) {
+  Post([this, request = std::move(request)]() mutable {
+    if (raft_->role() != raft::Role::kLeader) return;  // The follower's client times out.
+    if (auto position = raft_->Propose(std::move(request)); !position.ok()) {
+      spdlog::debug("refused a forwarded proposal: {}", position.status().ToString());
+    }
+  });
+}
+
+Result<std::function<Result<std::optional<std::string>>()>> Node::OpenSnapshotSource(
+    Index min_applied_index) {
+  // The source keeps the store from being replaced while a follower reads it: the reader holds
+  // a RocksDB snapshot of this backend.
+  struct Source {
+    Node* node;
+    std::unique_ptr<storage::SnapshotReader> reader;
+    ~Source() {
+      {
+        std::shared_lock lock(node->store_mutex_);
+        reader.reset();
+      }
+      --node->snapshot_sources_;
+    }
+  };
+  std::shared_lock lock(store_mutex_);
+  if (store_->applied_index() < min_applied_index) {
+    return absl::FailedPreconditionError(
+        fmt::format("this member has applied up to {}, not yet {}", store_->applied_index(),
+                    min_applied_index));
+  }
+  auto reader = store_->ReadSnapshot();
+  if (!reader.ok()) return reader.status();
+  ++snapshot_sources_;
+  auto source = std::make_shared<Source>();
+  source->node = this;
+  source->reader = std::move(*reader);
+  return std::function<Result<std::optional<std::string>>()>(
+      [this, source]() -> Result<std::optional<std::string>> {
+        std::shared_lock lock(store_mutex_);
+        return source->reader->Next();
+      });
+}
+
+NodeStatus Node::status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop.
+
+void Node::Run() {
+  std::deque<std::function<void()>> work;
+  while (true) {
+    {
+      std::unique_lock lock(inbox_mutex_);
+      inbox_changed_.wait_until(lock, next_tick_, [this] { return stopping_ || !inbox_.empty(); });
+      if (stopping_) return;
+      work.swap(inbox_);
+    }
+    for (std::function<void()>& item : work) item();
+    work.clear();
+    if (Clock::now() >= next_tick_) Tick();
+    IssueReadIndex();
+    ProcessReady();
+    PublishStatus();
+  }
+}
+
+void Node::Tick() {
+  const auto now = Clock::now();
+  next_tick_ += std::chrono::milliseconds(options_.tick_ms);
+  // A loop that fell far behind (a paused process) does not fire a burst of ticks: that would
+  // end every election timeout at once.
+  if (next_tick_ < now) next_tick_ = now + std::chrono::milliseconds(options_.tick_ms);
+  raft_->Tick();
+  ExpireWaiting(now);
+
+  // Lease expiry and checkpoints are decided by the leader's clock only, and replicated as
+  // entries so that every replica deletes the same keys at the same revision.
+  if (raft_->role() != raft::Role::kLeader) return;
+  const int64_t now_ms = MonotonicMs();
+  for (int64_t lease_id : lessor_.Expired(now_ms)) {
+    synodpb::Request request;
+    request.mutable_lease_expire()->set_id(lease_id);
+    ProposeOnLoop(0, request.SerializeAsString());
+  }
+  std::vector<kv::LeaseCheckpointDue> due = lessor_.CheckpointsDue(now_ms);
+  if (!due.empty()) {
+    synodpb::Request request;
+    for (const kv::LeaseCheckpointDue& checkpoint : due) {
+      synodpb::LeaseCheckpoint* added = request.mutable_lease_checkpoint()->add_checkpoints();
+      added->set_id(checkpoint.id);
+      added->set_remaining_ttl(checkpoint.remaining_ttl_s);
+    }
+    ProposeOnLoop(0, request.SerializeAsString());
+  }
+}
+
+void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
+  auto fail = [&](Status status) {
+    auto it = proposals_.find(request_id);
+    if (it == proposals_.end()) return;
+    it->second.promise->set_value(std::move(status));
+    proposals_.erase(it);
+  };
+  if (raft_->role() == raft::Role::kLeader) {
+    auto position = raft_->Propose(std::move(data));
+    if (position.ok()) return;
+    if (absl::IsResourceExhausted(position.status())) {
+      fail(TooManyRequestsError());
+    } else {
+      // Not the leader any more, or a leadership transfer is under way (thesis 3.10).
+      fail(LeaderChangedError());
+    }
+    return;
+  }
+  const NodeId leader = raft_->leader();
+  if (leader == kNoNode || transport_ == nullptr) {
+    fail(NoLeaderError());
+    return;
+  }
+  transport_->SendForward(leader, std::move(data));
+}
+
+void Node::IssueReadIndex() {
+  if (reads_unissued_.empty()) return;
+  const uint64_t context = next_read_context_++;
+  Status status = raft_->ReadIndex(std::to_string(context));
+  if (!status.ok()) {
+    const Status error = absl::IsUnavailable(status) ? NoLeaderError() : TooManyRequestsError();
+    for (PendingRead& read : reads_unissued_) read.promise->set_value(error);
+    reads_unissued_.clear();
+    return;
+  }
+  reads_issued_.emplace(context, std::move(reads_unissued_));
+  reads_unissued_.clear();
+}
+
+void Node::ProcessReady() {
+  if (ready_at_disk_ || !raft_->HasReady()) return;
+  raft::Ready ready = raft_->TakeReady();
+  if (ready.soft_state && ready.soft_state->leader != known_leader_) {
+    // A proposal forwarded to the old leader, or queued by it, may be lost; let its client
+    // retry now instead of waiting out the request timeout. The outcome is unknown (it may
+    // still commit), which an error answer allows, as etcd's "leader changed" does.
+    if (known_leader_ != kNoNode) FailAllWaiting(LeaderChangedError());
+    known_leader_ = ready.soft_state->leader;
+  }
+  if (ready.soft_state) {
+    if (ready.soft_state->role == raft::Role::kLeader) {
+      if (!lessor_.primary()) lessor_.Promote(MonotonicMs());
+    } else if (lessor_.primary()) {
+      lessor_.Demote();
+    }
+  }
+  for (raft::Message& message : ready.early_messages) Send(std::move(message));
+  ready.early_messages.clear();
+  if (ready.snapshot) {
+    // Installed into the store before the message was stepped (StartSnapshotFetch).
+    SYNOD_ASSERT_MSG(store_->applied_index() >= ready.snapshot->meta.index,
+                     "snapshot at {} reached the core before the store (applied {})",
+                     ready.snapshot->meta.index, store_->applied_index());
+  }
+  if (!ready.MustPersist()) {
+    ready_at_disk_ = std::move(ready);
+    FinishReady();
+    return;
+  }
+  storage::LogWrite write;
+  if (ready.snapshot) write.installed_snapshot = ready.snapshot->meta;
+  write.entries = std::move(ready.entries);
+  ready.entries.clear();
+  write.hard_state = ready.hard_state;
+  ready_at_disk_ = std::move(ready);
+  log_writer_->Submit(std::move(write), [this](Status status) {
+    // On the storage thread. The completion must reach the loop even when the inbox is full,
+    // so it bypasses the bound (there is at most one Ready at the disk).
+    {
+      std::lock_guard lock(inbox_mutex_);
+      if (stopping_) return;
+      inbox_.push_back([this, status = std::move(status)] { OnPersisted(status); });
+    }
+    inbox_changed_.notify_one();
+  });
+}
+
+void Node::OnPersisted(Status status) {
+  if (!status.ok()) FailStop(status);
+  FinishReady();
+}
+
+void Node::FinishReady() {
+  SYNOD_ASSERT(ready_at_disk_.has_value());
+  raft::Ready ready = std::move(*ready_at_disk_);
+  ready_at_disk_.reset();
+  for (raft::Message& message : ready.messages) Send(std::move(message));
+  ApplyCommitted(ready.committed_entries);
+  for (raft::ReadState& read_state : ready.read_states) {
+    uint64_t context = 0;
+    if (!absl::SimpleAtoi(read_state.context, &context)) continue;
+    auto it = reads_issued_.find(context);
+    if (it == reads_issued_.end()) continue;
+    // Read states arrive in increasing index order, but keep the queue sorted regardless.
+    auto position = std::find_if(reads_confirmed_.begin(), reads_confirmed_.end(),
+                                 [&](const ConfirmedReads& c) { return c.index > read_state.index; });
+    reads_confirmed_.insert(position, ConfirmedReads{read_state.index, std::move(it->second)});
+    reads_issued_.erase(it);
+  }
+  ReleaseReads();
+  raft_->Advance();
+  MaybeSnapshot();
+}
+
+void Node::ApplyCommitted(std::vector<raft::Entry>& entries) {
+  if (entries.empty()) return;
+  std::vector<std::string> membership_blobs;
+  membership_blobs.reserve(entries.size());
+  std::vector<kv::Entry> batch;
+  for (size_t start = 0; start < entries.size(); start += kv::Store::kApplyEntriesMax) {
+    const size_t end = std::min(entries.size(), start + kv::Store::kApplyEntriesMax);
+    batch.clear();
+    for (size_t i = start; i < end; ++i) {
+      const raft::Entry& entry = entries[i];
+      kv::Entry converted{entry.index, kv::Entry::Kind::kCommand, entry.data};
+      if (entry.type == raft::EntryType::kEmpty) {
+        converted.kind = kv::Entry::Kind::kNoOp;
+      } else if (entry.type == raft::EntryType::kConfig) {
+        // The store keeps the configuration with the data it describes, so a snapshot carries
+        // it (Raft 7).
+        std::string& blob = membership_blobs.emplace_back();
+        storage::EncodeSnapshotMeta({entry.index, entry.term, entry.membership}, &blob);
+        converted.kind = kv::Entry::Kind::kMembership;
+        converted.data = blob;
+      }
+      batch.push_back(converted);
+    }
+    Result<std::vector<kv::CommandResult>> results;
+    {
+      std::unique_lock lock(store_mutex_);
+      results = store_->Apply(batch);
+    }
+    if (!results.ok()) FailStop(results.status());
+    for (kv::CommandResult& result : *results) {
+      auto it = proposals_.find(result.request_id);
+      if (result.request_id == 0 || it == proposals_.end()) continue;
+      it->second.promise->set_value(std::move(result));
+      proposals_.erase(it);
+    }
+  }
+}
+
+void Node::ReleaseReads() {
+  const Index applied = store_->applied_index();
+  while (!reads_confirmed_.empty() && reads_confirmed_.front().index <= applied) {
+    for (PendingRead& read : reads_confirmed_.front().reads) {
+      read.promise->set_value(absl::OkStatus());
+    }
+    reads_confirmed_.pop_front();
+  }
+}
+
+void Node::MaybeSnapshot() {
+  // Raft 7: the state machine is the snapshot; once it is durable at `index`, the log up to
+  // there is no longer needed (but the core keeps a tail for followers that are slightly
+  // behind).
+  const Index index = std::min(store_->applied_index(), raft_->log().applied());
+  if (index <= raft_->log().snapshot().meta.index) return;
+  if (index.distance_from(last_snapshot_index_) < options_.snapshot_count) return;
+  // A blocking fsync on the loop, once per snapshot_count entries.
+  if (Status status = store_->Sync(); !status.ok()) FailStop(status);
+  if (Status status = raft_->SetSnapshot(index, ""); !status.ok()) FailStop(status);
+  last_snapshot_index_ = index;
+  storage::LogWrite write;
+  write.compacted_to = raft_->log().snapshot().meta;
+  log_writer_->Submit(std::move(write), [this](Status status) {
+    if (!status.ok()) FailStop(status);
+  });
+  if (index.value() > options_.snapshot_catchup_entries) {
+    const Index compact_to = index.minus(options_.snapshot_catchup_entries);
+    if (compact_to > raft_->log().prev_index()) raft_->CompactLog(compact_to).IgnoreError();
+  }
+  spdlog::info("snapshot at index {}; log compacted", index);
+}
+
+void Node::StartSnapshotFetch(raft::Message message) {
+  // One fetch at a time; the leader resends the snapshot until it is acknowledged.
+  if (snapshot_fetch_running_ || transport_ == nullptr) return;
+  if (snapshot_fetch_thread_.joinable()) snapshot_fetch_thread_.join();
+  snapshot_fetch_running_ = true;
+  snapshot_fetch_thread_ = std::thread([this, message = std::move(message)]() mutable {
+    const Index index = message.snapshot->meta.index;
+    spdlog::info("fetching a snapshot at index >= {} from member {:x}", index,
+                 message.from.value());
+    auto installer = storage::SnapshotInstaller::Start(store_->dir());
+    Status status = installer.status();
+    if (status.ok()) {
+      status = transport_->FetchSnapshot(
+          message.from, index,
+          [&](std::string_view chunk) -> Status {
+            {
+              std::lock_guard lock(inbox_mutex_);
+              if (stopping_) return absl::CancelledError("server stopping");
+            }
+            return (*installer)->Add(chunk);
+          },
+          kSnapshotFetchTimeout);
+    }
+    if (status.ok()) status = (*installer)->Finish();
+    if (status.ok() && (*installer)->applied_index() < index) {
+      status = absl::FailedPreconditionError("the fetched snapshot is older than announced");
+    }
+    auto finished = std::make_shared<Result<std::unique_ptr<storage::SnapshotInstaller>>>(
+        status.ok() ? Result<std::unique_ptr<storage::SnapshotInstaller>>(std::move(*installer))
+                    : Result<std::unique_ptr<storage::SnapshotInstaller>>(status));
+    std::lock_guard lock(inbox_mutex_);
+    if (stopping_) return;
+    inbox_.push_back([this, finished, message = std::move(message)]() mutable {
+      snapshot_fetch_running_ = false;
+      if (!finished->ok()) {
+        spdlog::warn("snapshot fetch failed: {}", finished->status().ToString());
+        return;
+      }
+      if (snapshot_sources_ > 0) return;  // Serving a snapshot ourselves; try again later.
+      {
+        std::unique_lock lock(store_mutex_);
+        if (Status status = store_->InstallSnapshot(std::move(**finished)); !status.ok()) {
+          FailStop(status);
+        }
+      }
+      spdlog::info("installed a snapshot; the store has applied up to {}",
+                   store_->applied_index());
+      if (Status status = raft_->Step(std::move(message)); !status.ok()) {
+        spdlog::warn("the core refused the snapshot message: {}", status.ToString());
+      }
+    });
+    inbox_changed_.notify_one();
+  });
+}
+
+void Node::Send(raft::Message message) {
+  if (transport_ != nullptr) transport_->Send(std::move(message));
+}
+
+void Node::ExpireWaiting(Clock::time_point now) {
+  // The waiting gRPC thread has already given up; this only frees the bookkeeping.
+  std::erase_if(proposals_, [&](auto& item) {
+    if (item.second.deadline > now) return false;
+    item.second.promise->set_value(RequestTimedOutError());
+    return true;
+  });
+  auto expire_reads = [&](std::vector<PendingRead>& reads) {
+    std::erase_if(reads, [&](PendingRead& read) {
+      if (read.deadline > now) return false;
+      read.promise->set_value(RequestTimedOutError());
+      return true;
+    });
+  };
+  for (auto& [context, reads] : reads_issued_) expire_reads(reads);
+  std::erase_if(reads_issued_, [](auto& item) { return item.second.empty(); });
+  for (ConfirmedReads& confirmed : reads_confirmed_) expire_reads(confirmed.reads);
+  std::erase_if(reads_confirmed_, [](const ConfirmedReads& c) { return c.reads.empty(); });
+}
+
+void Node::FailAllWaiting(const Status& status) {
+  for (auto& [id, proposal] : proposals_) proposal.promise->set_value(status);
+  proposals_.clear();
+  for (PendingRead& read : reads_unissued_) read.promise->set_value(status);
+  reads_unissued_.clear();
+  for (auto& [context, reads] : reads_issued_) {
+    for (PendingRead& read : reads) read.promise->set_value(status);
+  }
+  reads_issued_.clear();
+  for (ConfirmedReads& confirmed : reads_confirmed_) {
+    for (PendingRead& read : confirmed.reads) read.promise->set_value(status);
+  }
+  reads_confirmed_.clear();
+}
+
+void Node::PublishStatus() {
+  std::lock_guard lock(status_mutex_);
+  status_.id = options_.id;
+  status_.leader = raft_->leader();
+  status_.role = raft_->role();
+  status_.term = raft_->term();
+  status_.commit = raft_->hard_state().commit;
+  status_.applied = store_->applied_index();
+  if (status_.membership != raft_->membership()) status_.membership = raft_->membership();
+}
+
+void Node::FailStop(const Status& status) {
+  spdlog::critical("storage failure, stopping so that nothing unsynced is acknowledged: {}",
+                   status.ToString());
+  spdlog::default_logger()->flush();
+  std::_Exit(EXIT_FAILURE);
+}
+
+}  // namespace synod::server

@@ -1,0 +1,248 @@
+#pragma once
+
+// One synod member's event loop (ARCHITECTURE.md, "Threads" and "Data path of a write"): it owns
+// the Raft core, feeds it ticks, peer messages, proposals and read requests, and carries out
+// each Ready in the order types.h prescribes:
+//
+//   1. early messages (a leader's AppendEntries for entries it has not yet synced, thesis
+//      10.2.1) go out at once;
+//   2. entries, hard state and snapshot go to the storage thread (LogWriter), which groups every
+//      write queued during the previous fsync into one write and one fsync;
+//   3. when that fsync returns, the loop sends the other messages (votes and acknowledgements
+//      promise durable state, so never before), applies the committed entries to the kv::Store,
+//      answers the clients waiting for them, releases the reads whose index is applied, and
+//      calls Advance.
+// While a Ready is at the disk the loop goes on stepping messages and queueing proposals; they
+// land in the next Ready, and so in the next group commit.
+//
+// Proposals from a follower are forwarded to the leader over the peer transport; the follower
+// then waits for the entry to be applied locally (every replica computes the same response from
+// the same entry), as etcd does. Linearizable reads use ReadIndex (thesis 6.4): all reads that
+// arrive in one loop iteration share one read index request and so one heartbeat round.
+//
+// Snapshots (Raft 7): the core's snapshot carries no data; the state machine itself is the
+// snapshot. A follower that is sent an InstallSnapshot first pulls a point-in-time image of the
+// sender's store in checksummed chunks (Transport::FetchSnapshot, storage::SnapshotReader),
+// swaps it in atomically, and only then steps the message into the core, so that the log never
+// claims a snapshot the store does not hold. The store may therefore be ahead of the log after a
+// crash; that is safe because it only ever holds committed entries, and Store::Apply skips
+// entries at or below its applied index.
+//
+// Failure: a failed write or fsync of the log or the store stops the process (crash-only, as
+// etcd panics): the node cannot know what reached the disk, and it must never acknowledge
+// anything that depends on it. A restart recovers from what the disk holds.
+//
+// Threads: Start() launches the loop thread; the public methods below marked "any thread" post
+// work to it. The store is read by gRPC threads under a shared lock and written by the loop
+// under an exclusive one.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/ids.h"
+#include "base/status.h"
+#include "consensus/raft/raft.h"
+#include "kv/lessor.h"
+#include "kv/store.h"
+#include "storage/file_system.h"
+#include "storage/log_writer.h"
+#include "storage/wal.h"
+#include "synod/request.pb.h"
+
+namespace synod::server {
+
+class Transport;
+
+struct NodeOptions {
+  NodeId id;
+  uint64_t cluster_id = 0;
+  std::string wal_dir;
+  std::string kv_dir;
+  // For a member of a new cluster: the initial voters. Used only when there is no log yet.
+  raft::Membership initial_membership;
+  uint32_t tick_ms = 100;               // etcd --heartbeat-interval
+  uint32_t election_timeout_ticks = 10;  // etcd --election-timeout / --heartbeat-interval
+  // A local snapshot (and log compaction) every this many applied entries (etcd
+  // --snapshot-count).
+  uint64_t snapshot_count = 100000;
+  // Entries kept in memory behind a snapshot so slightly lagging followers catch up from the log
+  // rather than a whole snapshot (etcd's SnapshotCatchUpEntries).
+  uint64_t snapshot_catchup_entries = 5000;
+  // How long a client waits for its write or read before "request timed out"; etcd's default
+  // is 5 s plus two election timeouts.
+  std::chrono::milliseconds request_timeout{7000};
+  uint64_t wal_segment_bytes_max = 64 << 20;
+  kv::StoreOptions store;
+};
+
+// What the status and health endpoints show; a copy taken under a small lock.
+struct NodeStatus {
+  NodeId id;
+  NodeId leader;
+  raft::Role role = raft::Role::kFollower;
+  Term term;
+  Index commit;
+  Index applied;
+  raft::Membership membership;
+};
+
+class Node {
+ public:
+  // Limits.
+  static constexpr size_t kEventsQueuedMax = 65536;
+  static constexpr size_t kPendingProposalsMax = 65536;
+  static constexpr size_t kPendingReadsMax = 65536;
+
+  // Recovers the member from its data: the log (or a new one for a new member) and the store.
+  // `transport` may be null for a cluster of one; it must outlive the node. Errors: kDataLoss
+  // from a damaged log, anything the store reports, InvalidArgument for inconsistent state.
+  static Result<std::unique_ptr<Node>> Open(NodeOptions options, Transport* transport);
+  // Stops the loop and the storage thread; answers every waiting client with "server stopped".
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Starts the loop thread. A sole voter campaigns at once instead of waiting a timeout.
+  void Start();
+
+  // ---- Any thread ---------------------------------------------------------------------------
+
+  // Proposes `request` (its id is assigned here) and waits until it is applied on this node.
+  // Errors: etcd's "no leader", "request timed out", "too many requests", "server stopped".
+  Result<kv::CommandResult> Propose(synodpb::Request request);
+  // Waits until a read of the local store is linearizable: ReadIndex confirmed by a quorum and
+  // applied up to the read index (thesis 6.4). Same errors as Propose.
+  Status WaitLinearizableRead();
+  // Runs `read` on the store under the shared lock. The store must not escape the call.
+  template <typename ReadFunction>
+  auto ReadStore(ReadFunction&& read) const {
+    std::shared_lock lock(store_mutex_);
+    return read(static_cast<const kv::Store&>(*store_));
+  }
+
+  // Leases. The leader's clock alone decides expiry (kv/lessor.h), so keepalives and the
+  // remaining time are answered by the leader; on another member these fail with
+  // FailedPrecondition and the caller asks the leader over the transport.
+  // A keepalive: the lease lives a full TTL from now; returns the TTL in seconds, or NotFound.
+  Result<int64_t> RenewLease(int64_t lease_id);
+  // Milliseconds the lease has left by the leader's clock; NotFound for an unknown lease.
+  Result<int64_t> LeaseRemainingMs(int64_t lease_id);
+  // A fresh positive lease id for a grant that did not name one (etcd picks one the same way).
+  int64_t NewLeaseId() { return static_cast<int64_t>(NextRequestId() & INT64_MAX); }
+
+  // Peer input (the transport's handlers).
+  void OnRaftMessage(raft::Message message);
+  void OnForwardedProposal(std::string request);
+  // A point-in-time chunk stream of this node's store (for a follower's FetchSnapshot).
+  // FailedPrecondition when the store has not applied `min_applied_index` yet.
+  Result<std::function<Result<std::optional<std::string>>()>> OpenSnapshotSource(
+      Index min_applied_index);
+
+  NodeStatus status() const;
+  Transport* transport() const { return transport_; }
+  NodeId id() const { return options_.id; }
+  uint64_t cluster_id() const { return options_.cluster_id; }
+
+ private:
+  // Promises are shared with the closure that carried the request to the loop.
+  struct PendingProposal {
+    std::shared_ptr<std::promise<Result<kv::CommandResult>>> promise;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  struct PendingRead {
+    std::shared_ptr<std::promise<Status>> promise;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  // Reads confirmed by a ReadState, waiting for apply to reach `index`.
+  struct ConfirmedReads {
+    Index index;
+    std::vector<PendingRead> reads;
+  };
+
+  explicit Node(NodeOptions options, Transport* transport);
+  Status Recover();
+
+  // Posts `work` to the loop; false when the queue is full or the node is stopping.
+  bool Post(std::function<void()> work);
+  // Runs `call` on the loop and waits for its result, at most the request timeout.
+  Result<int64_t> CallOnLoop(std::function<Result<int64_t>()> call);
+  void Run();
+  void Tick();
+  void ProcessReady();
+  void OnPersisted(Status status);
+  void FinishReady();
+  void ApplyCommitted(std::vector<raft::Entry>& entries);
+  void ReleaseReads();
+  void IssueReadIndex();
+  void MaybeSnapshot();
+  void ProposeOnLoop(uint64_t request_id, std::string data);
+  void FailAllWaiting(const Status& status);
+  void ExpireWaiting(std::chrono::steady_clock::time_point now);
+  void PublishStatus();
+  void StartSnapshotFetch(raft::Message message);
+  void Send(raft::Message message);
+  [[noreturn]] void FailStop(const Status& status);
+  uint64_t NextRequestId();
+
+  const NodeOptions options_;
+  Transport* const transport_;
+  std::unique_ptr<storage::FileSystem> fs_;
+
+  // Owned by the storage thread once the node runs (LogWriter's write function).
+  std::unique_ptr<storage::Wal> wal_;
+  std::unique_ptr<storage::LogWriter> log_writer_;
+
+  // Written by the loop under the exclusive lock; read by any thread under the shared lock.
+  mutable std::shared_mutex store_mutex_;
+  std::unique_ptr<kv::Store> store_;
+  // Snapshot sources alive on gRPC threads; the store is not replaced while any is.
+  std::atomic<int> snapshot_sources_ = 0;
+
+  // ---- Loop thread only ----
+  std::unique_ptr<raft::Raft> raft_;
+  kv::Lessor lessor_;
+  std::optional<raft::Ready> ready_at_disk_;  // Set while its write is at the storage thread.
+  std::map<uint64_t, PendingProposal> proposals_;
+  std::vector<PendingRead> reads_unissued_;
+  uint64_t next_read_context_ = 1;
+  std::map<uint64_t, std::vector<PendingRead>> reads_issued_;  // By read context.
+  std::deque<ConfirmedReads> reads_confirmed_;  // Increasing index.
+  Index last_snapshot_index_;
+  NodeId known_leader_;  // As of the last Ready's soft state.
+  bool snapshot_fetch_running_ = false;
+  std::thread snapshot_fetch_thread_;
+  std::chrono::steady_clock::time_point next_tick_;
+
+  // ---- The loop's inbox ----
+  std::mutex inbox_mutex_;
+  std::condition_variable inbox_changed_;
+  std::deque<std::function<void()>> inbox_;  // Guarded by inbox_mutex_.
+  bool stopping_ = false;                    // Guarded by inbox_mutex_.
+  std::thread loop_thread_;
+
+  std::atomic<uint64_t> request_sequence_;
+  mutable std::mutex status_mutex_;
+  NodeStatus status_;  // Guarded by status_mutex_.
+};
+
+// etcd's errors for the request path (etcdserver/api/v3rpc/rpctypes/error.go).
+Status NoLeaderError();
+Status RequestTimedOutError();
+Status TooManyRequestsError();
+Status LeaderChangedError();
+Status ServerStoppedError();
+
+}  // namespace synod::server

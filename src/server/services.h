@@ -1,0 +1,129 @@
+#pragma once
+
+// The etcd v3 client API served by one member (gRPC, wire-compatible with etcd 3.4).
+//
+// Handlers run on gRPC's threads. They only validate, build the log entry's request, hand it to
+// the Node and wait (ARCHITECTURE.md, "Threads"); reads of the applied state go through
+// Node::ReadStore. Errors carry the gRPC code and message etcd gives for the same input.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/ids.h"
+#include "base/status.h"
+#include "etcd/etcdserverpb/rpc.grpc.pb.h"
+#include "server/node.h"
+
+namespace synod::server {
+
+// What MemberList shows about one member.
+struct MemberInfo {
+  NodeId id;
+  std::string name;
+  std::vector<std::string> peer_urls;
+  std::vector<std::string> client_urls;
+};
+
+struct ServiceOptions {
+  // etcd --max-request-bytes: a larger request is refused with "request is too large".
+  uint32_t max_request_bytes = 1572864;
+  std::string data_dir;
+  // Every member of the cluster as configured; the node's membership says which are current.
+  std::vector<MemberInfo> members;
+};
+
+grpc::Status ToGrpc(const Status& status);
+
+// Fills the header every etcd response carries: cluster id, member id, raft term, and the
+// revision when the caller has not set it from the store already.
+void FillHeader(const Node& node, etcdserverpb::ResponseHeader* header);
+
+class KvService final : public etcdserverpb::KV::Service {
+ public:
+  KvService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
+
+  grpc::Status Range(grpc::ServerContext* context, const etcdserverpb::RangeRequest* request,
+                     etcdserverpb::RangeResponse* response) override;
+  grpc::Status Put(grpc::ServerContext* context, const etcdserverpb::PutRequest* request,
+                   etcdserverpb::PutResponse* response) override;
+  grpc::Status DeleteRange(grpc::ServerContext* context,
+                           const etcdserverpb::DeleteRangeRequest* request,
+                           etcdserverpb::DeleteRangeResponse* response) override;
+  grpc::Status Txn(grpc::ServerContext* context, const etcdserverpb::TxnRequest* request,
+                   etcdserverpb::TxnResponse* response) override;
+  grpc::Status Compact(grpc::ServerContext* context,
+                       const etcdserverpb::CompactionRequest* request,
+                       etcdserverpb::CompactionResponse* response) override;
+
+ private:
+  Node* const node_;
+  const ServiceOptions options_;
+};
+
+class LeaseService final : public etcdserverpb::Lease::Service {
+ public:
+  LeaseService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
+
+  grpc::Status LeaseGrant(grpc::ServerContext* context,
+                          const etcdserverpb::LeaseGrantRequest* request,
+                          etcdserverpb::LeaseGrantResponse* response) override;
+  grpc::Status LeaseRevoke(grpc::ServerContext* context,
+                           const etcdserverpb::LeaseRevokeRequest* request,
+                           etcdserverpb::LeaseRevokeResponse* response) override;
+  grpc::Status LeaseKeepAlive(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
+                               etcdserverpb::LeaseKeepAliveRequest>* stream) override;
+  grpc::Status LeaseTimeToLive(grpc::ServerContext* context,
+                               const etcdserverpb::LeaseTimeToLiveRequest* request,
+                               etcdserverpb::LeaseTimeToLiveResponse* response) override;
+  grpc::Status LeaseLeases(grpc::ServerContext* context,
+                           const etcdserverpb::LeaseLeasesRequest* request,
+                           etcdserverpb::LeaseLeasesResponse* response) override;
+
+  // The leader's side of a keepalive and a time-to-live query, for this member's clients and
+  // for the other members' (the peer transport's handlers).
+  grpc::Status RenewOnLeader(const etcdserverpb::LeaseKeepAliveRequest& request,
+                             etcdserverpb::LeaseKeepAliveResponse* response);
+  grpc::Status TimeToLiveOnLeader(const etcdserverpb::LeaseTimeToLiveRequest& request,
+                                  etcdserverpb::LeaseTimeToLiveResponse* response);
+
+ private:
+  Node* const node_;
+  const ServiceOptions options_;
+};
+
+class MaintenanceService final : public etcdserverpb::Maintenance::Service {
+ public:
+  MaintenanceService(Node* node, ServiceOptions options)
+      : node_(node), options_(std::move(options)) {}
+
+  grpc::Status Status(grpc::ServerContext* context, const etcdserverpb::StatusRequest* request,
+                      etcdserverpb::StatusResponse* response) override;
+  grpc::Status HashKV(grpc::ServerContext* context, const etcdserverpb::HashKVRequest* request,
+                      etcdserverpb::HashKVResponse* response) override;
+  grpc::Status Alarm(grpc::ServerContext* context, const etcdserverpb::AlarmRequest* request,
+                     etcdserverpb::AlarmResponse* response) override;
+
+ private:
+  Node* const node_;
+  const ServiceOptions options_;
+};
+
+class ClusterService final : public etcdserverpb::Cluster::Service {
+ public:
+  ClusterService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
+
+  grpc::Status MemberList(grpc::ServerContext* context,
+                          const etcdserverpb::MemberListRequest* request,
+                          etcdserverpb::MemberListResponse* response) override;
+
+ private:
+  Node* const node_;
+  const ServiceOptions options_;
+};
+
+}  // namespace synod::server

@@ -1,0 +1,131 @@
+"""Starts, kills and restarts real synod processes on loopback for the fault tests.
+
+Each member gets a client and a peer port on 127.0.0.1. The tests run inside a private network
+namespace (`unshare -n`, see tests/CMakeLists.txt), so fixed ports never collide with anything
+else on the machine; outside one, pass another base port.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import etcd3
+from etcd3 import etcdrpc
+
+
+class Member:
+    def __init__(self, index, name, client_port, peer_port, data_dir, log_path):
+        self.index = index
+        self.name = name
+        self.client_port = client_port
+        self.peer_port = peer_port
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.process = None
+        self.client = None
+
+    @property
+    def client_url(self):
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self):
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+
+class Cluster:
+    def __init__(self, binary, base_dir, size, base_port=23790, heartbeat_ms=100,
+                 election_ms=1000, extra_flags=()):
+        self.binary = binary
+        self.base_dir = base_dir
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
+        self.extra_flags = list(extra_flags)
+        self.members = []
+        for i in range(size):
+            name = f"m{i}"
+            self.members.append(Member(i, name, base_port + 2 * i, base_port + 2 * i + 1,
+                                       os.path.join(base_dir, name + ".synod"),
+                                       os.path.join(base_dir, name + ".log")))
+        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def command(self, member):
+        return [self.binary,
+                "--name", member.name,
+                "--data-dir", member.data_dir,
+                "--listen-client-urls", member.client_url,
+                "--advertise-client-urls", member.client_url,
+                "--listen-peer-urls", member.peer_url,
+                "--initial-advertise-peer-urls", member.peer_url,
+                "--initial-cluster", self.initial_cluster,
+                "--initial-cluster-state", "new",
+                "--heartbeat-interval", str(self.heartbeat_ms),
+                "--election-timeout", str(self.election_ms)] + self.extra_flags
+
+    def start(self, member):
+        assert not member.running()
+        log = open(member.log_path, "ab")
+        member.process = subprocess.Popen(self.command(member), stdout=log, stderr=log)
+        log.close()
+        member.client = etcd3.client("127.0.0.1", member.client_port, timeout=3)
+
+    def start_all(self):
+        for member in self.members:
+            self.start(member)
+
+    def kill(self, member, sig=signal.SIGKILL):
+        if member.running():
+            member.process.send_signal(sig)
+            member.process.wait()
+        member.process = None
+
+    def stop_all(self):
+        for member in self.members:
+            if member.running():
+                member.process.terminate()
+        for member in self.members:
+            if member.process is not None:
+                try:
+                    member.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    member.process.kill()
+                    member.process.wait()
+                member.process = None
+
+    @staticmethod
+    def status(member):
+        """The member's Maintenance.Status response (raises when it does not answer)."""
+        return member.client.maintenancestub.Status(etcdrpc.StatusRequest(), 2)
+
+    def leader(self):
+        """The running member that itself reports being the leader, or None."""
+        for member in self.members:
+            if not member.running():
+                continue
+            try:
+                status = self.status(member)
+            except Exception:
+                continue
+            if status.leader != 0 and status.leader == status.header.member_id:
+                return member
+        return None
+
+    def wait_for_leader(self, timeout_s=20):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None:
+                return leader
+            time.sleep(0.05)
+        raise AssertionError(f"no leader within {timeout_s} s; logs in {self.base_dir}")
+
+    def log_tail(self, member, lines=20):
+        try:
+            with open(member.log_path, "rb") as log:
+                return b"".join(log.readlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return ""
