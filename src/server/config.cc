@@ -220,6 +220,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  "time (in milliseconds) for an election to timeout");
   app.add_option("--snapshot-count", config.snapshot_count,
                  "number of applied entries between snapshots");
+  app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
+                 "entries kept after a snapshot for slow followers to catch up from");
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,
                  "raise an alarm when the backend size exceeds this (0: default)");
   app.add_option("--max-request-bytes", config.max_request_bytes,

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "server/config.h"
@@ -30,6 +31,10 @@ std::vector<std::string> UrlStrings(const std::vector<Url>& urls) {
 }
 
 int Serve(const ServerConfig& config) {
+#ifdef SYNOD_BROKEN_FORGETS_DATA
+  // Deliberately broken build (tests/CMakeLists.txt): every start begins with no data.
+  std::filesystem::remove_all(config.data_dir);
+#endif
   auto data_dir = OpenDataDir(config);
   if (!data_dir.ok()) {
     spdlog::critical("{}", std::string(data_dir.status().message()));
@@ -84,6 +89,7 @@ int Serve(const ServerConfig& config) {
   options.tick_ms = config.heartbeat_interval_ms;
   options.election_timeout_ticks = config.election_timeout_ms / config.heartbeat_interval_ms;
   options.snapshot_count = config.snapshot_count;
+  options.snapshot_catchup_entries = config.snapshot_catchup_entries;
   options.request_timeout = std::chrono::milliseconds(5000 + 2 * config.election_timeout_ms);
   ServiceOptions service_options;
   service_options.max_request_bytes = config.max_request_bytes;

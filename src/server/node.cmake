@@ -10,3 +10,11 @@ gtest_discover_tests(node_test PROPERTIES LABELS unit)
 
 add_executable(synod main.cc)
 target_link_libraries(synod PRIVATE synod_node synod_server_config)
+
+# A deliberately broken member that forgets its data at every start (as if its data dir were on
+# a RAM disk); the kill -9 test must catch the lost acknowledged writes. Never used otherwise.
+if(SYNOD_BUILD_BROKEN_VARIANTS)
+  add_executable(synod-broken-forgets-data main.cc)
+  target_compile_definitions(synod-broken-forgets-data PRIVATE SYNOD_BROKEN_FORGETS_DATA)
+  target_link_libraries(synod-broken-forgets-data PRIVATE synod_node synod_server_config)
+endif()

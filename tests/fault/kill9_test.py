@@ -40,6 +40,8 @@ def main():
     parser.add_argument("--snapshot-count", type=int, default=500)
     parser.add_argument("--check-failover", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    parser.add_argument("--expect-violation", action="store_true",
+                        help="for a deliberately broken build: pass only if a safety check fails")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -66,6 +68,13 @@ def main():
             print(f"data and logs kept in {base_dir}")
         else:
             shutil.rmtree(base_dir, ignore_errors=True)
+    if args.expect_violation:
+        # Only the data checks count; a failover that is merely slow proves nothing here.
+        caught = [f for f in failures if "took" not in f and "no leader" not in f]
+        for failure in caught[:5]:
+            print(f"caught: {failure}")
+        print("kill9_test: the broken build was " + ("caught; PASS" if caught else "NOT caught"))
+        return 0 if caught else 1
     if failures:
         for failure in failures:
             print(f"FAIL: {failure}")
