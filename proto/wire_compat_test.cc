@@ -29,6 +29,7 @@
 #include "etcd/v3electionpb/v3election.pb.h"
 #include "etcd/v3lockpb/v3lock.pb.h"
 #include "synod/request.pb.h"
+#include "synod/peer.pb.h"
 
 namespace synod::proto {
 namespace {
@@ -329,7 +330,8 @@ TEST_F(WireCompatTest, LinkedCodeMatchesEtcd) {
   const std::vector<const pb::Descriptor*> anchors = {
       mvccpb::KeyValue::descriptor(),           authpb::User::descriptor(),
       etcdserverpb::RangeRequest::descriptor(), v3lockpb::LockRequest::descriptor(),
-      v3electionpb::LeaderKey::descriptor(),    synodpb::Request::descriptor()};
+      v3electionpb::LeaderKey::descriptor(),    synodpb::Request::descriptor(),
+      synodpb::PeerMessage::descriptor()};
   std::vector<const pb::FileDescriptor*> linked_files;
   for (const pb::FileDescriptorProto& file : our_set_.file()) {
     const pb::FileDescriptor* linked =
