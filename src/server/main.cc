@@ -176,6 +176,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "synod: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  if (config->print_and_exit) {
+    std::fputs(config->print_and_exit->c_str(), stdout);
+    return 0;
+  }
+  // etcd's panic and fatal levels log only the worst messages; spdlog calls that critical.
+  const bool critical_only = config->log_level == "panic" || config->log_level == "fatal";
+  spdlog::set_level(critical_only ? spdlog::level::critical
+                                  : spdlog::level::from_str(config->log_level));
   return synod::server::Serve(*config);
 }

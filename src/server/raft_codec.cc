@@ -2,44 +2,111 @@
 
 #include <fmt/format.h>
 
+#include <utility>
+#include <vector>
+
+#include "base/assert.h"
+
 namespace synod::server {
 namespace {
 
-// The last enumerator of each type; decoding refuses anything beyond.
+// The last enumerator of each enum; decoding refuses anything beyond. Adding an enumerator after
+// these means updating them, which the static_asserts below force by naming the current last.
 constexpr uint32_t kMessageTypeLast = static_cast<uint32_t>(raft::MessageType::kReadIndexResponse);
 constexpr uint32_t kEntryTypeLast = static_cast<uint32_t>(raft::EntryType::kConfig);
+static_assert(kMessageTypeLast == 11, "a new raft::MessageType needs kMessageTypeLast updated");
+static_assert(kEntryTypeLast == 2, "a new raft::EntryType needs kEntryTypeLast updated");
 
 void EncodeMembership(const raft::Membership& membership, synodpb::Membership* out) {
+  // The sender's own state: a malformed one is our bug, not the peer's.
+  SYNOD_ASSERT(membership.IsWellFormed());
+  out->mutable_voters()->Reserve(static_cast<int>(membership.voters.size()));
   for (NodeId id : membership.voters) out->add_voters(id.value());
+  out->mutable_learners()->Reserve(static_cast<int>(membership.learners.size()));
   for (NodeId id : membership.learners) out->add_learners(id.value());
 }
 
-Result<raft::Membership> DecodeMembership(const synodpb::Membership& in) {
-  raft::Membership membership;
-  for (uint64_t id : in.voters()) membership.voters.push_back(NodeId(id));
-  for (uint64_t id : in.learners()) membership.learners.push_back(NodeId(id));
-  if (!membership.IsWellFormed()) {
-    return absl::InvalidArgumentError(
-        fmt::format("malformed membership {}", raft::ToString(membership)));
+// Why `ids` may not be one of Membership's lists, or an empty string when it may.
+std::string ListProblem(const google::protobuf::RepeatedField<uint64_t>& ids) {
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] == 0) return "names node 0";
+    if (i > 0 && ids[i - 1] >= ids[i]) return "is not sorted or repeats a node";
   }
+  return "";
+}
+
+Result<raft::Membership> DecodeMembership(const synodpb::Membership& in, std::string_view where) {
+  const size_t members = static_cast<size_t>(in.voters_size()) + in.learners_size();
+  if (members > kMembershipMembersMax) {
+    return absl::InvalidArgumentError(fmt::format("{}: membership of {} members (at most {})",
+                                                  where, members, kMembershipMembersMax));
+  }
+  if (std::string problem = ListProblem(in.voters()); !problem.empty()) {
+    return absl::InvalidArgumentError(fmt::format("{}: voter list {}", where, problem));
+  }
+  if (std::string problem = ListProblem(in.learners()); !problem.empty()) {
+    return absl::InvalidArgumentError(fmt::format("{}: learner list {}", where, problem));
+  }
+  raft::Membership membership;
+  membership.voters.reserve(in.voters_size());
+  for (uint64_t id : in.voters()) membership.voters.push_back(NodeId(id));
+  membership.learners.reserve(in.learners_size());
+  for (uint64_t id : in.learners()) membership.learners.push_back(NodeId(id));
+  for (NodeId id : membership.learners) {
+    if (membership.IsVoter(id)) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: node {:x} is both voter and learner", where, id.value()));
+    }
+  }
+  // The checks above are IsWellFormed spelled out so the error can say which rule broke.
+  SYNOD_ASSERT(membership.IsWellFormed());
   return membership;
+}
+
+// A varint of up to 64 bits takes at most 10 bytes, plus 1 for its field tag (every field number
+// in peer.proto is below 16, so every tag is one byte).
+constexpr size_t kFieldBytesMax = 11;
+// RaftMessage has 15 scalar fields; PeerMessage, RaftMessage and SnapshotMeta each add a tag and a
+// length prefix; read_context and snapshot_data add theirs.
+constexpr size_t kMessageFixedBytesMax = 24 * kFieldBytesMax;
+// Entry: four scalar-ish fields (term, index, type, data's length) plus its own tag and length
+// and the membership's.
+constexpr size_t kEntryFixedBytesMax = 8 * kFieldBytesMax;
+
+// Both lists are packed: a tag and a length each, then one varint per id.
+size_t MembershipBytesMax(const raft::Membership& membership) {
+  return (2 + membership.voters.size() + membership.learners.size()) * kFieldBytesMax;
 }
 
 }  // namespace
 
-void EncodeRaftMessage(const raft::Message& message, synodpb::RaftMessage* out) {
+size_t EncodedBytesMax(const raft::Message& message) {
+  size_t bytes = kMessageFixedBytesMax + message.read_context.size();
+  for (const raft::Entry& entry : message.entries) {
+    bytes += kEntryFixedBytesMax + entry.data.size() + MembershipBytesMax(entry.membership);
+  }
+  if (message.snapshot.has_value()) {
+    bytes += message.snapshot->data.size() + MembershipBytesMax(message.snapshot->meta.membership);
+  }
+  return bytes;
+}
+
+void EncodeRaftMessage(raft::Message message, synodpb::RaftMessage* out) {
+  SYNOD_ASSERT(out != nullptr);
   out->set_type(static_cast<uint32_t>(message.type));
   out->set_from(message.from.value());
   out->set_to(message.to.value());
   out->set_term(message.term.value());
   out->set_log_index(message.log_index.value());
   out->set_log_term(message.log_term.value());
-  for (const raft::Entry& entry : message.entries) {
+  out->mutable_entries()->Reserve(static_cast<int>(message.entries.size()));
+  for (raft::Entry& entry : message.entries) {
     synodpb::Entry* encoded = out->add_entries();
     encoded->set_term(entry.term.value());
     encoded->set_index(entry.index.value());
     encoded->set_type(static_cast<uint32_t>(entry.type));
-    encoded->set_data(entry.data);
+    encoded->set_data(std::move(entry.data));
+    // Only configuration entries carry a membership (types.h); the decoder reads no other.
     if (entry.type == raft::EntryType::kConfig) {
       EncodeMembership(entry.membership, encoded->mutable_membership());
     }
@@ -51,18 +118,18 @@ void EncodeRaftMessage(const raft::Message& message, synodpb::RaftMessage* out) 
   out->set_reject_hint_term(message.reject_hint_term.value());
   out->set_leadership_transfer(message.leadership_transfer);
   out->set_read_round(message.read_round);
-  out->set_read_context(message.read_context);
-  if (message.snapshot) {
+  out->set_read_context(std::move(message.read_context));
+  if (message.snapshot.has_value()) {
     out->set_has_snapshot(true);
     synodpb::SnapshotMeta* meta = out->mutable_snapshot_meta();
     meta->set_index(message.snapshot->meta.index.value());
     meta->set_term(message.snapshot->meta.term.value());
     EncodeMembership(message.snapshot->meta.membership, meta->mutable_membership());
-    out->set_snapshot_data(message.snapshot->data);
+    out->set_snapshot_data(std::move(message.snapshot->data));
   }
 }
 
-Result<raft::Message> DecodeRaftMessage(const synodpb::RaftMessage& in) {
+Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in) {
   if (in.type() > kMessageTypeLast) {
     return absl::InvalidArgumentError(fmt::format("unknown Raft message type {}", in.type()));
   }
@@ -74,17 +141,21 @@ Result<raft::Message> DecodeRaftMessage(const synodpb::RaftMessage& in) {
   message.log_index = Index(in.log_index());
   message.log_term = Term(in.log_term());
   message.entries.reserve(in.entries_size());
-  for (const synodpb::Entry& encoded : in.entries()) {
+  for (int i = 0; i < in.entries_size(); ++i) {
+    synodpb::Entry& encoded = *in.mutable_entries(i);
     if (encoded.type() > kEntryTypeLast) {
-      return absl::InvalidArgumentError(fmt::format("unknown entry type {}", encoded.type()));
+      return absl::InvalidArgumentError(fmt::format("entry {} (index {}): unknown entry type {}", i,
+                                                    encoded.index(), encoded.type()));
     }
     raft::Entry& entry = message.entries.emplace_back();
     entry.term = Term(encoded.term());
     entry.index = Index(encoded.index());
     entry.type = static_cast<raft::EntryType>(encoded.type());
-    entry.data = encoded.data();
+    entry.data = std::move(*encoded.mutable_data());
+    // A membership on any other entry type is ignored, as the core would ignore it.
     if (entry.type == raft::EntryType::kConfig) {
-      auto membership = DecodeMembership(encoded.membership());
+      auto membership = DecodeMembership(encoded.membership(),
+                                         fmt::format("entry {} (index {})", i, encoded.index()));
       if (!membership.ok()) return membership.status();
       entry.membership = std::move(*membership);
     }
@@ -96,17 +167,18 @@ Result<raft::Message> DecodeRaftMessage(const synodpb::RaftMessage& in) {
   message.reject_hint_term = Term(in.reject_hint_term());
   message.leadership_transfer = in.leadership_transfer();
   message.read_round = in.read_round();
-  message.read_context = in.read_context();
+  message.read_context = std::move(*in.mutable_read_context());
   if (in.has_snapshot()) {
     raft::Snapshot snapshot;
     snapshot.meta.index = Index(in.snapshot_meta().index());
     snapshot.meta.term = Term(in.snapshot_meta().term());
-    auto membership = DecodeMembership(in.snapshot_meta().membership());
+    auto membership = DecodeMembership(in.snapshot_meta().membership(), "snapshot");
     if (!membership.ok()) return membership.status();
     snapshot.meta.membership = std::move(*membership);
-    snapshot.data = in.snapshot_data();
+    snapshot.data = std::move(*in.mutable_snapshot_data());
     message.snapshot = std::move(snapshot);
   }
+  SYNOD_ASSERT(message.entries.size() == static_cast<size_t>(in.entries_size()));
   return message;
 }
 

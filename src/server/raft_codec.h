@@ -1,8 +1,19 @@
 #pragma once
 
-// Raft messages on the wire (synodpb.RaftMessage in proto/synod/peer.proto). Decoding checks
-// what the core would otherwise assert on: known message and entry types and well-formed
-// memberships; a peer's bytes are never trusted.
+// Raft messages on the wire: raft::Message <-> synodpb::RaftMessage (proto/synod/peer.proto).
+//
+// Encoding cannot fail. Decoding takes bytes from another process and so trusts nothing: it
+// refuses what the core would otherwise assert on or misread, namely message and entry types it
+// does not know (the enums are uint8_t; a cast of 300 would silently become 44) and malformed
+// memberships (unsorted, duplicated, overlapping, or naming node 0). What is well formed but
+// inconsistent (entries that do not follow log_index, a snapshot newer than the message's term)
+// is left to raft::Raft::Step, which refuses it with its own error; checking it twice would let
+// the two checks drift apart.
+//
+// Both directions move the payloads (entry data, snapshot data, read context) instead of copying
+// them: an AppendEntries may carry a megabyte.
+
+#include <cstddef>
 
 #include "base/status.h"
 #include "consensus/raft/types.h"
@@ -10,7 +21,20 @@
 
 namespace synod::server {
 
-void EncodeRaftMessage(const raft::Message& message, synodpb::RaftMessage* out);
-Result<raft::Message> DecodeRaftMessage(const synodpb::RaftMessage& in);
+// A membership with more members than this is refused on decode: no real cluster comes close,
+// and the bound keeps a hostile message from making the receiver sort and print a huge list.
+inline constexpr size_t kMembershipMembersMax = 1024;
+
+// Threading: all three are pure functions of their arguments.
+void EncodeRaftMessage(raft::Message message, synodpb::RaftMessage* out);
+// Errors: kInvalidArgument naming the offending field.
+Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in);
+
+// An upper bound of the bytes `message` adds to a synodpb::PeerBatch (its RaftMessage, wrapped in
+// a PeerMessage, with tags and length prefixes), computed without encoding: the transport bounds
+// its queues and batches with it on the caller's thread, where encoding would cost the event loop
+// a copy of every payload. Exceeds the real size by at most a few hundred bytes per message and
+// entry.
+size_t EncodedBytesMax(const raft::Message& message);
 
 }  // namespace synod::server

@@ -1,39 +1,80 @@
 #include "server/transport.h"
 
+#include <fmt/format.h>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <condition_variable>
+#include <algorithm>
+#include <cerrno>
 #include <deque>
+#include <limits>
+#include <system_error>
 #include <thread>
+#include <utility>
+#include <variant>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "server/config.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "base/assert.h"
 #include "server/raft_codec.h"
 #include "synod/peer.grpc.pb.h"
 
 namespace synod::server {
 namespace {
 
-constexpr char kClusterIdKey[] = "synod-cluster-id";
-constexpr char kToKey[] = "synod-to";
-constexpr char kFromKey[] = "synod-from";
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& url) {
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxReceiveMessageSize(Transport::kMessageBytesMax);
-  arguments.SetMaxSendMessageSize(Transport::kMessageBytesMax);
-  // Reconnect attempts are paced by the sender's own backoff; keep gRPC's short.
-  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
-  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
-  std::string target = url;
-  if (auto parsed = ParseUrl(url); parsed.ok()) target = parsed->HostPort();
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
+// Call metadata (peer.proto): lowercase hex, as etcd prints member and cluster ids.
+constexpr char kClusterIdKey[] = "synod-cluster-id";
+constexpr char kFromKey[] = "synod-from";
+constexpr char kToKey[] = "synod-to";
+
+// HTTP/2 keepalive on peer connections, both ways. Without it a peer that vanishes without a
+// FIN or RST (power loss, partition) leaves the stream looking open until TCP gives up after
+// many minutes, and the sender's writes pile into a dead socket. Raft's own heartbeats do not
+// help: they are writes, and writes into a dead socket succeed until its buffer fills.
+constexpr milliseconds kKeepaliveTime{2000};
+constexpr milliseconds kKeepaliveTimeout{2000};
+// How often a sender with an open but idle stream checks that its connection still lives, so
+// that it reconnects before Raft next needs the stream rather than after.
+constexpr milliseconds kIdleCheckInterval{500};
+// Upper bound for every duration option: beyond it a member would look dead for minutes.
+constexpr milliseconds kDurationOptionLimit{60 * 1000};
+// Room the sender keeps for the batch's own framing when it checks kPeerMessageBytesMax.
+constexpr size_t kBatchFramingBytes = 64;
+// A forwarded request adds its bytes plus a tag and length in PeerMessage and in PeerBatch.
+constexpr size_t kForwardFixedBytesMax = 22;
+
+static_assert(kPeerMessageBytesMax <= static_cast<size_t>(std::numeric_limits<int>::max()),
+              "gRPC takes message size limits as int");
+static_assert(kPeerBatchBytesMaxDefault <= kPeerMessageBytesMax);
+static_assert(kPeerQueuedMessagesMaxDefault <= kPeerQueuedMessagesLimit);
+
+grpc::Status ToGrpc(const Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+// gRPC's and absl's codes are the same numbers (both are google.rpc.Code).
+Status FromGrpc(const grpc::Status& status, std::string_view context) {
+  return Status(static_cast<absl::StatusCode>(status.error_code()),
+                fmt::format("{}: {}", context, status.error_message()));
+}
+
+// absl::string_view is its own type in Debian's Abseil, not an alias of std::string_view.
+absl::string_view Absl(std::string_view text) {
+  return absl::string_view(text.data(), text.size());
 }
 
 std::optional<uint64_t> HexMetadata(const grpc::ServerContext& context, const char* key) {
-  auto it = context.client_metadata().find(key);
-  if (it == context.client_metadata().end()) return std::nullopt;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return std::nullopt;
   uint64_t value = 0;
   if (!absl::SimpleHexAtoi(absl::string_view(it->second.data(), it->second.size()), &value)) {
     return std::nullopt;
@@ -41,33 +82,210 @@ std::optional<uint64_t> HexMetadata(const grpc::ServerContext& context, const ch
   return value;
 }
 
+// "host:port" -> {"host", "port"}, without the brackets of an IPv6 host.
+std::pair<std::string, std::string> SplitHostPort(std::string_view target) {
+  const size_t colon = target.rfind(':');
+  SYNOD_ASSERT(colon != std::string_view::npos);  // PeerUrlToTarget made it.
+  std::string_view host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return {std::string(host), std::string(target.substr(colon + 1))};
+}
+
+// Why `target` cannot be bound, found by binding it ourselves: gRPC reports only that it could
+// not. Empty when it binds now (the problem went away, or was not the address).
+std::string BindProblem(const std::string& target) {
+  const auto [host, port] = SplitHostPort(target);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int resolved =
+      ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+  if (resolved != 0) return fmt::format("cannot resolve {}: {}", host, ::gai_strerror(resolved));
+  std::string problem;
+  for (addrinfo* address = found; address != nullptr && problem.empty();
+       address = address->ai_next) {
+    const int fd =
+        ::socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC, address->ai_protocol);
+    if (fd < 0) {
+      problem = std::error_code(errno, std::generic_category()).message();
+      continue;
+    }
+    // As gRPC binds; without it a port in TIME_WAIT would be misreported as in use.
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, address->ai_addr, address->ai_addrlen) != 0) {
+      problem = std::error_code(errno, std::generic_category()).message();
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  // "Address already in use" -> "address already in use", to read as the end of a sentence.
+  if (!problem.empty()) problem[0] = absl::ascii_tolower(static_cast<unsigned char>(problem[0]));
+  return problem;
+}
+
+Status ValidateOptions(const TransportOptions& options) {
+  if (options.self == kNoNode) {
+    return absl::InvalidArgumentError("transport: the member id must not be 0");
+  }
+  if (options.listen_urls.empty()) {
+    return absl::InvalidArgumentError("transport: no URL to listen for peers on");
+  }
+  if (options.queued_messages_max < 1 || options.queued_messages_max > kPeerQueuedMessagesLimit) {
+    return absl::InvalidArgumentError(
+        fmt::format("transport: queued_messages_max {} is outside [1, {}]",
+                    options.queued_messages_max, kPeerQueuedMessagesLimit));
+  }
+  if (options.queued_bytes_max < 1) {
+    return absl::InvalidArgumentError("transport: queued_bytes_max must be positive");
+  }
+  if (options.batch_bytes_max < 1 || options.batch_bytes_max > kPeerMessageBytesMax) {
+    return absl::InvalidArgumentError(
+        fmt::format("transport: batch_bytes_max {} is outside [1, {}]", options.batch_bytes_max,
+                    kPeerMessageBytesMax));
+  }
+  const milliseconds zero{0};
+  if (options.reconnect_backoff_min <= zero ||
+      options.reconnect_backoff_min > options.reconnect_backoff_max ||
+      options.reconnect_backoff_max > kDurationOptionLimit) {
+    return absl::InvalidArgumentError(
+        fmt::format("transport: reconnect backoff [{}, {}] ms must satisfy 0 < min <= max <= {}",
+                    options.reconnect_backoff_min.count(), options.reconnect_backoff_max.count(),
+                    kDurationOptionLimit.count()));
+  }
+  if (options.handshake_timeout <= zero || options.handshake_timeout > kDurationOptionLimit) {
+    return absl::InvalidArgumentError(
+        fmt::format("transport: handshake_timeout {} ms is outside (0, {}]",
+                    options.handshake_timeout.count(), kDurationOptionLimit.count()));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
+                                          const TransportOptions& options) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(static_cast<int>(kPeerMessageBytesMax));
+  arguments.SetMaxSendMessageSize(static_cast<int>(kPeerMessageBytesMax));
+  // gRPC reconnects on its own between our attempts; keep its pace close to ours so that a
+  // restarted peer is found within reconnect_backoff_max, not gRPC's default of two minutes.
+  const int backoff_min_ms = static_cast<int>(options.reconnect_backoff_min.count());
+  const int backoff_max_ms = static_cast<int>(options.reconnect_backoff_max.count());
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff_min_ms);
+  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff_min_ms);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff_max_ms);
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(kKeepaliveTime.count()));
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(kKeepaliveTimeout.count()));
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // By default gRPC stops pinging after two pings without data, which would end keepalive on an
+  // idle stream, the very case it is for.
+  arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // A connection of our own per channel, not one shared through gRPC's global pool with every
+  // channel to the same address: a removed and re-added peer then starts afresh, and two
+  // transports in one process (tests) stay independent.
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
+}
+
 }  // namespace
+
+Result<std::string> PeerUrlToTarget(std::string_view url) {
+  constexpr std::string_view kHttp = "http://";
+  if (absl::StartsWithIgnoreCase(Absl(url), "https://")) {
+    return absl::InvalidArgumentError(
+        fmt::format("peer URL {}: TLS is not supported; use http://", url));
+  }
+  if (!absl::StartsWithIgnoreCase(Absl(url), Absl(kHttp))) {
+    return absl::InvalidArgumentError(fmt::format("peer URL {}: expected http://host:port", url));
+  }
+  std::string_view host_port = url.substr(kHttp.size());
+  if (host_port.ends_with('/')) host_port.remove_suffix(1);  // As etcd accepts it.
+  if (host_port.find_first_of("/?#@") != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        fmt::format("peer URL {}: expected http://host:port, without path or user", url));
+  }
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("peer URL {}: expected http://host:port, with both", url));
+  }
+  const std::string_view host = host_port.substr(0, colon);
+  const bool bracketed = host.front() == '[' && host.back() == ']';
+  if (!bracketed && host.find_first_of("[]:") != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        fmt::format("peer URL {}: an IPv6 host must be in brackets, as in http://[::1]:2380", url));
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(Absl(host_port.substr(colon + 1)), &port) || port > 65535) {
+    return absl::InvalidArgumentError(fmt::format("peer URL {}: bad port", url));
+  }
+  return std::string(host_port);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Receiving.
 
 class Transport::PeerService final : public synodpb::Peer::Service {
  public:
-  PeerService(NodeId self, uint64_t cluster_id, PeerHandlers handlers)
-      : self_(self), cluster_id_(cluster_id), handlers_(std::move(handlers)) {}
+  PeerService(const TransportOptions& options, PeerHandlers handlers, Counters& counters)
+      : self_(options.self),
+        cluster_id_(options.cluster_id),
+        handlers_(std::move(handlers)),
+        counters_(counters) {}
+
+  grpc::Status Handshake(grpc::ServerContext* context, const synodpb::HandshakeRequest*,
+                         synodpb::HandshakeResponse*) override {
+    return Check(*context).status;
+  }
 
   grpc::Status Stream(grpc::ServerContext* context, grpc::ServerReader<synodpb::PeerBatch>* reader,
                       synodpb::PeerStreamSummary*) override {
-    if (grpc::Status status = Check(*context); !status.ok()) return status;
-    const NodeId from(HexMetadata(*context, kFromKey).value_or(0));
+    const Caller caller = Check(*context);
+    if (!caller.status.ok()) return caller.status;
+    bool warned = false;  // One warning per stream: a peer with a bug would send many.
+    auto refuse = [&](const Status& problem) {
+      ++counters_.refused;
+      if (!std::exchange(warned, true)) {
+        spdlog::warn(
+            "refused a message from member {:x} (further ones on this stream are "
+            "counted, not logged): {}",
+            caller.from.value(), std::string(problem.message()));
+      }
+    };
     synodpb::PeerBatch batch;
     while (reader->Read(&batch)) {
       for (synodpb::PeerMessage& message : *batch.mutable_messages()) {
-        if (message.has_raft()) {
-          auto decoded = DecodeRaftMessage(message.raft());
-          if (!decoded.ok()) {
-            spdlog::warn("dropped a malformed message from {:x}: {}", from.value(),
-                         decoded.status().ToString());
-            continue;
+        switch (message.kind_case()) {
+          case synodpb::PeerMessage::kRaft: {
+            Result<raft::Message> decoded = DecodeRaftMessage(std::move(*message.mutable_raft()));
+            if (!decoded.ok()) {
+              refuse(decoded.status());
+              break;
+            }
+            // The stream's identity was checked once; each message must agree with it, or a
+            // confused peer could make the core answer on another member's behalf.
+            if (decoded->from != caller.from || decoded->to != self_) {
+              refuse(absl::InvalidArgumentError(fmt::format(
+                  "a message from {:x} to {:x} on the stream from {:x} to {:x}",
+                  decoded->from.value(), decoded->to.value(), caller.from.value(), self_.value())));
+              break;
+            }
+            ++counters_.received;
+            handlers_.on_raft_message(std::move(*decoded));
+            break;
           }
-          handlers_.on_raft_message(std::move(*decoded));
-        } else if (message.kind_case() == synodpb::PeerMessage::kForwardedRequest) {
-          handlers_.on_forwarded_proposal(from, std::move(*message.mutable_forwarded_request()));
+          case synodpb::PeerMessage::kForwardedRequest:
+            ++counters_.received;
+            handlers_.on_forwarded_proposal(caller.from,
+                                            std::move(*message.mutable_forwarded_request()));
+            break;
+          case synodpb::PeerMessage::KIND_NOT_SET:
+            // A kind added by a newer peer, or an empty message: nothing we can act on.
+            refuse(absl::InvalidArgumentError("a message of unknown kind"));
+            break;
         }
       }
     }
@@ -77,204 +295,465 @@ class Transport::PeerService final : public synodpb::Peer::Service {
   grpc::Status LeaseRenew(grpc::ServerContext* context,
                           const etcdserverpb::LeaseKeepAliveRequest* request,
                           etcdserverpb::LeaseKeepAliveResponse* response) override {
-    if (grpc::Status status = Check(*context); !status.ok()) return status;
+    if (Caller caller = Check(*context); !caller.status.ok()) return caller.status;
     return handlers_.on_lease_renew(*request, response);
   }
 
   grpc::Status LeaseTimeToLive(grpc::ServerContext* context,
                                const etcdserverpb::LeaseTimeToLiveRequest* request,
                                etcdserverpb::LeaseTimeToLiveResponse* response) override {
-    if (grpc::Status status = Check(*context); !status.ok()) return status;
+    if (Caller caller = Check(*context); !caller.status.ok()) return caller.status;
     return handlers_.on_lease_time_to_live(*request, response);
   }
 
   grpc::Status FetchSnapshot(grpc::ServerContext* context, const synodpb::SnapshotRequest* request,
                              grpc::ServerWriter<synodpb::SnapshotChunk>* writer) override {
-    if (grpc::Status status = Check(*context); !status.ok()) return status;
+    const Caller caller = Check(*context);
+    if (!caller.status.ok()) return caller.status;
     auto source = handlers_.on_fetch_snapshot(Index(request->min_applied_index()));
-    if (!source.ok()) {
-      return grpc::Status(static_cast<grpc::StatusCode>(source.status().code()),
-                          std::string(source.status().message()));
-    }
+    if (!source.ok()) return ToGrpc(source.status());
+    SYNOD_ASSERT_MSG(*source != nullptr, "on_fetch_snapshot returned an empty chunk source");
     synodpb::SnapshotChunk chunk;
     while (!context->IsCancelled()) {
       Result<std::optional<std::string>> next = (*source)();
-      if (!next.ok()) {
-        return grpc::Status(grpc::StatusCode::INTERNAL, std::string(next.status().message()));
-      }
+      if (!next.ok()) return ToGrpc(next.status());
       if (!next->has_value()) return grpc::Status::OK;
       chunk.set_data(std::move(**next));
       if (!writer->Write(chunk)) break;
     }
-    return grpc::Status(grpc::StatusCode::CANCELLED, "snapshot fetch cancelled");
+    return grpc::Status(
+        grpc::StatusCode::CANCELLED,
+        fmt::format("member {:x} stopped fetching the snapshot", caller.from.value()));
   }
 
  private:
-  grpc::Status Check(const grpc::ServerContext& context) const {
+  struct Caller {
+    grpc::Status status;
+    NodeId from;
+  };
+
+  // The identity check every call starts with (peer.proto).
+  Caller Check(const grpc::ServerContext& context) {
     const std::optional<uint64_t> cluster = HexMetadata(context, kClusterIdKey);
+    const std::optional<uint64_t> from = HexMetadata(context, kFromKey);
     const std::optional<uint64_t> to = HexMetadata(context, kToKey);
-    if (!cluster || *cluster != cluster_id_) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          fmt::format("peer is of cluster {:x}, this member is of cluster {:x}",
-                                      cluster.value_or(0), cluster_id_));
+    std::string problem;
+    if (!cluster || !from || !to) {
+      problem = fmt::format("not a synod peer call: it lacks {}, {} or {} metadata", kClusterIdKey,
+                            kFromKey, kToKey);
+    } else if (*cluster != cluster_id_) {
+      problem = fmt::format("peer is of cluster {:x}, this node is of cluster {:x}", *cluster,
+                            cluster_id_);
+    } else if (NodeId(*to) != self_) {
+      problem =
+          fmt::format("peer addressed member {:x}, this node is member {:x}", *to, self_.value());
+    } else if (NodeId(*from) == kNoNode || NodeId(*from) == self_) {
+      problem = fmt::format("peer claims member id {:x}, which no other member may have", *from);
     }
-    if (!to || NodeId(*to) != self_) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          fmt::format("message for member {:x} reached member {:x}",
-                                      to.value_or(0), self_.value()));
+    if (problem.empty()) return {grpc::Status::OK, NodeId(*from)};
+    ++counters_.refused;
+    {
+      // The sender retries every reconnect_backoff_max; say it once, not every second.
+      absl::MutexLock lock(&mutex_);
+      if (problem != last_refusal_) {
+        spdlog::warn("refused a call from {}: {}", context.peer(), problem);
+        last_refusal_ = problem;
+      }
     }
-    return grpc::Status::OK;
+    return {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, problem), kNoNode};
   }
 
   const NodeId self_;
   const uint64_t cluster_id_;
   const PeerHandlers handlers_;
+  Counters& counters_;
+  absl::Mutex mutex_;
+  std::string last_refusal_ ABSL_GUARDED_BY(mutex_);
 };
 
 // ---------------------------------------------------------------------------------------------
-// Sending: one thread and one stream per peer.
+// Sending: one thread, one queue and one stream per peer.
+
+// A message waiting in a peer's queue. Encoded on the sender thread, not the caller's.
+struct Transport::Outgoing {
+  // A Raft message, or a forwarded request's bytes.
+  std::variant<raft::Message, std::string> payload;
+  // EncodedBytesMax of the payload: counted against the queue's and the batch's limits.
+  size_t bytes = 0;
+};
 
 class Transport::PeerSender {
  public:
-  PeerSender(const Transport* transport, NodeId id, std::vector<std::string> urls)
-      : transport_(transport), id_(id) {
-    SetUrls(std::move(urls));
+  PeerSender(Transport& transport, NodeId id, std::vector<std::string> targets)
+      : transport_(transport), options_(transport.options_), id_(id) {
+    SetTargets(std::move(targets));
     thread_ = std::thread([this] { Run(); });
   }
 
+  // Prompt: see RequestStop.
   ~PeerSender() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      if (context_ != nullptr) context_->TryCancel();
-    }
-    changed_.notify_all();
+    RequestStop();
     thread_.join();
   }
 
-  void SetUrls(std::vector<std::string> urls) {
-    std::lock_guard lock(mutex_);
-    if (urls == urls_) return;
-    urls_ = std::move(urls);
-    channel_ = urls_.empty() ? nullptr : NewChannel(urls_.front());
-    if (context_ != nullptr) context_->TryCancel();  // Reconnect to the new address.
+  PeerSender(const PeerSender&) = delete;
+  PeerSender& operator=(const PeerSender&) = delete;
+
+  // Makes the thread stop soon: every call it may be blocked in is registered in
+  // active_context_ and cancelled here, and every wait checks stopping_.
+  void RequestStop() {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    if (active_context_ != nullptr) active_context_->TryCancel();
+    wake_.Signal();
   }
 
-  std::shared_ptr<grpc::Channel> channel() const {
-    std::lock_guard lock(mutex_);
-    return channel_;
+  void SetTargets(std::vector<std::string> targets) {
+    absl::MutexLock lock(&mutex_);
+    if (targets == targets_) return;
+    targets_ = std::move(targets);
+    channels_.assign(targets_.size(), nullptr);
+    target_index_ = 0;
+    targets_changed_ = true;
+    if (active_context_ != nullptr) active_context_->TryCancel();
+    wake_.Signal();
   }
 
-  bool Enqueue(Outgoing message, size_t queued_max) {
-    {
-      std::lock_guard lock(mutex_);
-      if (queue_.size() >= queued_max) return false;
-      queue_.push_back(std::move(message));
+  // False (the caller counts the drop) when the queue is full or stopping.
+  bool Enqueue(Outgoing message) {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) return false;
+    // An empty queue takes any message, so one bigger than queued_bytes_max still goes out.
+    if (!queue_.empty() && (queue_.size() >= options_.queued_messages_max ||
+                            queued_bytes_ + message.bytes > options_.queued_bytes_max)) {
+      return false;
     }
-    changed_.notify_one();
+    queued_bytes_ += message.bytes;
+    queue_.push_back(std::move(message));
+    SYNOD_ASSERT(queue_.size() <= options_.queued_messages_max);
+    wake_.Signal();
     return true;
   }
 
-  bool connected() const { return connected_.load(); }
-  uint64_t sent() const { return sent_.load(); }
-  uint64_t reconnects() const { return reconnects_.load(); }
-
- private:
-  void Run() {
-    auto backoff = transport_->options_.reconnect_backoff_min;
-    std::unique_ptr<grpc::ClientContext> context;
-    std::unique_ptr<grpc::ClientWriter<synodpb::PeerBatch>> writer;
-    std::unique_ptr<synodpb::Peer::Stub> stub;
-    synodpb::PeerStreamSummary summary;
-    std::deque<Outgoing> taken;
-    while (true) {
-      std::shared_ptr<grpc::Channel> channel;
-      {
-        std::unique_lock lock(mutex_);
-        changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) break;
-        taken.swap(queue_);
-        channel = channel_;
-        if (writer == nullptr && channel != nullptr) {
-          context = std::make_unique<grpc::ClientContext>();
-          transport_->AddMetadata(*context, id_);
-          context_ = context.get();
-        }
-      }
-      if (channel == nullptr) {
-        transport_->dropped_ += taken.size();
-        taken.clear();
-        continue;
-      }
-      if (writer == nullptr) {
-        stub = synodpb::Peer::NewStub(channel);
-        writer = stub->Stream(context.get(), &summary);
-      }
-      bool ok = true;
-      while (!taken.empty() && ok) {
-        synodpb::PeerBatch batch;
-        size_t bytes = 0;
-        while (!taken.empty() && bytes < transport_->options_.batch_bytes_max) {
-          synodpb::PeerMessage* message = batch.add_messages();
-          if (taken.front().raft) {
-            EncodeRaftMessage(*taken.front().raft, message->mutable_raft());
-          } else {
-            message->set_forwarded_request(std::move(taken.front().forwarded_request));
-          }
-          bytes += message->ByteSizeLong();
-          taken.pop_front();
-        }
-        ok = writer->Write(batch);
-        if (ok) sent_ += batch.messages_size();
-      }
-      if (ok) {
-        connected_ = true;
-        backoff = transport_->options_.reconnect_backoff_min;
-        continue;
-      }
-      // The stream broke (peer down, restarted, or the address changed): drop what is left,
-      // close the stream and reconnect after a pause, so a dead peer costs little.
-      connected_ = false;
-      transport_->dropped_ += taken.size();
-      taken.clear();
-      {
-        std::lock_guard lock(mutex_);
-        context_ = nullptr;
-      }
-      writer->WritesDone();
-      grpc::Status status = writer->Finish();
-      writer.reset();
-      context.reset();
-      ++reconnects_;
-      spdlog::debug("stream to member {:x} broke ({}); retrying in {} ms", id_.value(),
-                    status.error_message(), backoff.count());
-      std::unique_lock lock(mutex_);
-      changed_.wait_for(lock, backoff, [&] { return stopping_; });
-      if (stopping_) break;
-      // Messages queued during the pause are stale; Raft resends what matters.
-      transport_->dropped_ += queue_.size();
-      queue_.clear();
-      backoff = std::min(backoff * 2, transport_->options_.reconnect_backoff_max);
-    }
-    if (writer != nullptr) {
-      context->TryCancel();
-      writer->Finish();
-    }
+  // The channel to the address in use, created on first use; null without a usable address.
+  std::shared_ptr<grpc::Channel> channel() {
+    absl::MutexLock lock(&mutex_);
+    return CurrentChannel();
   }
 
-  const Transport* const transport_;
+  bool connected() {
+    if (!connected_.load()) return false;
+    std::shared_ptr<grpc::Channel> current = channel();
+    return current != nullptr && current->GetState(false) == GRPC_CHANNEL_READY;
+  }
+
+ private:
+  // The stream and what it needs alive; only the sender thread touches it.
+  struct OpenStream {
+    grpc::ClientContext context;
+    std::unique_ptr<synodpb::Peer::Stub> stub;
+    std::unique_ptr<grpc::ClientWriter<synodpb::PeerBatch>> writer;
+    synodpb::PeerStreamSummary summary;
+    std::string target;
+    // True once a write succeeded: if such a stream breaks, the peer was there a moment ago
+    // (it probably restarted), so one immediate retry on a new stream is likely to get through.
+    bool proven = false;
+  };
+
+  std::shared_ptr<grpc::Channel> CurrentChannel() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (targets_.empty()) return nullptr;
+    SYNOD_ASSERT(target_index_ < targets_.size());
+    SYNOD_ASSERT(channels_.size() == targets_.size());
+    std::shared_ptr<grpc::Channel>& channel = channels_[target_index_];
+    if (channel == nullptr) channel = NewChannel(targets_[target_index_], options_);
+    return channel;
+  }
+
+  void Run() {
+    milliseconds backoff = options_.reconnect_backoff_min;
+    // Connect at once: see "Connection life cycle" in transport.h.
+    Clock::time_point next_attempt = Clock::now();
+    while (true) {
+      std::deque<Outgoing> taken;
+      bool retarget = false;
+      {
+        absl::MutexLock lock(&mutex_);
+        const bool open = stream_ != nullptr;
+        const Clock::time_point wake_at = open ? Clock::now() + kIdleCheckInterval : next_attempt;
+        const absl::Time deadline =
+            absl::Now() +
+            absl::FromChrono(std::max(Clock::duration::zero(), wake_at - Clock::now()));
+        // Without a stream, queued messages wait for the next attempt rather than wake us.
+        while (!stopping_ && !targets_changed_ && !(open && !queue_.empty())) {
+          if (wake_.WaitWithDeadline(&mutex_, deadline)) break;  // Timed out.
+        }
+        if (stopping_) break;
+        retarget = targets_changed_;
+        if (open && !retarget) {
+          taken.swap(queue_);
+          queued_bytes_ = 0;
+        }
+      }
+      if (retarget) {
+        CloseStream();
+        backoff = options_.reconnect_backoff_min;
+        next_attempt = Clock::now();
+      }
+      if (stream_ == nullptr) {
+        if (Clock::now() < next_attempt) continue;
+        if (Connect()) {
+          backoff = options_.reconnect_backoff_min;
+        } else {
+          // Whatever waited for this attempt is stale by the next one; Raft resends.
+          DropQueued();
+          next_attempt = Clock::now() + backoff;
+          backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
+        }
+        continue;
+      }
+      if (taken.empty()) {
+        // Idle: a connection that died (the peer restarted, or keepalive gave up on it) leaves
+        // the channel READY no longer. Reconnect now, before Raft needs the stream.
+        std::shared_ptr<grpc::Channel> current = channel();
+        if (current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
+          const std::string target = stream_->target;
+          ReportFailure(target, CloseStream());
+          next_attempt = Clock::now();
+        }
+        continue;
+      }
+      if (!WriteAll(taken)) {
+        next_attempt = Clock::now() + backoff;
+        backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
+      }
+    }
+    CloseStream();
+    DropQueued();
+  }
+
+  // Writes everything taken, in order, in batches of at most batch_bytes_max. False when the
+  // stream failed and what was left is dropped.
+  bool WriteAll(std::deque<Outgoing>& taken) {
+    while (!taken.empty()) {
+      synodpb::PeerBatch batch = TakeBatch(taken);
+      if (batch.messages_size() == 0) continue;
+      if (Write(batch)) continue;
+      std::string target = stream_->target;
+      const bool proven = stream_->proven;
+      grpc::Status status = CloseStream();
+      if (proven) {
+        if (!Interrupted()) {
+          spdlog::info("stream to member {:x} at {} ended ({}); reconnecting", id_.value(), target,
+                       status.error_message());
+        }
+        if (Connect()) {
+          if (Write(batch)) continue;
+          target = stream_->target;
+          status = CloseStream();
+          ReportFailure(target, status);
+        }
+        // Otherwise Connect reported why.
+      } else {
+        ReportFailure(target, status);
+      }
+      transport_.counters_.dropped += batch.messages_size() + taken.size();
+      taken.clear();
+      return false;
+    }
+    return true;
+  }
+
+  bool Write(const synodpb::PeerBatch& batch) {
+    SYNOD_ASSERT(stream_ != nullptr);
+    if (!stream_->writer->Write(batch)) return false;
+    stream_->proven = true;
+    transport_.counters_.sent += batch.messages_size();
+    return true;
+  }
+
+  // Encodes messages from the front of `taken` into one batch.
+  synodpb::PeerBatch TakeBatch(std::deque<Outgoing>& taken) {
+    synodpb::PeerBatch batch;
+    size_t batch_bytes = 0;
+    while (!taken.empty()) {
+      Outgoing& next = taken.front();
+      if (next.bytes > kPeerMessageBytesMax - kBatchFramingBytes) {
+        // gRPC would fail the whole stream on it; drop this one message instead.
+        spdlog::error(
+            "dropped a message of about {} bytes to member {:x}: larger than the {} "
+            "bytes a peer message may have",
+            next.bytes, id_.value(), kPeerMessageBytesMax);
+        ++transport_.counters_.dropped;
+        taken.pop_front();
+        continue;
+      }
+      if (batch.messages_size() > 0 && batch_bytes + next.bytes > options_.batch_bytes_max) break;
+      batch_bytes += next.bytes;
+      synodpb::PeerMessage* message = batch.add_messages();
+      if (auto* raft = std::get_if<raft::Message>(&next.payload)) {
+        EncodeRaftMessage(std::move(*raft), message->mutable_raft());
+      } else {
+        message->set_forwarded_request(std::move(std::get<std::string>(next.payload)));
+      }
+      taken.pop_front();
+    }
+    SYNOD_ASSERT(batch.messages_size() <= 1 || batch_bytes <= options_.batch_bytes_max);
+    return batch;
+  }
+
+  // Handshake, then open the stream. False (reported) when the peer cannot be reached, refuses,
+  // or we are stopping.
+  bool Connect() {
+    std::shared_ptr<grpc::Channel> channel;
+    std::string target;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stopping_) return false;
+      targets_changed_ = false;
+      channel = CurrentChannel();
+      if (channel != nullptr) target = targets_[target_index_];
+    }
+    if (channel == nullptr) {
+      ReportFailure("(no usable URL)",
+                    grpc::Status(grpc::StatusCode::UNAVAILABLE, "no usable peer URL is known"));
+      return false;
+    }
+    auto stub = synodpb::Peer::NewStub(channel);
+    {
+      grpc::ClientContext context;
+      transport_.AddMetadata(context, id_);
+      // Wait through gRPC's own reconnect backoff, so that a peer that comes up while we wait
+      // is found at once instead of at our next attempt.
+      context.set_wait_for_ready(true);
+      context.set_deadline(std::chrono::system_clock::now() + options_.handshake_timeout);
+      if (!BeginCall(&context)) return false;
+      synodpb::HandshakeRequest request;
+      synodpb::HandshakeResponse response;
+      const grpc::Status status = stub->Handshake(&context, request, &response);
+      EndCall();
+      if (!status.ok()) {
+        // Cancelled by RequestStop or SetTargets: nothing to report, and the next target is the
+        // first of the new list, not the one after this.
+        if (Interrupted()) return false;
+        ReportFailure(target, status);
+        NextTarget();
+        return false;
+      }
+    }
+    auto stream = std::make_unique<OpenStream>();
+    transport_.AddMetadata(stream->context, id_);
+    if (!BeginCall(&stream->context)) return false;
+    stream->stub = std::move(stub);
+    stream->target = target;
+    // Returns once the call's headers are sent, promptly: the handshake just crossed this
+    // channel. A failure here shows at the first write.
+    stream->writer = stream->stub->Stream(&stream->context, &stream->summary);
+    stream_ = std::move(stream);
+    connected_ = true;
+    if (std::exchange(had_stream_, true)) ++transport_.counters_.reconnects;
+    spdlog::info("connected to member {:x} at {}", id_.value(), target);
+    reported_failure_ = false;
+    last_refusal_.clear();
+    return true;
+  }
+
+  // Closes the stream, if any, and returns how it ended.
+  grpc::Status CloseStream() {
+    if (stream_ == nullptr) return grpc::Status::OK;
+    connected_ = false;
+    // Cancel first: Finish would otherwise wait for a slow peer to read everything we wrote.
+    // A stream that already failed keeps its status.
+    stream_->context.TryCancel();
+    grpc::Status status = stream_->writer->Finish();
+    EndCall();
+    stream_.reset();
+    return status;
+  }
+
+  // Registers the call the thread is about to block in, so that RequestStop and SetTargets can
+  // cancel it. False when stopping.
+  bool BeginCall(grpc::ClientContext* context) {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) {
+      context->TryCancel();
+      return false;
+    }
+    active_context_ = context;
+    return true;
+  }
+
+  void EndCall() {
+    absl::MutexLock lock(&mutex_);
+    active_context_ = nullptr;
+  }
+
+  // True when the thread's current call was cancelled on purpose.
+  bool Interrupted() {
+    absl::MutexLock lock(&mutex_);
+    return stopping_ || targets_changed_;
+  }
+
+  void NextTarget() {
+    absl::MutexLock lock(&mutex_);
+    if (!targets_.empty()) target_index_ = (target_index_ + 1) % targets_.size();
+  }
+
+  void DropQueued() {
+    absl::MutexLock lock(&mutex_);
+    transport_.counters_.dropped += queue_.size();
+    queue_.clear();
+    queued_bytes_ = 0;
+  }
+
+  // Logs a failure once per outage (a dead peer fails every second), and a refusal whenever its
+  // reason changes (it needs an operator).
+  void ReportFailure(const std::string& target, const grpc::Status& status) {
+    connected_ = false;
+    if (Interrupted()) return;
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+      std::string refusal = fmt::format("member {:x} at {} refuses this node: {}", id_.value(),
+                                        target, status.error_message());
+      if (refusal != last_refusal_) spdlog::error("{}", refusal);
+      last_refusal_ = std::move(refusal);
+      reported_failure_ = true;
+      return;
+    }
+    if (std::exchange(reported_failure_, true)) {
+      spdlog::debug("member {:x} at {} still unreachable: {}", id_.value(), target,
+                    status.error_message());
+      return;
+    }
+    spdlog::warn("cannot reach member {:x} at {}: {}; retrying", id_.value(), target,
+                 status.error_message());
+  }
+
+  Transport& transport_;
+  const TransportOptions& options_;
   const NodeId id_;
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<std::string> urls_;            // Guarded by mutex_.
-  std::shared_ptr<grpc::Channel> channel_;   // Guarded by mutex_.
-  std::deque<Outgoing> queue_;               // Guarded by mutex_.
-  grpc::ClientContext* context_ = nullptr;   // Guarded by mutex_; the open stream's.
-  bool stopping_ = false;                    // Guarded by mutex_.
+
+  absl::Mutex mutex_;
+  absl::CondVar wake_;
+  std::vector<std::string> targets_ ABSL_GUARDED_BY(mutex_);
+  // Parallel to targets_; created on first use.
+  std::vector<std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mutex_);
+  // Invariant: target_index_ < targets_.size() unless targets_ is empty.
+  size_t target_index_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool targets_changed_ ABSL_GUARDED_BY(mutex_) = false;
+  std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mutex_);
+  // Invariant: the sum of queue_[i].bytes.
+  size_t queued_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  // The call the sender thread is blocked in, or may block in next (the open stream's).
+  grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<bool> connected_ = false;
-  std::atomic<uint64_t> sent_ = 0;
-  std::atomic<uint64_t> reconnects_ = 0;
-  std::thread thread_;
+
+  // Only the sender thread touches these.
+  std::unique_ptr<OpenStream> stream_;
+  bool had_stream_ = false;
+  bool reported_failure_ = false;
+  std::string last_refusal_;
+
+  std::thread thread_;  // Last: it starts in the constructor and uses everything above.
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -283,149 +762,205 @@ Transport::Transport(TransportOptions options) : options_(std::move(options)) {}
 
 Result<std::unique_ptr<Transport>> Transport::Start(TransportOptions options,
                                                     PeerHandlers handlers) {
-  std::unique_ptr<Transport> transport(new Transport(std::move(options)));
-  transport->service_ = std::make_unique<PeerService>(
-      transport->options_.self, transport->options_.cluster_id, std::move(handlers));
-  grpc::ServerBuilder builder;
-  std::vector<int> ports(transport->options_.listen_urls.size(), 0);
-  std::vector<std::string> addresses;
-  for (size_t i = 0; i < ports.size(); ++i) {
-    auto url = ParseUrl(transport->options_.listen_urls[i]);
-    if (!url.ok()) return url.status();
-    addresses.push_back(url->HostPort());
-    builder.AddListeningPort(addresses.back(), grpc::InsecureServerCredentials(), &ports[i]);
+  SYNOD_ASSERT_MSG(handlers.on_raft_message != nullptr && handlers.on_forwarded_proposal &&
+                       handlers.on_lease_renew && handlers.on_lease_time_to_live &&
+                       handlers.on_fetch_snapshot,
+                   "every peer handler must be set");
+  if (Status status = ValidateOptions(options); !status.ok()) return status;
+  std::vector<std::string> targets;
+  for (const std::string& url : options.listen_urls) {
+    Result<std::string> target = PeerUrlToTarget(url);
+    if (!target.ok()) return target.status();
+    targets.push_back(std::move(*target));
   }
-  builder.SetMaxReceiveMessageSize(kMessageBytesMax);
-  builder.SetMaxSendMessageSize(kMessageBytesMax);
+
+  std::unique_ptr<Transport> transport(new Transport(std::move(options)));
+  transport->service_ =
+      std::make_unique<PeerService>(transport->options_, std::move(handlers), transport->counters_);
+  grpc::ServerBuilder builder;
+  std::vector<int> ports(targets.size(), 0);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    builder.AddListeningPort(targets[i], grpc::InsecureServerCredentials(), &ports[i]);
+  }
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kPeerMessageBytesMax));
+  builder.SetMaxSendMessageSize(static_cast<int>(kPeerMessageBytesMax));
+  // gRPC sets SO_REUSEPORT by default, under which a second member started on the same port
+  // binds successfully and the kernel splits the connections between the two.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(kKeepaliveTime.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(kKeepaliveTimeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Let the senders' keepalive through: by default a server answers pings more frequent than
+  // every five minutes with GOAWAY "too_many_pings".
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(kKeepaliveTime.count() / 2));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(transport->service_.get());
   transport->server_ = builder.BuildAndStart();
-  for (size_t i = 0; i < ports.size(); ++i) {
-    if (transport->server_ == nullptr || ports[i] == 0) {
-      return absl::UnavailableError(
-          fmt::format("cannot listen for peers on {} (address in use or not local?)",
-                      addresses[i]));
+  const bool bound = transport->server_ != nullptr &&
+                     std::none_of(ports.begin(), ports.end(), [](int port) { return port == 0; });
+  if (!bound) {
+    for (const std::string& target : targets) {
+      if (std::string problem = BindProblem(target); !problem.empty()) {
+        return absl::UnavailableError(fmt::format("listen on {}: {}", target, problem));
+      }
     }
+    return absl::UnavailableError(
+        fmt::format("listen on {}: the peer server did not start (gRPC's log says why)",
+                    absl::StrJoin(targets, ", ")));
   }
+  for (size_t i = 0; i < targets.size(); ++i) {
+    SYNOD_ASSERT(ports[i] > 0 && ports[i] <= 65535);
+    const size_t colon = targets[i].rfind(':');
+    transport->listen_urls_bound_.push_back(
+        fmt::format("http://{}:{}", std::string_view(targets[i]).substr(0, colon), ports[i]));
+  }
+  spdlog::info("member {:x} serving peers on {}", transport->options_.self.value(),
+               absl::StrJoin(transport->listen_urls_bound_, ","));
   return transport;
 }
 
 Transport::~Transport() {
   StopServing();
-  std::map<NodeId, std::shared_ptr<PeerSender>> peers;
+  std::map<NodeId, std::unique_ptr<PeerSender>> peers;
   {
-    std::lock_guard lock(peers_mutex_);
+    absl::MutexLock lock(&peers_mutex_);
     peers.swap(peers_);
   }
-  peers.clear();  // Joins every sender thread.
+  // Stop them all first, then join: one dead peer's cancellation then overlaps the others'.
+  for (auto& [id, sender] : peers) sender->RequestStop();
+  peers.clear();
 }
 
 void Transport::StopServing() {
   if (server_ == nullptr) return;
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  // A deadline of now cancels every call at once: peer streams never end on their own, and a
+  // cancelled peer simply reconnects to whoever serves next.
+  server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
   server_.reset();
 }
 
 void Transport::SetPeer(NodeId id, std::vector<std::string> peer_urls) {
   if (id == options_.self) return;
-  std::lock_guard lock(peers_mutex_);
+  SYNOD_ASSERT(id != kNoNode);
+  std::vector<std::string> targets;
+  for (const std::string& url : peer_urls) {
+    Result<std::string> target = PeerUrlToTarget(url);
+    if (!target.ok()) {
+      spdlog::error("member {:x}: ignoring a URL: {}", id.value(),
+                    std::string(target.status().message()));
+      continue;
+    }
+    targets.push_back(std::move(*target));
+  }
+  absl::MutexLock lock(&peers_mutex_);
   auto it = peers_.find(id);
   if (it != peers_.end()) {
-    it->second->SetUrls(std::move(peer_urls));
+    it->second->SetTargets(std::move(targets));
     return;
   }
-  peers_.emplace(id, std::make_shared<PeerSender>(this, id, std::move(peer_urls)));
+  peers_.emplace(id, std::make_unique<PeerSender>(*this, id, std::move(targets)));
 }
 
 void Transport::RemovePeer(NodeId id) {
-  std::shared_ptr<PeerSender> removed;
+  std::unique_ptr<PeerSender> removed;
   {
-    std::lock_guard lock(peers_mutex_);
+    absl::MutexLock lock(&peers_mutex_);
     auto it = peers_.find(id);
     if (it == peers_.end()) return;
     removed = std::move(it->second);
     peers_.erase(it);
   }
-}
-
-std::shared_ptr<Transport::PeerSender> Transport::Sender(NodeId id) const {
-  std::lock_guard lock(peers_mutex_);
-  auto it = peers_.find(id);
-  return it == peers_.end() ? nullptr : it->second;
+  removed.reset();  // Joins its thread, outside the lock so that Send never waits for it.
 }
 
 void Transport::Enqueue(NodeId to, Outgoing message) {
-  std::shared_ptr<PeerSender> sender = Sender(to);
-  if (sender == nullptr || !sender->Enqueue(std::move(message), options_.queued_messages_max)) {
-    ++dropped_;
-  }
+  absl::ReaderMutexLock lock(&peers_mutex_);
+  auto it = peers_.find(to);
+  if (it == peers_.end() || !it->second->Enqueue(std::move(message))) ++counters_.dropped;
 }
 
 void Transport::Send(raft::Message message) {
   const NodeId to = message.to;
-  Enqueue(to, Outgoing{std::move(message), {}});
+  const size_t bytes = EncodedBytesMax(message);
+  Enqueue(to, Outgoing{std::move(message), bytes});
 }
 
 void Transport::SendForward(NodeId to, std::string request) {
-  Enqueue(to, Outgoing{std::nullopt, std::move(request)});
+  const size_t bytes = request.size() + kForwardFixedBytesMax;
+  Enqueue(to, Outgoing{std::move(request), bytes});
+}
+
+std::shared_ptr<grpc::Channel> Transport::ChannelTo(NodeId id) const {
+  absl::ReaderMutexLock lock(&peers_mutex_);
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second->channel();
 }
 
 void Transport::AddMetadata(grpc::ClientContext& context, NodeId to) const {
   context.AddMetadata(kClusterIdKey, fmt::format("{:x}", options_.cluster_id));
-  context.AddMetadata(kToKey, fmt::format("{:x}", to.value()));
   context.AddMetadata(kFromKey, fmt::format("{:x}", options_.self.value()));
+  context.AddMetadata(kToKey, fmt::format("{:x}", to.value()));
 }
 
 namespace {
-grpc::Status UnknownPeer(NodeId id) {
+
+grpc::Status NoAddress(NodeId id) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      fmt::format("etcdserver: no peer address for member {:x}", id.value()));
+                      fmt::format("no address known for member {:x}", id.value()));
 }
-}  // namespace
 
 template <typename Request, typename Response>
-grpc::Status Transport::CallLeader(
-    NodeId to, grpc::Status (synodpb::Peer::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                           Response*),
-    const Request& request, Response* response, std::chrono::milliseconds deadline) {
-  std::shared_ptr<PeerSender> sender = Sender(to);
-  if (sender == nullptr || sender->channel() == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        fmt::format("etcdserver: no peer address for member {:x}", to.value()));
-  }
-  grpc::ClientContext context;
-  AddMetadata(context, to);
-  context.set_deadline(std::chrono::system_clock::now() + deadline);
-  auto stub = synodpb::Peer::NewStub(sender->channel());
+grpc::Status CallUnary(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext& context,
+                       grpc::Status (synodpb::Peer::Stub::*method)(grpc::ClientContext*,
+                                                                   const Request&, Response*),
+                       const Request& request, Response* response) {
+  SYNOD_ASSERT(response != nullptr);
+  std::unique_ptr<synodpb::Peer::Stub> stub = synodpb::Peer::NewStub(channel);
   return ((*stub).*method)(&context, request, response);
 }
 
+}  // namespace
+
 grpc::Status Transport::LeaseRenew(NodeId to, const etcdserverpb::LeaseKeepAliveRequest& request,
                                    etcdserverpb::LeaseKeepAliveResponse* response,
-                                   std::chrono::milliseconds deadline) {
-  return CallLeader(to, &synodpb::Peer::Stub::LeaseRenew, request, response, deadline);
+                                   milliseconds deadline) {
+  std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
+  if (channel == nullptr) return NoAddress(to);
+  grpc::ClientContext context;
+  AddMetadata(context, to);
+  context.set_deadline(std::chrono::system_clock::now() + deadline);
+  return CallUnary(channel, context, &synodpb::Peer::Stub::LeaseRenew, request, response);
 }
 
 grpc::Status Transport::LeaseTimeToLive(NodeId to,
                                         const etcdserverpb::LeaseTimeToLiveRequest& request,
                                         etcdserverpb::LeaseTimeToLiveResponse* response,
-                                        std::chrono::milliseconds deadline) {
-  return CallLeader(to, &synodpb::Peer::Stub::LeaseTimeToLive, request, response, deadline);
+                                        milliseconds deadline) {
+  std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
+  if (channel == nullptr) return NoAddress(to);
+  grpc::ClientContext context;
+  AddMetadata(context, to);
+  context.set_deadline(std::chrono::system_clock::now() + deadline);
+  return CallUnary(channel, context, &synodpb::Peer::Stub::LeaseTimeToLive, request, response);
 }
 
 Status Transport::FetchSnapshot(NodeId from, Index min_applied_index,
                                 const std::function<Status(std::string_view chunk)>& sink,
-                                std::chrono::milliseconds deadline) {
-  std::shared_ptr<PeerSender> sender = Sender(from);
-  if (sender == nullptr || sender->channel() == nullptr) {
-    return absl::UnavailableError(fmt::format("no peer address for member {:x}", from.value()));
-  }
+                                milliseconds deadline) {
+  std::shared_ptr<grpc::Channel> channel = ChannelTo(from);
+  if (channel == nullptr) return FromGrpc(NoAddress(from), "snapshot fetch");
   grpc::ClientContext context;
   AddMetadata(context, from);
   context.set_deadline(std::chrono::system_clock::now() + deadline);
   synodpb::SnapshotRequest request;
   request.set_min_applied_index(min_applied_index.value());
-  auto reader = synodpb::Peer::NewStub(sender->channel())->FetchSnapshot(&context, request);
+  std::unique_ptr<synodpb::Peer::Stub> stub = synodpb::Peer::NewStub(channel);
+  std::unique_ptr<grpc::ClientReader<synodpb::SnapshotChunk>> reader =
+      stub->FetchSnapshot(&context, request);
   synodpb::SnapshotChunk chunk;
   Status sink_status;
   while (reader->Read(&chunk)) {
@@ -435,29 +970,27 @@ Status Transport::FetchSnapshot(NodeId from, Index min_applied_index,
       break;
     }
   }
-  grpc::Status status = reader->Finish();
+  const grpc::Status status = reader->Finish();
   if (!sink_status.ok()) return sink_status;
   if (!status.ok()) {
-    return Status(static_cast<absl::StatusCode>(status.error_code()),
-                  fmt::format("snapshot from member {:x}: {}", from.value(),
-                              status.error_message()));
+    return FromGrpc(status, fmt::format("snapshot from member {:x}", from.value()));
   }
   return absl::OkStatus();
 }
 
 bool Transport::IsConnected(NodeId id) const {
-  std::shared_ptr<PeerSender> sender = Sender(id);
-  return sender != nullptr && sender->connected();
+  absl::ReaderMutexLock lock(&peers_mutex_);
+  auto it = peers_.find(id);
+  return it != peers_.end() && it->second->connected();
 }
 
 Transport::Stats Transport::stats() const {
   Stats stats;
-  stats.dropped = dropped_.load();
-  std::lock_guard lock(peers_mutex_);
-  for (const auto& [id, sender] : peers_) {
-    stats.sent += sender->sent();
-    stats.reconnects += sender->reconnects();
-  }
+  stats.sent = counters_.sent.load();
+  stats.dropped = counters_.dropped.load();
+  stats.reconnects = counters_.reconnects.load();
+  stats.received = counters_.received.load();
+  stats.refused = counters_.refused.load();
   return stats;
 }
 
