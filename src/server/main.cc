@@ -16,6 +16,7 @@
 #include "server/data_dir.h"
 #include "server/node.h"
 #include "server/services.h"
+#include "server/watch_service.h"
 #include "server/transport.h"
 
 namespace synod::server {
@@ -116,6 +117,9 @@ int Serve(const ServerConfig& config) {
   MaintenanceService maintenance_service(node->get(), service_options);
   ClusterService cluster_service(node->get(), service_options);
   LeaseService lease_service(node->get(), service_options);
+  WatchServiceOptions watch_options;
+  watch_options.max_request_bytes = config.max_request_bytes;
+  WatchService watch_service(node->get(), watch_options);
   lease_service_for_peers = &lease_service;
   grpc::ServerBuilder builder;
   std::vector<int> bound_ports(config.listen_client_urls.size(), 0);
@@ -129,6 +133,7 @@ int Serve(const ServerConfig& config) {
   builder.RegisterService(&maintenance_service);
   builder.RegisterService(&cluster_service);
   builder.RegisterService(&lease_service);
+  builder.RegisterService(&watch_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   for (size_t i = 0; i < bound_ports.size(); ++i) {
     if (server == nullptr || bound_ports[i] == 0) {

@@ -514,6 +514,12 @@ void Node::ApplyCommitted(std::vector<raft::Entry>& entries) {
     {
       std::unique_lock lock(store_mutex_);
       results = store_->Apply(batch);
+      // Still under the lock: a watcher registering now sees either the revision or its event.
+      if (results.ok()) {
+        for (const kv::CommandResult& result : *results) {
+          if (!result.events.empty()) watch_hub_.Notify(result.revision, result.events);
+        }
+      }
     }
     if (!results.ok()) FailStop(results.status());
     for (kv::CommandResult& result : *results) {
@@ -602,6 +608,7 @@ void Node::StartSnapshotFetch(raft::Message message) {
         if (Status status = store_->InstallSnapshot(std::move(**finished)); !status.ok()) {
           FailStop(status);
         }
+        watch_hub_.MarkAllUnsynced();
       }
       spdlog::info("installed a snapshot; the store has applied up to {}",
                    store_->applied_index());

@@ -1,5 +1,5 @@
 # The member's event loop and the client API services, and the synod binary.
-add_library(synod_node node.cc services.cc)
+add_library(synod_node node.cc services.cc watch_service.cc)
 target_link_libraries(synod_node
   PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared)

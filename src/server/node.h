@@ -57,6 +57,7 @@
 #include "consensus/raft/raft.h"
 #include "kv/lessor.h"
 #include "kv/store.h"
+#include "kv/watch_hub.h"
 #include "storage/file_system.h"
 #include "storage/log_writer.h"
 #include "storage/wal.h"
@@ -152,6 +153,9 @@ class Node {
       Index min_applied_index);
 
   NodeStatus status() const;
+  // Every change this node applies is notified to the hub under the store's exclusive lock;
+  // watch streams register under ReadStore's shared lock (kv/watch_hub.h).
+  kv::WatchHub& watch_hub() { return watch_hub_; }
   Transport* transport() const { return transport_; }
   NodeId id() const { return options_.id; }
   uint64_t cluster_id() const { return options_.cluster_id; }
@@ -208,6 +212,7 @@ class Node {
   // Written by the loop under the exclusive lock; read by any thread under the shared lock.
   mutable std::shared_mutex store_mutex_;
   std::unique_ptr<kv::Store> store_;
+  kv::WatchHub watch_hub_;  // Notified under the exclusive lock of store_mutex_.
   // Snapshot sources alive on gRPC threads; the store is not replaced while any is.
   std::atomic<int> snapshot_sources_ = 0;
 
