@@ -15,6 +15,7 @@
 #include "server/config.h"
 #include "server/data_dir.h"
 #include "server/node.h"
+#include "server/recipes.h"
 #include "server/services.h"
 #include "server/watch_service.h"
 #include "server/transport.h"
@@ -120,6 +121,9 @@ int Serve(const ServerConfig& config) {
   WatchServiceOptions watch_options;
   watch_options.max_request_bytes = config.max_request_bytes;
   WatchService watch_service(node->get(), watch_options);
+  LocalClient local_client(node->get(), &kv_service, &lease_service);
+  LockService lock_service(&local_client);
+  ElectionService election_service(&local_client);
   lease_service_for_peers = &lease_service;
   grpc::ServerBuilder builder;
   std::vector<int> bound_ports(config.listen_client_urls.size(), 0);
@@ -134,6 +138,8 @@ int Serve(const ServerConfig& config) {
   builder.RegisterService(&cluster_service);
   builder.RegisterService(&lease_service);
   builder.RegisterService(&watch_service);
+  builder.RegisterService(&lock_service);
+  builder.RegisterService(&election_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   for (size_t i = 0; i < bound_ports.size(); ++i) {
     if (server == nullptr || bound_ports[i] == 0) {

@@ -1,5 +1,5 @@
 # The member's event loop and the client API services, and the synod binary.
-add_library(synod_node node.cc services.cc watch_service.cc)
+add_library(synod_node node.cc recipes.cc services.cc watch_service.cc)
 target_link_libraries(synod_node
   PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared)
@@ -7,6 +7,10 @@ target_link_libraries(synod_node
 add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(node_test PROPERTIES LABELS unit)
+
+add_executable(recipes_test recipes_test.cc)
+target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(recipes_test PROPERTIES LABELS unit)
 
 add_executable(synod main.cc)
 target_link_libraries(synod PRIVATE synod_node synod_server_config)
