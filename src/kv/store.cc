@@ -1078,6 +1078,11 @@ Status Store::Sync() {
   return backend_->Sync();
 }
 
+Status Store::Defragment() const {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  return backend_->Defragment();
+}
+
 Index Store::applied_index() const {
   SYNOD_ASSERT(backend_ != nullptr);
   return backend_->applied_index();

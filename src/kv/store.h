@@ -131,6 +131,9 @@ class Store {
   Result<std::vector<CommandResult>> Apply(std::span<const Entry> entries);
   // Makes every applied entry durable (storage::Backend::Sync).
   Status Sync();
+  // Frees the space of compacted and overwritten rows (storage::Backend::Defragment). Safe
+  // beside reads; the server runs it under the shared lock.
+  Status Defragment() const;
 
   Index applied_index() const;
   Revision current_revision() const { return Revision(static_cast<uint64_t>(current_rev_)); }

@@ -2,7 +2,7 @@
 add_library(synod_node node.cc recipes.cc services.cc watch_service.cc)
 target_link_libraries(synod_node
   PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport spdlog::spdlog
-  PRIVATE RocksDB::rocksdb-shared)
+  PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 
 add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
@@ -11,6 +11,10 @@ gtest_discover_tests(node_test PROPERTIES LABELS unit)
 add_executable(recipes_test recipes_test.cc)
 target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(recipes_test PROPERTIES LABELS unit)
+
+add_executable(maintenance_test maintenance_test.cc)
+target_link_libraries(maintenance_test PRIVATE synod_node GTest::gtest_main OpenSSL::Crypto)
+gtest_discover_tests(maintenance_test PROPERTIES LABELS unit)
 
 add_executable(synod main.cc)
 target_link_libraries(synod PRIVATE synod_node synod_server_config)

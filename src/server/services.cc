@@ -1,10 +1,14 @@
 #include "server/services.h"
 
+#include <openssl/evp.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 #include <variant>
 
 #include "kv/errors.h"
+#include "storage/crc32c.h"
 #include "server/config.h"
 #include "server/transport.h"
 
@@ -267,6 +271,97 @@ grpc::Status MaintenanceService::Alarm(grpc::ServerContext*, const etcdserverpb:
   // No alarm is ever raised yet (NOSPACE and CORRUPT come with the quota and corruption checks),
   // so every action answers with the empty list, as etcd does when none is active.
   FillHeader(*node_, response->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
+                                            const etcdserverpb::DefragmentRequest*,
+                                            etcdserverpb::DefragmentResponse* response) {
+  synod::Status status = node_->ReadStore([](const kv::Store& store) { return store.Defragment(); });
+  if (!status.ok()) return ToGrpc(status);
+  FillHeader(*node_, response->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status MaintenanceService::Hash(grpc::ServerContext*, const etcdserverpb::HashRequest*,
+                                      etcdserverpb::HashResponse* response) {
+  // etcd hashes its whole database file (CRC32C); ours covers every row of every table, as the
+  // snapshot stream carries them. Like etcd's, it differs between members (the applied index
+  // is in it); HashKV is the one to compare across members.
+  auto source = node_->OpenSnapshotSource(Index(0));
+  if (!source.ok()) return ToGrpc(source.status());
+  storage::Crc32c crc;
+  for (;;) {
+    Result<std::optional<std::string>> chunk = (*source)();
+    if (!chunk.ok()) return ToGrpc(chunk.status());
+    if (!chunk->has_value()) break;
+    crc.Update(**chunk);
+  }
+  response->set_hash(crc.Finish());
+  FillHeader(*node_, response->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status MaintenanceService::Snapshot(
+    grpc::ServerContext* context, const etcdserverpb::SnapshotRequest*,
+    grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) {
+  // etcd tells the client how many bytes remain in every response, so the size must be known
+  // before the first one: the snapshot goes to an anonymous temporary file first (removed by
+  // the kernel when closed, even if this process dies).
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::tmpfile(), &std::fclose);
+  if (file == nullptr) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "etcdserver: cannot create a snapshot file");
+  }
+  auto source = node_->OpenSnapshotSource(Index(0));
+  if (!source.ok()) return ToGrpc(source.status());
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> sha256(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha256.get(), EVP_sha256(), nullptr);
+  uint64_t total_bytes = 0;
+  for (;;) {
+    Result<std::optional<std::string>> chunk = (*source)();
+    if (!chunk.ok()) return ToGrpc(chunk.status());
+    if (!chunk->has_value()) break;
+    EVP_DigestUpdate(sha256.get(), (*chunk)->data(), (*chunk)->size());
+    if (std::fwrite((*chunk)->data(), 1, (*chunk)->size(), file.get()) != (*chunk)->size()) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "etcdserver: cannot write the snapshot file");
+    }
+    total_bytes += (*chunk)->size();
+  }
+  // etcdctl accepts a snapshot only when its size is a multiple of 512 plus the 32 bytes of
+  // the SHA-256 (bolt files are whole pages; v3_snapshot.go hasChecksum): pad with zeros,
+  // which a reader of the chunk stream ignores after the end chunk.
+  const std::string padding((512 - total_bytes % 512) % 512, '\0');
+  EVP_DigestUpdate(sha256.get(), padding.data(), padding.size());
+  std::fwrite(padding.data(), 1, padding.size(), file.get());
+  total_bytes += padding.size();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_bytes = 0;
+  EVP_DigestFinal_ex(sha256.get(), digest, &digest_bytes);
+  std::fwrite(digest, 1, digest_bytes, file.get());
+  total_bytes += digest_bytes;
+  if (std::fflush(file.get()) != 0) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "etcdserver: cannot write the snapshot file");
+  }
+  std::rewind(file.get());
+  // etcd's piece size (maintenance.go snapshotSendBufferSize).
+  constexpr size_t kPieceBytes = 32 * 1024;
+  std::string piece(kPieceBytes, '\0');
+  uint64_t remaining = total_bytes;
+  while (remaining > 0) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    const size_t size = std::fread(piece.data(), 1, std::min<uint64_t>(kPieceBytes, remaining),
+                                   file.get());
+    if (size == 0) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "etcdserver: cannot read the snapshot file");
+    }
+    remaining -= size;
+    etcdserverpb::SnapshotResponse response;
+    response.set_remaining_bytes(remaining);
+    response.set_blob(piece.data(), size);
+    if (!writer->Write(response)) return grpc::Status::CANCELLED;
+  }
   return grpc::Status::OK;
 }
 

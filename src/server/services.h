@@ -107,6 +107,16 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                       etcdserverpb::HashKVResponse* response) override;
   grpc::Status Alarm(grpc::ServerContext* context, const etcdserverpb::AlarmRequest* request,
                      etcdserverpb::AlarmResponse* response) override;
+  grpc::Status Defragment(grpc::ServerContext* context,
+                          const etcdserverpb::DefragmentRequest* request,
+                          etcdserverpb::DefragmentResponse* response) override;
+  grpc::Status Hash(grpc::ServerContext* context, const etcdserverpb::HashRequest* request,
+                    etcdserverpb::HashResponse* response) override;
+  // The member's whole store as of now, in storage/backend.h's checksummed snapshot format,
+  // followed by the SHA-256 of everything before it (as etcd appends one to its bolt file).
+  grpc::Status Snapshot(grpc::ServerContext* context,
+                        const etcdserverpb::SnapshotRequest* request,
+                        grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override;
 
  private:
   Node* const node_;

@@ -532,6 +532,18 @@ Status Backend::Sync() {
   return Status();
 }
 
+Status Backend::Defragment() {
+  if (!failed_.ok()) return failed_;
+  rocksdb::CompactRangeOptions options;
+  // Rewrite the bottom level too, so space held by old versions there is freed as well.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* handle : all_handles_) {
+    rocksdb::Status s = db_->CompactRange(options, handle, nullptr, nullptr);
+    if (!s.ok()) return FromRocks(s, fmt::format("backend {}: defragment", dir_));
+  }
+  return Status();
+}
+
 Result<std::optional<std::string>> Backend::Get(TableId table, std::string_view key) const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(table), key, &value);

@@ -184,6 +184,10 @@ class Backend final : public Reader {
 
   // Makes every commit so far durable (fsync of the RocksDB WAL).
   Status Sync();
+  // Rewrites every table's files without the space that deleted and overwritten rows left
+  // (etcd's defragmentation; for RocksDB a full manual compaction). Commits and reads go on
+  // meanwhile. Errors are RocksDB's; the data is untouched by a failed compaction.
+  Status Defragment();
 
   // Reads of the committed state.
   Result<std::optional<std::string>> Get(TableId table, std::string_view key) const override;
