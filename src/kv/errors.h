@@ -31,6 +31,9 @@ inline Status CompactedError() {
 inline Status FutureRevisionError() {
   return absl::OutOfRangeError("etcdserver: mvcc: required revision is a future revision");
 }
+inline Status NoSpaceError() {
+  return absl::ResourceExhaustedError("etcdserver: mvcc: database space exceeded");
+}
 inline Status LeaseNotFoundError() {
   return absl::NotFoundError("etcdserver: requested lease not found");
 }

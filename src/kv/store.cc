@@ -34,6 +34,7 @@ std::vector<std::string> Tables() {
 }
 constexpr char kCurrentRevKey[] = "current_revision";
 constexpr char kCompactRevKey[] = "compact_revision";
+constexpr char kAlarmsKey[] = "alarms";  // An AlarmResponse holding the raised alarms.
 
 // A storage failure while applying is not a command's error: it fails the whole Apply. The
 // payload marks such errors on their way up through the command code.
@@ -473,6 +474,12 @@ Status ValidateRequest(const synodpb::Request& request) {
     case synodpb::Request::kLeaseRevoke:
     case synodpb::Request::kLeaseExpire:
       return Status();
+    case synodpb::Request::kAlarm:
+      if (!etcdserverpb::AlarmRequest_AlarmAction_IsValid(request.alarm().action()) ||
+          !etcdserverpb::AlarmType_IsValid(request.alarm().alarm())) {
+        return absl::InvalidArgumentError("etcdserver: invalid alarm request");
+      }
+      return Status();
     case synodpb::Request::COMMAND_NOT_SET:
       break;
   }
@@ -495,6 +502,14 @@ struct ApplyState {
   int64_t current_rev = 0;
   int64_t compact_rev = 0;
   std::vector<LessorOp> lessor_ops;
+  std::vector<etcdserverpb::AlarmMember> alarms;
+  bool alarms_changed = false;
+
+  bool NoSpace() const {
+    return std::any_of(alarms.begin(), alarms.end(), [](const etcdserverpb::AlarmMember& a) {
+      return a.alarm() == etcdserverpb::NOSPACE;
+    });
+  }
 };
 
 // One etcd write transaction (mvcc storeTxnWrite): every change gets main revision begin+1 and
@@ -786,6 +801,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
   switch (request.command_case()) {
     case synodpb::Request::kPut: {
       const etcdserverpb::PutRequest& r = request.put();
+      if (state.NoSpace()) return NoSpaceError();  // etcd's applierV3Capped.
       // etcd checks the lease before anything else (applierV3backend.Put).
       if (r.lease() != 0) {
         KV_ASSIGN_OR_RETURN(bool exists, LeaseExists(batch, r.lease()));
@@ -809,6 +825,8 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
     }
     case synodpb::Request::kTxn: {
       const TxnRequest& r = request.txn();
+      // etcd's capped applier lets only read-only transactions through.
+      if (state.NoSpace() && !IsTxnReadOnly(r)) return NoSpaceError();
       // 1. Every compare on the chosen path, against the state before the Txn.
       std::vector<bool> path;
       KV_RETURN_IF_ERROR(CompareToPath(batch, state.current_rev, r, path));
@@ -870,6 +888,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       const etcdserverpb::LeaseGrantRequest& r = request.lease_grant();
       // The proposer chose the id before the entry was logged (apply draws no random numbers).
       // etcd's lessor.Grant answers "not found" for the no-lease id 0.
+      if (state.NoSpace()) return NoSpaceError();
       if (r.id() == 0) return LeaseNotFoundError();
       if (r.ttl() > kLeaseTtlMax_s) return LeaseTtlTooLargeError();
       KV_ASSIGN_OR_RETURN(bool exists, LeaseExists(batch, r.id()));
@@ -921,6 +940,50 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       result.response = std::move(response);
       return Status();
     }
+    case synodpb::Request::kAlarm: {
+      // etcd's applierV3backend.Alarm with its alarmStore: GET lists (all for NONE), ACTIVATE
+      // and DEACTIVATE answer with the alarm only when they changed something.
+      const etcdserverpb::AlarmRequest& r = request.alarm();
+      etcdserverpb::AlarmResponse response;
+      auto same = [&](const etcdserverpb::AlarmMember& a) {
+        return a.memberid() == r.memberid() && a.alarm() == r.alarm();
+      };
+      auto found = std::find_if(state.alarms.begin(), state.alarms.end(), same);
+      switch (r.action()) {
+        case etcdserverpb::AlarmRequest::GET:
+          for (const etcdserverpb::AlarmMember& a : state.alarms) {
+            if (r.alarm() == etcdserverpb::NONE || a.alarm() == r.alarm()) {
+              *response.add_alarms() = a;
+            }
+          }
+          break;
+        case etcdserverpb::AlarmRequest::ACTIVATE: {
+          if (found != state.alarms.end() || r.alarm() == etcdserverpb::NONE) break;
+          etcdserverpb::AlarmMember raised;
+          raised.set_memberid(r.memberid());
+          raised.set_alarm(r.alarm());
+          *response.add_alarms() = raised;
+          state.alarms.push_back(raised);
+          std::sort(state.alarms.begin(), state.alarms.end(), [](const auto& a, const auto& b) {
+            return std::pair(a.memberid(), static_cast<int>(a.alarm())) <
+                   std::pair(b.memberid(), static_cast<int>(b.alarm()));
+          });
+          state.alarms_changed = true;
+          break;
+        }
+        case etcdserverpb::AlarmRequest::DEACTIVATE:
+          if (found == state.alarms.end()) break;
+          *response.add_alarms() = *found;
+          state.alarms.erase(found);
+          state.alarms_changed = true;
+          break;
+        default:
+          break;
+      }
+      response.mutable_header()->set_revision(state.current_rev);
+      result.response = std::move(response);
+      return Status();
+    }
     case synodpb::Request::COMMAND_NOT_SET:
       break;
   }
@@ -948,6 +1011,7 @@ Status Store::ApplyCommand(storage::WriteBatch& batch, internal::ApplyState& sta
     const int64_t saved_current_rev = state.current_rev;
     const int64_t saved_compact_rev = state.compact_rev;
     const size_t saved_lessor_ops = state.lessor_ops.size();
+    // Alarm commands never fail, so alarms need no restoring on the error path below.
     status = ApplyRequest(batch, state, request, result);
     if (status.ok()) {
       batch.PopSavePoint();
@@ -976,7 +1040,7 @@ Result<std::vector<CommandResult>> Store::Apply(std::span<const Entry> entries) 
   KV_RETURN_IF_ERROR(CheckUsable());
   std::vector<CommandResult> results;
   std::unique_ptr<storage::WriteBatch> batch = backend_->NewBatch();
-  ApplyState state{current_rev_, compact_rev_, {}};
+  ApplyState state{current_rev_, compact_rev_, {}, alarms_, false};
   std::optional<std::string_view> membership;
   Index last;
   for (const Entry& entry : entries) {
@@ -1009,6 +1073,11 @@ Result<std::vector<CommandResult>> Store::Apply(std::span<const Entry> entries) 
   value.clear();
   codec::PutU64(value, static_cast<uint64_t>(state.compact_rev));
   batch->Put(kMeta, kCompactRevKey, value);
+  if (state.alarms_changed) {
+    etcdserverpb::AlarmResponse stored;
+    for (const etcdserverpb::AlarmMember& alarm : state.alarms) *stored.add_alarms() = alarm;
+    batch->Put(kMeta, kAlarmsKey, stored.SerializeAsString());
+  }
   if (Status s = backend_->Commit(*batch, last, membership); !s.ok()) {
     failed_ = s;
     return s;
@@ -1017,6 +1086,7 @@ Result<std::vector<CommandResult>> Store::Apply(std::span<const Entry> entries) 
   SYNOD_ASSERT(state.compact_rev >= compact_rev_);
   current_rev_ = state.current_rev;
   compact_rev_ = state.compact_rev;
+  alarms_ = std::move(state.alarms);
   if (lessor_ != nullptr) {
     for (const LessorOp& op : state.lessor_ops) {
       switch (op.kind) {
@@ -1058,6 +1128,13 @@ Status Store::Load() {
     if (!row.has_value()) continue;
     if (row->size() != 8) return CorruptRow("kv.meta", key);
     *target = static_cast<int64_t>(codec::GetU64(*row));
+  }
+  alarms_.clear();
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> alarms_row, Get(*backend_, kMeta, kAlarmsKey));
+  if (alarms_row.has_value()) {
+    etcdserverpb::AlarmResponse stored;
+    if (!stored.ParseFromString(*alarms_row)) return CorruptRow("kv.meta", kAlarmsKey);
+    alarms_.assign(stored.alarms().begin(), stored.alarms().end());
   }
   if (current_rev_ < 1 || compact_rev_ < 0 || compact_rev_ > current_rev_) {
     return CorruptRow("kv.meta",

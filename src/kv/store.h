@@ -64,7 +64,7 @@ using Response =
     std::variant<std::monostate, etcdserverpb::PutResponse, etcdserverpb::DeleteRangeResponse,
                  etcdserverpb::TxnResponse, etcdserverpb::CompactionResponse,
                  etcdserverpb::LeaseGrantResponse, etcdserverpb::LeaseRevokeResponse,
-                 etcdserverpb::LeaseCheckpointResponse>;
+                 etcdserverpb::LeaseCheckpointResponse, etcdserverpb::AlarmResponse>;
 
 struct CommandResult {
   Index index;
@@ -140,6 +140,10 @@ class Store {
   // 0 when never compacted.
   Revision compact_revision() const { return Revision(static_cast<uint64_t>(compact_rev_)); }
   const std::string& membership() const;
+  // The raised alarms, ordered by member id then type. While NOSPACE is among them, Apply
+  // refuses what etcd's capped applier refuses (puts, transactions that write, lease grants)
+  // with NoSpaceError; deletes, compaction and reads still work, so space can be freed.
+  const std::vector<etcdserverpb::AlarmMember>& alarms() const { return alarms_; }
   const std::string& dir() const { return dir_; }
 
   // --- Reads of the applied state ------------------------------------------------------------
@@ -206,6 +210,7 @@ class Store {
   // Invariant: equal to what the backend stores in the meta table, between Apply calls.
   int64_t current_rev_ = 1;
   int64_t compact_rev_ = 0;
+  std::vector<etcdserverpb::AlarmMember> alarms_;  // Invariant: as stored in the meta table.
   Lessor* lessor_ = nullptr;
 };
 

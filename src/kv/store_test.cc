@@ -904,3 +904,61 @@ TEST_F(StoreTest, EventsSincePagesAtRevisionBoundariesAndCarriesPrevKv) {
 
 }  // namespace
 }  // namespace synod::kv
+
+// --- Alarms ----------------------------------------------------------------------------------
+
+namespace synod::kv {
+namespace {
+
+synodpb::Request AlarmReq(etcdserverpb::AlarmRequest::AlarmAction action, uint64_t member,
+                          etcdserverpb::AlarmType type) {
+  synodpb::Request q;
+  q.mutable_alarm()->set_action(action);
+  q.mutable_alarm()->set_memberid(member);
+  q.mutable_alarm()->set_alarm(type);
+  return q;
+}
+
+TEST_F(StoreTest, NoSpaceAlarmRefusesWritesButNotDeletesCompactionOrReadsUntilDisarmed) {
+  Put("a", "1");
+  Put("b", "2");
+  CommandResult raised =
+      Apply(AlarmReq(etcdserverpb::AlarmRequest::ACTIVATE, 7, etcdserverpb::NOSPACE));
+  ASSERT_TRUE(raised.status.ok());
+  EXPECT_EQ(std::get<etcdserverpb::AlarmResponse>(raised.response).alarms_size(), 1);
+  // Raising it again changes nothing and answers with no alarm, as etcd does.
+  EXPECT_EQ(std::get<etcdserverpb::AlarmResponse>(
+                Apply(AlarmReq(etcdserverpb::AlarmRequest::ACTIVATE, 7, etcdserverpb::NOSPACE))
+                    .response)
+                .alarms_size(),
+            0);
+  const int64_t rev = Rev();
+  EXPECT_EQ(Msg(Apply(Req(PutReq("c", "3"))).status), "etcdserver: mvcc: database space exceeded");
+  TxnRequest writes;
+  *writes.add_success() = OpPut("c", "3");
+  EXPECT_TRUE(absl::IsResourceExhausted(Apply(Req(writes)).status));
+  EXPECT_TRUE(absl::IsResourceExhausted(Apply(GrantReq(5, 60)).status));
+  EXPECT_EQ(Rev(), rev);  // Nothing of them applied.
+  TxnRequest read_only;
+  *read_only.add_success() = OpRange("a");
+  EXPECT_TRUE(Apply(Req(read_only)).status.ok());
+  EXPECT_TRUE(Apply(Req(DelReq("a"))).status.ok());
+  EXPECT_TRUE(Apply(CompactReq(Rev())).status.ok());
+
+  // The alarm is replicated state: it survives a restart.
+  Reopen();
+  ASSERT_EQ(store_->alarms().size(), 1u);
+  EXPECT_EQ(store_->alarms()[0].memberid(), 7u);
+  CommandResult listed = Apply(AlarmReq(etcdserverpb::AlarmRequest::GET, 0, etcdserverpb::NONE));
+  EXPECT_EQ(std::get<etcdserverpb::AlarmResponse>(listed.response).alarms_size(), 1);
+  EXPECT_TRUE(absl::IsResourceExhausted(Apply(Req(PutReq("c", "3"))).status));
+
+  CommandResult disarmed =
+      Apply(AlarmReq(etcdserverpb::AlarmRequest::DEACTIVATE, 7, etcdserverpb::NOSPACE));
+  EXPECT_EQ(std::get<etcdserverpb::AlarmResponse>(disarmed.response).alarms_size(), 1);
+  EXPECT_TRUE(store_->alarms().empty());
+  EXPECT_TRUE(Apply(Req(PutReq("c", "3"))).status.ok());
+}
+
+}  // namespace
+}  // namespace synod::kv

@@ -96,6 +96,10 @@ int Serve(const ServerConfig& config) {
   ServiceOptions service_options;
   service_options.max_request_bytes = config.max_request_bytes;
   service_options.data_dir = config.data_dir;
+  service_options.kv_dir = data_dir->kv_dir;
+  if (config.quota_backend_bytes > 0) {
+    service_options.quota_backend_bytes = config.quota_backend_bytes;
+  }
   for (const auto& [id, member] : config.initial_member_ids) {
     (*transport)->SetPeer(id, UrlStrings(member.peer_urls));
     if (config.initial_cluster_state == ServerConfig::ClusterState::kNew) {

@@ -58,9 +58,40 @@ int64_t DirectoryBytes(const std::string& dir) {
   return total;
 }
 
+// The store's size as the quota counts it: its database and log files, not RocksDB's info log
+// or options files, which say nothing about the data.
+int64_t BackendBytes(const std::string& kv_dir) {
+  std::error_code error;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(kv_dir, error);
+       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with("LOG") || name.starts_with("OPTIONS")) continue;
+    if (it->is_regular_file(error)) total += static_cast<int64_t>(it->file_size(error));
+  }
+  return total;
+}
+
 }  // namespace
 
 namespace {
+
+// etcd's quotaKVServer and quotaLeaseServer (v3rpc/quota.go): when the store plus the request's
+// cost would pass the quota, raise NOSPACE for this member through the log (so every member
+// refuses writes from then on) and refuse. `cost_bytes` is 0 for requests that write nothing.
+Status CheckQuota(Node* node, const ServiceOptions& options, int64_t cost_bytes) {
+  if (options.kv_dir.empty()) return absl::OkStatus();
+  if (BackendBytes(options.kv_dir) + cost_bytes < options.quota_backend_bytes) {
+    return absl::OkStatus();
+  }
+  synodpb::Request raise;
+  raise.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+  raise.mutable_alarm()->set_memberid(node->id().value());
+  raise.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
+  Result<kv::CommandResult> raised = node->Propose(std::move(raise));
+  if (!raised.ok()) return raised.status();
+  return kv::NoSpaceError();
+}
 
 // Validates, proposes, waits until applied here, and answers with the entry's response, which
 // must be a `Response`.
@@ -102,6 +133,11 @@ grpc::Status KvService::Put(grpc::ServerContext*, const etcdserverpb::PutRequest
                             etcdserverpb::PutResponse* response) {
   synodpb::Request proposal;
   *proposal.mutable_put() = *request;
+  // etcd's cost of a put: the key-value pair plus its index entry, roughly.
+  const int64_t cost_bytes = static_cast<int64_t>(request->ByteSizeLong()) + 512;
+  if (Status status = CheckQuota(node_, options_, cost_bytes); !status.ok()) {
+    return ToGrpc(status);
+  }
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
 }
 
@@ -119,6 +155,10 @@ grpc::Status KvService::Txn(grpc::ServerContext*, const etcdserverpb::TxnRequest
   // read-only fast path, and just as linearizable.
   synodpb::Request proposal;
   *proposal.mutable_txn() = *request;
+  if (Status status = CheckQuota(node_, options_, static_cast<int64_t>(request->ByteSizeLong()));
+      !status.ok()) {
+    return ToGrpc(status);
+  }
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
 }
 
@@ -137,6 +177,8 @@ grpc::Status LeaseService::LeaseGrant(grpc::ServerContext*,
   *proposal.mutable_lease_grant() = *request;
   // The id is chosen before proposing, so every replica grants the same lease.
   if (request->id() == 0) proposal.mutable_lease_grant()->set_id(node_->NewLeaseId());
+  // etcd's lease cost is a small fixed size.
+  if (Status status = CheckQuota(node_, options_, 64); !status.ok()) return ToGrpc(status);
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
 }
 
@@ -266,12 +308,13 @@ grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status MaintenanceService::Alarm(grpc::ServerContext*, const etcdserverpb::AlarmRequest*,
+grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
+                                       const etcdserverpb::AlarmRequest* request,
                                        etcdserverpb::AlarmResponse* response) {
-  // No alarm is ever raised yet (NOSPACE and CORRUPT come with the quota and corruption checks),
-  // so every action answers with the empty list, as etcd does when none is active.
-  FillHeader(*node_, response->mutable_header());
-  return grpc::Status::OK;
+  // Every action goes through the log, GET included, as in etcd (so a list is linearizable).
+  synodpb::Request proposal;
+  *proposal.mutable_alarm() = *request;
+  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
 }
 
 grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,

@@ -31,6 +31,12 @@ struct ServiceOptions {
   // etcd --max-request-bytes: a larger request is refused with "request is too large".
   uint32_t max_request_bytes = 1572864;
   std::string data_dir;
+  // The store's directory, whose size the quota bounds.
+  std::string kv_dir;
+  // etcd --quota-backend-bytes (etcd's default 2 GiB when the flag is 0): a put, a writing
+  // transaction or a lease grant that would take the store beyond it raises the replicated
+  // NOSPACE alarm and fails with "etcdserver: mvcc: database space exceeded".
+  int64_t quota_backend_bytes = int64_t{2} << 30;
   // Every member of the cluster as configured; the node's membership says which are current.
   std::vector<MemberInfo> members;
 };
