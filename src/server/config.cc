@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 
 namespace synod::server {
 
@@ -193,6 +194,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string initial_cluster;
   std::string cluster_state = "new";
   std::string logger;
+  std::string progress_notify_interval = "10m";
   bool enable_v2 = false;
   bool debug = false;
   bool help = false;
@@ -226,6 +228,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  "raise an alarm when the backend size exceeds this (0: default)");
   app.add_option("--max-request-bytes", config.max_request_bytes,
                  "maximum client request size in bytes the server will accept");
+  app.add_option("--experimental-watch-progress-notify-interval", progress_notify_interval,
+                 "duration of periodic watch progress notifications (a Go duration)");
   app.add_option("--log-level", config.log_level, "debug, info, warn, error, panic or fatal");
   app.add_option("--logger", logger, "accepted for etcd compatibility (zap or capnslog)");
   app.add_flag("--enable-v2", enable_v2, "accepted for etcd compatibility; must be false");
@@ -249,6 +253,17 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
         fmt::format("invalid value {:?} for flag --logger: want zap or capnslog", logger));
   }
   if (debug) config.log_level = "debug";
+  // Go's time.ParseDuration syntax, which absl::ParseDuration shares.
+  absl::Duration progress_interval;
+  if (!absl::ParseDuration(progress_notify_interval, &progress_interval) ||
+      progress_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "invalid value {:?} for flag --experimental-watch-progress-notify-interval: want a "
+        "positive duration such as 10m or 500ms",
+        progress_notify_interval));
+  }
+  config.watch_progress_notify_interval =
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(progress_interval));
 
   struct UrlFlag {
     const char* name;

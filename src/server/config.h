@@ -8,6 +8,7 @@
 // Invalid configuration is rejected with a message naming the flag; nothing is adjusted
 // silently and nothing on disk is touched (TigerBeetle's rule, STYLE.md).
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,8 @@ struct ServerConfig {
   uint64_t snapshot_catchup_entries = 5000;
   int64_t quota_backend_bytes = 0;  // 0: etcd's default of 2 GiB.
   uint32_t max_request_bytes = 1572864;
+  // etcd --experimental-watch-progress-notify-interval (a Go duration such as "10m" or "1.5s").
+  std::chrono::milliseconds watch_progress_notify_interval{std::chrono::minutes(10)};
   std::string log_level = "info";
 
   // Derived from the above (etcd's scheme: a member's id hashes its peer URLs and the cluster

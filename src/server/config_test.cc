@@ -63,6 +63,18 @@ TEST(ConfigTest, FlagsParseInEverySyntaxGoAccepts) {
   }
 }
 
+TEST(ConfigTest, WatchProgressIntervalTakesGoDurations) {
+  EXPECT_EQ(Parse({})->watch_progress_notify_interval, std::chrono::minutes(10));
+  EXPECT_EQ(Parse({"--experimental-watch-progress-notify-interval", "1m30s"})
+                ->watch_progress_notify_interval,
+            std::chrono::seconds(90));
+  EXPECT_EQ(Parse({"--experimental-watch-progress-notify-interval=250ms"})
+                ->watch_progress_notify_interval,
+            std::chrono::milliseconds(250));
+  ExpectInvalid({"--experimental-watch-progress-notify-interval", "10"}, "positive duration");
+  ExpectInvalid({"--experimental-watch-progress-notify-interval", "-1s"}, "positive duration");
+}
+
 TEST(ConfigTest, ThreeMembersAgreeOnTheClusterIdAndDifferInMemberIds) {
   const std::string cluster =
       "a=http://127.0.0.1:2380,b=http://127.0.0.1:12380,c=http://127.0.0.1:22380";

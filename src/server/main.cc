@@ -124,6 +124,7 @@ int Serve(const ServerConfig& config) {
   LeaseService lease_service(node->get(), service_options);
   WatchServiceOptions watch_options;
   watch_options.max_request_bytes = config.max_request_bytes;
+  watch_options.progress_notify_interval = config.watch_progress_notify_interval;
   WatchService watch_service(node->get(), watch_options);
   LocalClient local_client(node->get(), &kv_service, &lease_service);
   LockService lock_service(&local_client);

@@ -9,7 +9,8 @@ write's response says (its revision). Checked against it:
   repeat at the switch), and a NOPUT-filtered one;
 - a slow consumer that does not read while 16 MiB of events pile up: it later gets every event
   in order (the server let it fall behind and caught it up from history);
-- a progress request answers with the current revision; a cancel ends the watcher;
+- a progress request answers with the current revision; a cancel ends the watcher; a quiet
+  watcher created with progress_notify is told the current revision every interval;
 - a watcher starting below the compacted revision is canceled with the compact revision.
 """
 
@@ -55,10 +56,11 @@ class WatchStream:
         self.reader = threading.Thread(target=read, daemon=True)
         self.reader.start()
 
-    def create(self, key, range_end=b"", start_revision=0, prev_kv=False, filters=()):
+    def create(self, key, range_end=b"", start_revision=0, prev_kv=False, filters=(),
+               progress_notify=False):
         self.requests.put(etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
             key=key, range_end=range_end, start_revision=start_revision, prev_kv=prev_kv,
-            filters=list(filters))))
+            filters=list(filters), progress_notify=progress_notify)))
 
     def next(self, timeout_s=10):
         response = self.responses.get(timeout=timeout_s)
@@ -177,7 +179,8 @@ def main():
     print(f"watch test: seed {args.seed}, {args.writes} writes per phase")
 
     base_dir = tempfile.mkdtemp(prefix="synod-watch-")
-    cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port)
+    cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port,
+                      extra_flags=["--experimental-watch-progress-notify-interval", "500ms"])
     streams = []
     try:
         cluster.start_all()
@@ -253,6 +256,17 @@ def main():
             raise AssertionError(f"canceled watcher still got {response}")
         except queue.Empty:
             pass
+
+        # A quiet watcher with progress_notify hears the current revision every interval.
+        quiet = WatchStream(cluster.members[2])
+        streams.append(quiet)
+        quiet.create(b"quiet/", b"quiet0", progress_notify=True)
+        quiet_id = expect_created(quiet)
+        response = quiet.next(timeout_s=5)
+        assert response.watch_id == quiet_id and not response.events, response
+        current = cluster.members[2].client.kvstub.Range(
+            etcdrpc.RangeRequest(key=b"k00"), 5).header.revision
+        assert response.header.revision == current, (response.header.revision, current)
 
         # Compaction overtakes a watcher that starts below it.
         compact_at = last - 10
