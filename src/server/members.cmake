@@ -1,0 +1,9 @@
+# The cluster's member records: codec, etcd's checks of a change, and joining a running cluster.
+add_library(synod_members members.cc)
+target_link_libraries(synod_members
+  PUBLIC synod_grpc synod_raft_types synod_base absl::status absl::statusor
+  PRIVATE synod_transport fmt::fmt absl::strings)
+
+add_executable(members_test members_test.cc)
+target_link_libraries(members_test PRIVATE synod_members GTest::gtest_main)
+gtest_discover_tests(members_test PROPERTIES LABELS unit)
