@@ -161,6 +161,10 @@ Status CheckWellFormed(const synodpb::ClusterMembers& members) {
   if (static_cast<size_t>(members.removed_ids_size()) > kRemovedIdsMax) {
     return Malformed("too many removed ids");
   }
+  if (members.ByteSizeLong() > kClusterMembersBytesMax) {
+    return Malformed(fmt::format("{} bytes, at most {}", members.ByteSizeLong(),
+                                 kClusterMembersBytesMax));
+  }
   previous = 0;
   for (uint64_t id : members.removed_ids()) {
     if (id == 0 || id <= previous) return Malformed("removed ids not sorted or repeated");
@@ -353,6 +357,10 @@ Result<MemberChangePlan> PlanMemberChange(const synodpb::ClusterMembers& current
     default:
       return absl::InvalidArgumentError(
           fmt::format("unknown member change kind {}", request.kind()));
+  }
+  if (plan.next.ByteSizeLong() > kClusterMembersBytesMax) {
+    return absl::ResourceExhaustedError(fmt::format(
+        "etcdserver: the member records would exceed {} bytes", kClusterMembersBytesMax));
   }
   plan.conf_change.context = EncodeClusterMembers(plan.next);
   return plan;

@@ -45,6 +45,9 @@ inline constexpr size_t kMemberNameBytesMax = 1024;
 // Removed ids are kept for good (etcd keeps them too); this bounds the blob, not the history:
 // beyond it the oldest are forgotten, which only allows a very old id to be drawn again.
 inline constexpr size_t kRemovedIdsMax = 1024;
+// The encoded set must fit the store's membership blob (storage::Backend::kMembershipBytesMax;
+// node.cc asserts that statically). A change that would exceed it is refused.
+inline constexpr size_t kClusterMembersBytesMax = 64 << 10;
 // etcd 3.4's membership.maxLearners.
 inline constexpr size_t kLearnersMax = 1;
 
@@ -72,10 +75,8 @@ Status UnhealthyClusterError();
 Status NotLeaderError();
 Status BadLeaderTransfereeError();
 Status LeaderTransferTimedOutError();
-// What a member is told when it has been removed: its peers refuse it with this message, and it
-// stops when it sees it or applies its own removal (etcd's rafthttp answers 410 Gone with it).
-inline constexpr std::string_view kMemberRemovedMessage =
-    "the member has been permanently removed from the cluster";
+// What a removed member is told is transport.h's kRemovedMemberMessage: its peers refuse it with
+// it, and it stops when it hears it or applies its own removal.
 
 // The checks every decoded set passes: ids non-zero, sorted and unique, within the limits,
 // removed ids sorted and disjoint from the members.

@@ -9,30 +9,26 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/ids.h"
+#include "base/prng.h"
 #include "base/status.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "server/node.h"
 
 namespace synod::server {
 
-// What MemberList shows about one member.
-struct MemberInfo {
-  NodeId id;
-  std::string name;
-  std::vector<std::string> peer_urls;
-  std::vector<std::string> client_urls;
-};
-
 struct ServiceOptions {
   // etcd --max-request-bytes: a larger request is refused with "request is too large".
   uint32_t max_request_bytes = 1572864;
   std::string data_dir;
-  // Every member of the cluster as configured; the node's membership says which are current.
-  std::vector<MemberInfo> members;
+  // Seeds the ids ClusterService draws for added members (etcd hashes the peer URLs with the
+  // time; any source that differs between runs and members will do, the leader refuses a
+  // duplicate).
+  uint64_t member_id_seed = 0;
 };
 
 grpc::Status ToGrpc(const Status& status);
@@ -107,23 +103,47 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                       etcdserverpb::HashKVResponse* response) override;
   grpc::Status Alarm(grpc::ServerContext* context, const etcdserverpb::AlarmRequest* request,
                      etcdserverpb::AlarmResponse* response) override;
+  // cluster_service.cc.
+  grpc::Status MoveLeader(grpc::ServerContext* context,
+                          const etcdserverpb::MoveLeaderRequest* request,
+                          etcdserverpb::MoveLeaderResponse* response) override;
 
  private:
   Node* const node_;
   const ServiceOptions options_;
 };
 
+// etcd's Cluster service over the replicated member records (server/members.h); everything but
+// MemberList is in cluster_service.cc.
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
-  ClusterService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
+  ClusterService(Node* node, ServiceOptions options)
+      : node_(node), options_(std::move(options)), id_prng_(options_.member_id_seed) {}
 
+  grpc::Status MemberAdd(grpc::ServerContext* context,
+                         const etcdserverpb::MemberAddRequest* request,
+                         etcdserverpb::MemberAddResponse* response) override;
+  grpc::Status MemberRemove(grpc::ServerContext* context,
+                            const etcdserverpb::MemberRemoveRequest* request,
+                            etcdserverpb::MemberRemoveResponse* response) override;
+  grpc::Status MemberUpdate(grpc::ServerContext* context,
+                            const etcdserverpb::MemberUpdateRequest* request,
+                            etcdserverpb::MemberUpdateResponse* response) override;
   grpc::Status MemberList(grpc::ServerContext* context,
                           const etcdserverpb::MemberListRequest* request,
                           etcdserverpb::MemberListResponse* response) override;
+  grpc::Status MemberPromote(grpc::ServerContext* context,
+                             const etcdserverpb::MemberPromoteRequest* request,
+                             etcdserverpb::MemberPromoteResponse* response) override;
 
  private:
+  // A fresh id for an added member: non-zero, not a member's, never a removed member's.
+  NodeId NewMemberId();
+
   Node* const node_;
   const ServiceOptions options_;
+  std::mutex id_mutex_;
+  base::Prng id_prng_;  // Guarded by id_mutex_.
 };
 
 }  // namespace synod::server
