@@ -32,8 +32,9 @@ bool IsRetrySoon(const Status& status) {
 }
 
 constexpr std::chrono::milliseconds kRetryInterval{20};
-// How often a starting member tries to publish, and how long one try may take.
-constexpr std::chrono::milliseconds kPublishInterval{500};
+// How often a starting member checks whether it can publish (it needs a leader and, when it
+// joined, its own record to have arrived).
+constexpr std::chrono::milliseconds kPublishInterval{100};
 
 Status FromGrpc(const grpc::Status& status) {
   return Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
@@ -212,11 +213,15 @@ void Node::ProposeMemberChangeOnLoop(
   const NodeId id(request.member().id());
   if (static_cast<MemberChangeKind>(request.kind()) == MemberChangeKind::kPromote &&
       raft_->membership().IsLearner(id)) {
-    // etcd's isLearnerReady, with the core's own rule (raft::Config::learner_promotion_lag_max),
-    // so that the core never refuses what passed here.
+    // etcd's isLearnerReady (the learner has matched at least 90% of the leader's log), and the
+    // core's own rule (at most raft::Config::learner_promotion_lag_max entries behind), so
+    // that the core never refuses what passed here. etcd's rule alone would let a learner that
+    // never started be promoted in a young cluster whose log is short.
     const raft::Config defaults;
     const Index match = raft_->progress().at(id).match();
-    if (match.plus(defaults.learner_promotion_lag_max) < raft_->log().last_index()) {
+    const Index last = raft_->log().last_index();
+    if (match.plus(defaults.learner_promotion_lag_max) < last ||
+        match.value() * 10 < last.value() * 9) {
       promise->set_value(LearnerNotReadyError());
       return;
     }
