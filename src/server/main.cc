@@ -130,7 +130,7 @@ int Serve(ServerConfig config) {
     Node* node = node_for_peers.load();
     if (node == nullptr) return ToGrpc(ServerStoppedError());
     response->set_cluster_id(node->cluster_id());
-    *response->mutable_members() = node->members();
+    *response->mutable_members() = node->NewestMembers();
     return grpc::Status::OK;
   };
   handlers.is_removed_member = [&](NodeId id) {

@@ -128,9 +128,11 @@ bool EnoughStartedVoters(const synodpb::ClusterMembers& members, MemberChangeKin
   }
   if (kind == MemberChangeKind::kAdd) {
     // The new voter counts toward the quorum but has not started. etcd lets a one-member
-    // cluster grow to two regardless (its documented way of restoring a cluster from a backup).
+    // cluster grow to two regardless (its documented way of restoring a cluster from a backup),
+    // because etcd's configuration takes effect when the entry applies. Ours takes effect when
+    // it is appended (thesis 4.1), so that entry itself would need the new member to commit,
+    // and the cluster would stop until the new member runs: add it as a learner and promote it.
     ++voters;
-    if (started == 1 && voters == 2) return true;
   } else if (kind == MemberChangeKind::kPromote) {
     // The learner counts as started: it is running, or it could not have caught up.
     ++voters;

@@ -127,6 +127,8 @@ struct MemberChangePlan {
 //            leader's progress): LearnerNotReadyError;
 //   update   member not found, Peer URLs already exists (used by another member);
 //   publish  member not found.
+// Unlike etcd, a one-voter cluster may not add a second voter (not enough started members):
+// see EnoughStartedVoters in members.cc.
 // A member is "started" once it has a name (etcd's Member.IsStarted), which the initial
 // members have from --initial-cluster and an added member gets when it publishes.
 Result<MemberChangePlan> PlanMemberChange(const synodpb::ClusterMembers& current,

@@ -186,10 +186,13 @@ TEST(MemberChange, StrictReconfigCheckProtectsTheQuorum) {
   const synodpb::ClusterMembers one = InitialClusterMembers({Record(0x10, "m1", "http://a:1")});
   EXPECT_EQ(PlanError(one, Change(MemberChangeKind::kRemove, 0x10)),
             NotEnoughStartedMembersError());
-  // A one-member cluster may grow to two (etcd's restore procedure).
-  EXPECT_TRUE(
-      PlanMemberChange(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"}), 1, Health())
-          .ok());
+  // etcd lets a one-member cluster grow to two voters; ours would stop until the second runs
+  // (a configuration counts when appended), so it must be added as a learner.
+  EXPECT_EQ(PlanError(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"})),
+            NotEnoughStartedMembersError());
+  EXPECT_TRUE(PlanMemberChange(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"}, true),
+                               1, Health())
+                  .ok());
 }
 
 TEST(MemberChange, UpdateAndPublishKeepTheConfiguration) {

@@ -172,6 +172,12 @@ class Node {
   // ---- Membership (server/members.h) ----
   // The member records as of the applied index.
   synodpb::ClusterMembers members() const;
+  // The records of the newest configuration entry in the log, committed or not (the applied
+  // ones when there is none newer): what a member about to join is told (peer call Members).
+  // A voter added to a one-voter cluster counts toward the quorum as soon as its entry is
+  // appended, so that entry commits only once the new member runs, and the new member must be
+  // able to find itself before then.
+  synodpb::ClusterMembers NewestMembers();
   // Whether `id` was removed from the cluster for good (the transport refuses it). Cheap.
   bool IsRemovedMember(NodeId id) const;
   // Changes the members (etcd's MemberAdd, MemberRemove, MemberPromote, MemberUpdate, publish)

@@ -47,6 +47,29 @@ synodpb::ClusterMembers Node::members() const {
   return members_;
 }
 
+synodpb::ClusterMembers Node::NewestMembers() {
+  auto promise = std::make_shared<std::promise<std::optional<synodpb::ClusterMembers>>>();
+  auto future = promise->get_future();
+  const bool posted = Post([this, promise] {
+    const raft::RaftLog& log = raft_->log();
+    const Index index = log.membership_index();
+    std::optional<synodpb::ClusterMembers> newest;
+    if (index > store_->applied_index() && index >= log.first_index() &&
+        index <= log.last_index() && log.At(index).type == raft::EntryType::kConfig) {
+      Result<synodpb::ClusterMembers> decoded = DecodeClusterMembers(log.At(index).data);
+      if (decoded.ok()) newest = std::move(*decoded);
+    }
+    promise->set_value(std::move(newest));
+  });
+  if (posted && future.wait_for(options_.request_timeout) == std::future_status::ready) {
+    if (std::optional<synodpb::ClusterMembers> newest = future.get()) {
+      newest->clear_request_id();
+      return std::move(*newest);
+    }
+  }
+  return members();
+}
+
 bool Node::IsRemovedMember(NodeId id) const {
   std::lock_guard lock(members_mutex_);
   return IsRemoved(members_, id);
