@@ -28,7 +28,9 @@ std::string_view ToString(MemberChangeKind kind) {
   return "?";
 }
 
-Status MemberNotFoundError() { return absl::NotFoundError("etcdserver: member not found"); }
+Status MemberNotFoundError() {
+  return absl::NotFoundError("etcdserver: member not found");
+}
 Status MemberExistsError() {
   return absl::FailedPreconditionError("etcdserver: member ID already exist");
 }
@@ -52,8 +54,12 @@ Status NotEnoughStartedMembersError() {
   return absl::FailedPreconditionError(
       "etcdserver: re-configuration failed due to not enough started members");
 }
-Status UnhealthyClusterError() { return absl::UnavailableError("etcdserver: unhealthy cluster"); }
-Status NotLeaderError() { return absl::FailedPreconditionError("etcdserver: not leader"); }
+Status UnhealthyClusterError() {
+  return absl::UnavailableError("etcdserver: unhealthy cluster");
+}
+Status NotLeaderError() {
+  return absl::FailedPreconditionError("etcdserver: not leader");
+}
 Status BadLeaderTransfereeError() {
   return absl::FailedPreconditionError("etcdserver: bad leader transferee");
 }
@@ -164,8 +170,8 @@ Status CheckWellFormed(const synodpb::ClusterMembers& members) {
     return Malformed("too many removed ids");
   }
   if (members.ByteSizeLong() > kClusterMembersBytesMax) {
-    return Malformed(fmt::format("{} bytes, at most {}", members.ByteSizeLong(),
-                                 kClusterMembersBytesMax));
+    return Malformed(
+        fmt::format("{} bytes, at most {}", members.ByteSizeLong(), kClusterMembersBytesMax));
   }
   previous = 0;
   for (uint64_t id : members.removed_ids()) {
@@ -213,8 +219,7 @@ const synodpb::MemberRecord* FindMember(const synodpb::ClusterMembers& members, 
 }
 
 bool IsRemoved(const synodpb::ClusterMembers& members, NodeId id) {
-  return std::binary_search(members.removed_ids().begin(), members.removed_ids().end(),
-                            id.value());
+  return std::binary_search(members.removed_ids().begin(), members.removed_ids().end(), id.value());
 }
 
 synodpb::ClusterMembers InitialClusterMembers(std::vector<synodpb::MemberRecord> members) {
@@ -310,9 +315,10 @@ Result<MemberChangePlan> PlanMemberChange(const synodpb::ClusterMembers& current
         }
       }
       auto* list = plan.next.mutable_members();
-      list->erase(std::remove_if(list->begin(), list->end(),
-                                 [&](const synodpb::MemberRecord& m) { return m.id() == id.value(); }),
-                  list->end());
+      list->erase(
+          std::remove_if(list->begin(), list->end(),
+                         [&](const synodpb::MemberRecord& m) { return m.id() == id.value(); }),
+          list->end());
       auto* removed = plan.next.mutable_removed_ids();
       removed->Add(id.value());
       std::sort(removed->begin(), removed->end());
@@ -383,10 +389,9 @@ Result<NodeId> FindJoiningMember(const synodpb::ClusterMembers& cluster,
   NodeId found;
   for (const synodpb::MemberRecord& member : cluster.members()) {
     const std::vector<std::string> urls = Sorted(member.peer_urls());
-    auto listed = std::find_if(initial_cluster.begin(), initial_cluster.end(),
-                               [&](const InitialClusterMember& m) {
-                                 return Sorted(m.peer_urls) == urls;
-                               });
+    auto listed =
+        std::find_if(initial_cluster.begin(), initial_cluster.end(),
+                     [&](const InitialClusterMember& m) { return Sorted(m.peer_urls) == urls; });
     if (listed == initial_cluster.end()) {
       return absl::FailedPreconditionError(fmt::format(
           "member {:x} of the cluster (peer URLs {}) is not in --initial-cluster; start with the "

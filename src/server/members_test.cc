@@ -27,8 +27,7 @@ synodpb::ClusterMembers ThreeMembers() {
 }
 
 synodpb::MemberChangeRequest Change(MemberChangeKind kind, uint64_t id,
-                                    std::vector<std::string> peer_urls = {},
-                                    bool learner = false) {
+                                    std::vector<std::string> peer_urls = {}, bool learner = false) {
   synodpb::MemberChangeRequest request;
   request.set_kind(static_cast<uint32_t>(kind));
   request.mutable_member()->set_id(id);
@@ -45,7 +44,8 @@ ReconfigHealth Health(std::set<uint64_t> connected = {0x10, 0x20, 0x30, 0x40}) {
   return health;
 }
 
-Status PlanError(const synodpb::ClusterMembers& current, const synodpb::MemberChangeRequest& request,
+Status PlanError(const synodpb::ClusterMembers& current,
+                 const synodpb::MemberChangeRequest& request,
                  const ReconfigHealth& health = Health()) {
   return PlanMemberChange(current, request, 1, health).status();
 }
@@ -104,12 +104,12 @@ TEST(MemberChange, AddLearnerThenPromote) {
   EXPECT_EQ(context->SerializeAsString(), added->next.SerializeAsString());
 
   // etcd 3.4 allows one learner.
-  EXPECT_EQ(PlanError(added->next,
-                      Change(MemberChangeKind::kAdd, 0x26, {"http://127.0.0.1:5380"}, true)),
-            TooManyLearnersError());
+  EXPECT_EQ(
+      PlanError(added->next, Change(MemberChangeKind::kAdd, 0x26, {"http://127.0.0.1:5380"}, true)),
+      TooManyLearnersError());
 
-  auto promoted = PlanMemberChange(added->next, Change(MemberChangeKind::kPromote, 0x25), 78,
-                                   Health());
+  auto promoted =
+      PlanMemberChange(added->next, Change(MemberChangeKind::kPromote, 0x25), 78, Health());
   ASSERT_TRUE(promoted.ok()) << promoted.status();
   EXPECT_EQ(promoted->conf_change.type, raft::ConfChangeType::kPromoteLearner);
   EXPECT_FALSE(FindMember(promoted->next, NodeId(0x25))->is_learner());
@@ -140,9 +140,9 @@ TEST(MemberChange, RemovedIdsAreGoneForGood) {
   // etcd answers ErrIDRemoved as "member not found", for any change naming the id.
   EXPECT_EQ(PlanError(removed->next, Change(MemberChangeKind::kRemove, 0x30)),
             MemberNotFoundError());
-  EXPECT_EQ(PlanError(removed->next,
-                      Change(MemberChangeKind::kAdd, 0x30, {"http://127.0.0.1:7380"})),
-            MemberNotFoundError());
+  EXPECT_EQ(
+      PlanError(removed->next, Change(MemberChangeKind::kAdd, 0x30, {"http://127.0.0.1:7380"})),
+      MemberNotFoundError());
   // Its peer URL is free again.
   EXPECT_TRUE(PlanMemberChange(removed->next,
                                Change(MemberChangeKind::kAdd, 0x31, {"http://127.0.0.1:3380"}), 1,
@@ -160,9 +160,9 @@ TEST(MemberChange, StrictReconfigCheckProtectsTheQuorum) {
                       Health({0x10, 0x20})),
             UnhealthyClusterError());
   // Removing the unreachable member is fine; removing a reachable one would leave one of two.
-  EXPECT_TRUE(PlanMemberChange(three, Change(MemberChangeKind::kRemove, 0x30), 1,
-                               Health({0x10, 0x20}))
-                  .ok());
+  EXPECT_TRUE(
+      PlanMemberChange(three, Change(MemberChangeKind::kRemove, 0x30), 1, Health({0x10, 0x20}))
+          .ok());
   EXPECT_EQ(PlanError(three, Change(MemberChangeKind::kRemove, 0x20), Health({0x10, 0x20})),
             UnhealthyClusterError());
   // Without the check etcd allows both.
@@ -177,10 +177,9 @@ TEST(MemberChange, StrictReconfigCheckProtectsTheQuorum) {
   EXPECT_EQ(PlanError(unstarted, Change(MemberChangeKind::kAdd, 0x40, {"http://127.0.0.1:4380"})),
             NotEnoughStartedMembersError());
   // A learner does not count toward the quorum, so it may still be added.
-  EXPECT_TRUE(PlanMemberChange(unstarted,
-                               Change(MemberChangeKind::kAdd, 0x40, {"http://127.0.0.1:4380"},
-                                      true),
-                               1, Health())
+  EXPECT_TRUE(PlanMemberChange(
+                  unstarted, Change(MemberChangeKind::kAdd, 0x40, {"http://127.0.0.1:4380"}, true),
+                  1, Health())
                   .ok());
   // The last voter cannot be removed.
   const synodpb::ClusterMembers one = InitialClusterMembers({Record(0x10, "m1", "http://a:1")});
@@ -190,9 +189,9 @@ TEST(MemberChange, StrictReconfigCheckProtectsTheQuorum) {
   // (a configuration counts when appended), so it must be added as a learner.
   EXPECT_EQ(PlanError(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"})),
             NotEnoughStartedMembersError());
-  EXPECT_TRUE(PlanMemberChange(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"}, true),
-                               1, Health())
-                  .ok());
+  EXPECT_TRUE(
+      PlanMemberChange(one, Change(MemberChangeKind::kAdd, 0x20, {"http://b:1"}, true), 1, Health())
+          .ok());
 }
 
 TEST(MemberChange, UpdateAndPublishKeepTheConfiguration) {
@@ -204,17 +203,16 @@ TEST(MemberChange, UpdateAndPublishKeepTheConfiguration) {
   EXPECT_EQ(updated->conf_change.type, raft::ConfChangeType::kUpdateNode);
   EXPECT_EQ(FindMember(updated->next, NodeId(0x20))->peer_urls(0), "http://127.0.0.1:2390");
   // Its own URL again is fine; another member's is not.
-  EXPECT_TRUE(PlanMemberChange(three,
-                               Change(MemberChangeKind::kUpdatePeerUrls, 0x20,
-                                      {"http://127.0.0.1:2380"}),
-                               1, Health())
+  EXPECT_TRUE(PlanMemberChange(
+                  three, Change(MemberChangeKind::kUpdatePeerUrls, 0x20, {"http://127.0.0.1:2380"}),
+                  1, Health())
                   .ok());
-  EXPECT_EQ(PlanError(three, Change(MemberChangeKind::kUpdatePeerUrls, 0x20,
-                                    {"http://127.0.0.1:3380"})),
-            PeerUrlExistsError());
-  EXPECT_EQ(PlanError(three, Change(MemberChangeKind::kUpdatePeerUrls, 0x99,
-                                    {"http://127.0.0.1:9380"})),
-            MemberNotFoundError());
+  EXPECT_EQ(
+      PlanError(three, Change(MemberChangeKind::kUpdatePeerUrls, 0x20, {"http://127.0.0.1:3380"})),
+      PeerUrlExistsError());
+  EXPECT_EQ(
+      PlanError(three, Change(MemberChangeKind::kUpdatePeerUrls, 0x99, {"http://127.0.0.1:9380"})),
+      MemberNotFoundError());
 
   synodpb::MemberChangeRequest publish = Change(MemberChangeKind::kPublish, 0x30);
   publish.mutable_member()->set_name("m3");
@@ -231,24 +229,22 @@ TEST(MemberChange, UpdateAndPublishKeepTheConfiguration) {
 TEST(JoiningMember, LearnsItsIdByPeerUrls) {
   synodpb::ClusterMembers cluster = ThreeMembers();
   *cluster.add_members() = Record(0x99, "", "http://127.0.0.1:4380", true);
-  const std::vector<InitialClusterMember> flags = {
-      {"m1", {"http://127.0.0.1:1380"}},
-      {"m2", {"http://127.0.0.1:2380"}},
-      {"m3", {"http://127.0.0.1:3380"}},
-      {"m4", {"http://127.0.0.1:4380"}}};
+  const std::vector<InitialClusterMember> flags = {{"m1", {"http://127.0.0.1:1380"}},
+                                                   {"m2", {"http://127.0.0.1:2380"}},
+                                                   {"m3", {"http://127.0.0.1:3380"}},
+                                                   {"m4", {"http://127.0.0.1:4380"}}};
   auto id = FindJoiningMember(cluster, flags, {"http://127.0.0.1:4380"});
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(*id, NodeId(0x99));
   // Not added yet.
-  auto missing = FindJoiningMember(ThreeMembers(), {flags[0], flags[1], flags[2]},
-                                   {"http://127.0.0.1:4380"});
+  auto missing =
+      FindJoiningMember(ThreeMembers(), {flags[0], flags[1], flags[2]}, {"http://127.0.0.1:4380"});
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(missing.status().message().find("etcdctl member add"), std::string_view::npos);
   // --initial-cluster that does not list every member.
-  EXPECT_EQ(FindJoiningMember(cluster, {flags[0], flags[3]}, {"http://127.0.0.1:4380"})
-                .status()
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      FindJoiningMember(cluster, {flags[0], flags[3]}, {"http://127.0.0.1:4380"}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -26,7 +26,9 @@ namespace {
 // The loop's answer when a change cannot be proposed yet but can soon: a configuration entry is
 // uncommitted or not yet applied, or the new leader has not committed an entry of its term. The
 // asking thread retries; clients never see it.
-Status RetrySoon() { return absl::AbortedError("member change: retry"); }
+Status RetrySoon() {
+  return absl::AbortedError("member change: retry");
+}
 bool IsRetrySoon(const Status& status) {
   return absl::IsAborted(status) && status.message() == "member change: retry";
 }
@@ -84,9 +86,10 @@ void Node::LoadMembers() {
       return;
     }
     // A store written before member records existed holds the configuration only.
-    spdlog::warn("the store's membership is not a set of member records ({}); starting from "
-                 "the initial cluster",
-                 decoded.status().ToString());
+    spdlog::warn(
+        "the store's membership is not a set of member records ({}); starting from "
+        "the initial cluster",
+        decoded.status().ToString());
   }
   if (options_.joining) {
     // Nothing applied yet: reach the members the cluster told us about, and wait for our first
@@ -154,10 +157,10 @@ std::string Node::MembersBlobOf(const raft::Entry& entry) const {
   // Every configuration entry the server proposes carries its records. One that does not (or
   // whose records disagree with its configuration) cannot come from this code; keep the records
   // of the members the entry names rather than stop, and say so.
-  spdlog::error("configuration entry {} carries no usable member records ({}); keeping the "
-                "records of its members",
-                entry.index, next.ok() ? "they disagree with its configuration"
-                                       : next.status().ToString());
+  spdlog::error(
+      "configuration entry {} carries no usable member records ({}); keeping the "
+      "records of its members",
+      entry.index, next.ok() ? "they disagree with its configuration" : next.status().ToString());
   synodpb::ClusterMembers kept = members();
   kept.clear_request_id();
   auto* list = kept.mutable_members();
@@ -228,9 +231,9 @@ void Node::ProposeMemberChangeOnLoop(
   }
   const synodpb::ClusterMembers current = members();
   if (MembershipOf(current) != raft_->membership()) {
-    promise->set_value(absl::InternalError(fmt::format(
-        "etcdserver: the member records ({}) disagree with the Raft configuration ({})",
-        raft::ToString(MembershipOf(current)), raft::ToString(raft_->membership()))));
+    promise->set_value(absl::InternalError(
+        fmt::format("etcdserver: the member records ({}) disagree with the Raft configuration ({})",
+                    raft::ToString(MembershipOf(current)), raft::ToString(raft_->membership()))));
     return;
   }
   const NodeId id(request.member().id());
@@ -265,10 +268,10 @@ void Node::ProposeMemberChangeOnLoop(
     // A change in progress, a transfer in progress, or a new leader's first entry not yet
     // committed: all pass soon.
     const Status& status = position.status();
-    promise->set_value(absl::IsFailedPrecondition(status) || absl::IsUnavailable(status)
-                           ? RetrySoon()
-                           : absl::InternalError(fmt::format("etcdserver: {}",
-                                                             std::string(status.message()))));
+    promise->set_value(
+        absl::IsFailedPrecondition(status) || absl::IsUnavailable(status)
+            ? RetrySoon()
+            : absl::InternalError(fmt::format("etcdserver: {}", std::string(status.message()))));
     return;
   }
   spdlog::info("proposed member change {} of member {:x} at index {}",
@@ -286,8 +289,8 @@ Result<Index> Node::ChangeMembers(const synodpb::MemberChangeRequest& request) {
       index = ChangeMembersAsLeader(request);
     } else if (leader != kNoNode && transport_ != nullptr) {
       synodpb::MemberChangeResponse response;
-      const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - Clock::now());
+      const auto remaining =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       const grpc::Status status = transport_->ChangeMembers(
           leader, request, &response, std::max(remaining, std::chrono::milliseconds(1)));
       index = status.ok() ? Result<Index>(Index(response.index())) : FromGrpc(status);
@@ -301,8 +304,9 @@ Result<Index> Node::ChangeMembers(const synodpb::MemberChangeRequest& request) {
     if (absl::IsDeadlineExceeded(status)) return RequestTimedOutError();
     if (shutting_down_) return ServerStoppedError();
     // Not after "leader changed": the change may have been proposed, and may still commit.
-    const bool retry = status == NoLeaderError() || status == NotLeaderError() ||
-                       (absl::IsUnavailable(status) && !absl::StartsWith(status.message(), "etcdserver:"));
+    const bool retry =
+        status == NoLeaderError() || status == NotLeaderError() ||
+        (absl::IsUnavailable(status) && !absl::StartsWith(status.message(), "etcdserver:"));
     if (!retry) return status;
     if (Clock::now() + kRetryInterval >= deadline) {
       return status == NoLeaderError() ? status : RequestTimedOutError();
@@ -349,9 +353,9 @@ Status Node::MoveLeader(NodeId target, Clock::time_point deadline) {
     done = CallOnLoop(step);
   }
   if (!done.ok()) return done.status();
-  spdlog::info("leadership transfer to {:x} finished in {} ms", target.value(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
-                   .count());
+  spdlog::info(
+      "leadership transfer to {:x} finished in {} ms", target.value(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   return absl::OkStatus();
 }
 
@@ -374,8 +378,8 @@ void Node::Publish() {
     if (own != nullptr && status().leader != kNoNode) {
       Result<Index> index = ChangeMembers(request);
       if (index.ok()) {
-        spdlog::info("published this member (name {}, client URLs {}) at index {}",
-                     options_.name, fmt::join(options_.client_urls, ","), *index);
+        spdlog::info("published this member (name {}, client URLs {}) at index {}", options_.name,
+                     fmt::join(options_.client_urls, ","), *index);
         return;
       }
       spdlog::debug("publishing this member failed, retrying: {}", index.status().ToString());

@@ -159,8 +159,7 @@ TEST_F(NodeMembersTest, WithoutALeaderAChangeFailsWithEtcdsError) {
   StartNode(options);
   EXPECT_EQ(node_->members().members_size(), 3);
   EXPECT_EQ(node_->ChangeMembers(Change(MemberChangeKind::kRemove, 2)).status(), NoLeaderError());
-  EXPECT_EQ(node_->MoveLeader(NodeId(2), Clock::now() + std::chrono::seconds(1)),
-            NotLeaderError());
+  EXPECT_EQ(node_->MoveLeader(NodeId(2), Clock::now() + std::chrono::seconds(1)), NotLeaderError());
 }
 
 }  // namespace
