@@ -4,8 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
-#include <unistd.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>

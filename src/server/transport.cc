@@ -989,8 +989,8 @@ grpc::Status Transport::LeaseTimeToLive(NodeId to,
 }
 
 grpc::Status Transport::ChangeMembers(NodeId to, const synodpb::MemberChangeRequest& request,
-                                     synodpb::MemberChangeResponse* response,
-                                     milliseconds deadline) {
+                                      synodpb::MemberChangeResponse* response,
+                                      milliseconds deadline) {
   std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
   if (channel == nullptr) return NoAddress(to);
   grpc::ClientContext context;
@@ -1026,8 +1026,8 @@ Result<synodpb::MembersResponse> FetchClusterMembers(const std::vector<std::stri
     if (status.ok()) return response;
     failures.push_back(fmt::format("{}: {}", url, status.error_message()));
   }
-  return absl::UnavailableError(fmt::format("cannot fetch the cluster's members from {}",
-                                            absl::StrJoin(failures, "; ")));
+  return absl::UnavailableError(
+      fmt::format("cannot fetch the cluster's members from {}", absl::StrJoin(failures, "; ")));
 }
 
 Status Transport::FetchSnapshot(NodeId from, Index min_applied_index,

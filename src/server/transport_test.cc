@@ -696,9 +696,8 @@ TEST(TransportTest, ARemovedMemberIsRefusedAndTold) {
     node.is_removed = [&](NodeId id) { return id == NodeId(1) && one_removed.load(); };
   });
   std::atomic<int> told = 0;
-  auto a = StartMember(TestOptions(NodeId(1)), [&](FakeNode& node) {
-    node.on_removed = [&] { ++told; };
-  });
+  auto a = StartMember(TestOptions(NodeId(1)),
+                       [&](FakeNode& node) { node.on_removed = [&] { ++told; }; });
   ASSERT_TRUE(a && b);
   a->transport->SetPeer(NodeId(2), {b->url()});
   a->transport->Send(Heartbeat(NodeId(1), NodeId(2), 1));
