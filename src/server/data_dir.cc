@@ -138,4 +138,13 @@ Result<OpenedDataDir> OpenDataDir(const ServerConfig& config) {
   return opened;
 }
 
+Result<std::optional<MemberIdentity>> ReadDataDirIdentity(const std::string& data_dir) {
+  const std::string identity_path = data_dir + "/member/identity";
+  std::error_code error;
+  if (!std::filesystem::exists(identity_path, error)) return std::optional<MemberIdentity>();
+  auto stored = ReadIdentity(identity_path);
+  if (!stored.ok()) return stored.status();
+  return std::optional<MemberIdentity>(std::move(*stored));
+}
+
 }  // namespace synod::server

@@ -7,6 +7,7 @@
 // The identity is checked at every start, so a member started with another cluster's data (a
 // copied directory, a wrong --data-dir) refuses to run instead of mixing two histories.
 
+#include <optional>
 #include <string>
 
 #include "base/status.h"
@@ -32,5 +33,10 @@ struct OpenedDataDir {
 // identity file is DataLoss naming the file. A new directory gets the identity, written
 // atomically (temporary file, fsync, rename, fsync of the directory).
 Result<OpenedDataDir> OpenDataDir(const ServerConfig& config);
+
+// The identity stored in `data_dir`, or nullopt when it has none yet. A member that joined a
+// running cluster learned its ids from the cluster, not from its flags, so at a restart it takes
+// them from here. DataLoss for a damaged identity file.
+Result<std::optional<MemberIdentity>> ReadDataDirIdentity(const std::string& data_dir);
 
 }  // namespace synod::server

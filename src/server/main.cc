@@ -5,15 +5,18 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "server/config.h"
 #include "server/data_dir.h"
+#include "server/members.h"
 #include "server/node.h"
 #include "server/recipes.h"
 #include "server/services.h"
@@ -32,11 +35,68 @@ std::vector<std::string> UrlStrings(const std::vector<Url>& urls) {
   return strings;
 }
 
-int Serve(const ServerConfig& config) {
+// How long a joining member waits for each peer to tell it about the cluster.
+constexpr std::chrono::seconds kFetchMembersTimeoutPerPeer{2};
+
+// --initial-cluster-state existing (server/members.h): the ids come from the running cluster,
+// not from the flags, because etcdctl member add drew this member's id. A member that has
+// joined before finds them in its data dir. Fills `config`'s ids and what the node starts from.
+Status ResolveExistingCluster(ServerConfig& config, NodeOptions& options) {
+  options.joining = true;
+  auto stored = ReadDataDirIdentity(config.data_dir);
+  if (!stored.ok()) return stored.status();
+  std::vector<std::string> others;
+  std::vector<InitialClusterMember> initial_cluster;
+  for (const InitialMember& member : config.initial_cluster) {
+    initial_cluster.push_back({member.name, UrlStrings(member.peer_urls)});
+    if (member.name == config.name) continue;
+    for (const std::string& url : UrlStrings(member.peer_urls)) others.push_back(url);
+  }
+  auto fetched = FetchClusterMembers(others, kFetchMembersTimeoutPerPeer);
+  if (stored->has_value()) {
+    // A restart: the data dir says who we are (OpenDataDir checks the name). What the cluster
+    // says, if it answers, only helps to reach it until the store's records are loaded.
+    config.member_id = (*stored)->member_id;
+    config.cluster_id = (*stored)->cluster_id;
+    if (fetched.ok() && fetched->cluster_id() == config.cluster_id) {
+      options.initial_members = fetched->members();
+    }
+    return absl::OkStatus();
+  }
+  if (!fetched.ok()) return fetched.status();
+  auto id = FindJoiningMember(fetched->members(), initial_cluster,
+                              UrlStrings(config.initial_advertise_peer_urls));
+  if (!id.ok()) return id.status();
+  config.member_id = *id;
+  config.cluster_id = fetched->cluster_id();
+  options.initial_members = fetched->members();
+  spdlog::info("joining cluster {:x} as member {:x}", config.cluster_id, config.member_id.value());
+  return absl::OkStatus();
+}
+
+// A removed member stops, as etcd does, after a pause that lets its last messages (the
+// TimeoutNow of a removed leader) leave. SIGTERM ends Serve's wait; the exit status is 0.
+void StopRemovedMember() {
+  static std::atomic<bool> stopping = false;
+  if (stopping.exchange(true)) return;
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    ::kill(::getpid(), SIGTERM);
+  }).detach();
+}
+
+int Serve(ServerConfig config) {
 #ifdef SYNOD_BROKEN_FORGETS_DATA
   // Deliberately broken build (tests/CMakeLists.txt): every start begins with no data.
   std::filesystem::remove_all(config.data_dir);
 #endif
+  NodeOptions options;
+  if (config.initial_cluster_state == ServerConfig::ClusterState::kExisting) {
+    if (Status status = ResolveExistingCluster(config, options); !status.ok()) {
+      spdlog::critical("cannot join the cluster: {}", std::string(status.message()));
+      return 1;
+    }
+  }
   auto data_dir = OpenDataDir(config);
   if (!data_dir.ok()) {
     spdlog::critical("{}", std::string(data_dir.status().message()));
@@ -59,6 +119,27 @@ int Serve(const ServerConfig& config) {
     if (node == nullptr) return ServerStoppedError();
     return node->OpenSnapshotSource(min_applied_index);
   };
+  handlers.on_change_members = [&](const synodpb::MemberChangeRequest& request,
+                                   synodpb::MemberChangeResponse* response) {
+    Node* node = node_for_peers.load();
+    if (node == nullptr) return ToGrpc(ServerStoppedError());
+    Result<Index> index = node->ChangeMembersAsLeader(request);
+    if (!index.ok()) return ToGrpc(index.status());
+    response->set_index(index->value());
+    return grpc::Status::OK;
+  };
+  handlers.on_members = [&](synodpb::MembersResponse* response) {
+    Node* node = node_for_peers.load();
+    if (node == nullptr) return ToGrpc(ServerStoppedError());
+    response->set_cluster_id(node->cluster_id());
+    *response->mutable_members() = node->NewestMembers();
+    return grpc::Status::OK;
+  };
+  handlers.is_removed_member = [&](NodeId id) {
+    Node* node = node_for_peers.load();
+    return node != nullptr && node->IsRemovedMember(id);
+  };
+  handlers.on_removed = [] { StopRemovedMember(); };
   std::atomic<LeaseService*> lease_service_for_peers = nullptr;
   handlers.on_lease_renew = [&](const etcdserverpb::LeaseKeepAliveRequest& request,
                                 etcdserverpb::LeaseKeepAliveResponse* response) {
@@ -83,7 +164,6 @@ int Serve(const ServerConfig& config) {
     return 1;
   }
 
-  NodeOptions options;
   options.id = config.member_id;
   options.cluster_id = config.cluster_id;
   options.wal_dir = data_dir->wal_dir;
@@ -100,14 +180,24 @@ int Serve(const ServerConfig& config) {
   if (config.quota_backend_bytes > 0) {
     service_options.quota_backend_bytes = config.quota_backend_bytes;
   }
-  for (const auto& [id, member] : config.initial_member_ids) {
-    (*transport)->SetPeer(id, UrlStrings(member.peer_urls));
-    if (config.initial_cluster_state == ServerConfig::ClusterState::kNew) {
+  service_options.member_id_seed =
+      config.member_id.value() ^
+      static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  // Member records (server/members.h): a new cluster's come from --initial-cluster; the node
+  // gives the transport its peers from them.
+  options.name = config.name;
+  options.client_urls = UrlStrings(config.advertise_client_urls);
+  options.on_removed = [] { StopRemovedMember(); };
+  if (!options.joining) {
+    std::vector<synodpb::MemberRecord> initial;
+    for (const auto& [id, member] : config.initial_member_ids) {
       options.initial_membership.voters.push_back(id);
+      synodpb::MemberRecord& record = initial.emplace_back();
+      record.set_id(id.value());
+      record.set_name(member.name);
+      for (const std::string& url : UrlStrings(member.peer_urls)) record.add_peer_urls(url);
     }
-    MemberInfo info{id, member.name, UrlStrings(member.peer_urls), {}};
-    if (id == config.member_id) info.client_urls = UrlStrings(config.advertise_client_urls);
-    service_options.members.push_back(std::move(info));
+    options.initial_members = InitialClusterMembers(std::move(initial));
   }
   std::sort(options.initial_membership.voters.begin(), options.initial_membership.voters.end());
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <utility>
 
 #include "base/assert.h"
 #include "kv/errors.h"
@@ -51,6 +52,7 @@ Node::Node(NodeOptions options, Transport* transport)
 }
 
 Node::~Node() {
+  shutting_down_ = true;
   {
     std::lock_guard lock(inbox_mutex_);
     stopping_ = true;
@@ -61,6 +63,7 @@ Node::~Node() {
   // Finishes the writes already queued; their completions find the loop gone and do nothing.
   log_writer_.reset();
   FailAllWaiting(ServerStoppedError());
+  if (publish_thread_.joinable()) publish_thread_.join();
   if (store_ != nullptr) store_->AttachLessor(nullptr).IgnoreError();
 }
 
@@ -129,6 +132,7 @@ Status Node::Recover() {
   raft_ = std::move(*raft);
   last_snapshot_index_ = recovered.snapshot.index;
   if (Status status = store_->AttachLessor(&lessor_); !status.ok()) return status;
+  LoadMembers();
 
   log_writer_ = std::make_unique<storage::LogWriter>(
       [this](std::vector<storage::LogWrite>& group) -> Status {
@@ -168,6 +172,7 @@ void Node::Start() {
     raft_->Campaign().IgnoreError();
   }
   loop_thread_ = std::thread([this] { Run(); });
+  if (!options_.name.empty()) publish_thread_ = std::thread([this] { Publish(); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,11 +420,15 @@ void Node::IssueReadIndex() {
 void Node::ProcessReady() {
   if (ready_at_disk_ || !raft_->HasReady()) return;
   raft::Ready ready = raft_->TakeReady();
+  NoteAppendedConfigs(ready.entries);
   if (ready.soft_state && ready.soft_state->leader != known_leader_) {
     // A proposal forwarded to the old leader, or queued by it, may be lost; let its client
     // retry now instead of waiting out the request timeout. The outcome is unknown (it may
     // still commit), which an error answer allows, as etcd's "leader changed" does.
-    if (known_leader_ != kNoNode) FailAllWaiting(LeaderChangedError());
+    // They are failed once this Ready's committed entries are applied (FinishReady), so that a
+    // request committed in it still gets its answer: a removed leader steps down in the very
+    // Ready that commits its removal.
+    if (known_leader_ != kNoNode) fail_waiting_after_apply_ = true;
     known_leader_ = ready.soft_state->leader;
   }
   if (ready.soft_state) {
@@ -471,6 +480,8 @@ void Node::FinishReady() {
   ready_at_disk_.reset();
   for (raft::Message& message : ready.messages) Send(std::move(message));
   ApplyCommitted(ready.committed_entries);
+  OnConfigEntriesApplied(ready.committed_entries);
+  if (std::exchange(fail_waiting_after_apply_, false)) FailAllWaiting(LeaderChangedError());
   for (raft::ReadState& read_state : ready.read_states) {
     uint64_t context = 0;
     if (!absl::SimpleAtoi(read_state.context, &context)) continue;
@@ -501,10 +512,9 @@ void Node::ApplyCommitted(std::vector<raft::Entry>& entries) {
       if (entry.type == raft::EntryType::kEmpty) {
         converted.kind = kv::Entry::Kind::kNoOp;
       } else if (entry.type == raft::EntryType::kConfig) {
-        // The store keeps the configuration with the data it describes, so a snapshot carries
-        // it (Raft 7).
-        std::string& blob = membership_blobs.emplace_back();
-        storage::EncodeSnapshotMeta({entry.index, entry.term, entry.membership}, &blob);
+        // The store keeps the member records with the data they describe, so a snapshot carries
+        // them (Raft 7; server/members.h).
+        std::string& blob = membership_blobs.emplace_back(MembersBlobOf(entry));
         converted.kind = kv::Entry::Kind::kMembership;
         converted.data = blob;
       }
@@ -612,6 +622,7 @@ void Node::StartSnapshotFetch(raft::Message message) {
       }
       spdlog::info("installed a snapshot; the store has applied up to {}",
                    store_->applied_index());
+      LoadMembers();
       if (Status status = raft_->Step(std::move(message)); !status.ok()) {
         spdlog::warn("the core refused the snapshot message: {}", status.ToString());
       }

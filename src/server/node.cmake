@@ -1,7 +1,7 @@
 # The member's event loop and the client API services, and the synod binary.
 add_library(synod_node node.cc recipes.cc services.cc watch_service.cc)
 target_link_libraries(synod_node
-  PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport spdlog::spdlog
+  PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport synod_members spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 
 add_executable(node_test node_test.cc)

@@ -47,6 +47,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -61,6 +62,7 @@
 #include "storage/file_system.h"
 #include "storage/log_writer.h"
 #include "storage/wal.h"
+#include "synod/peer.pb.h"
 #include "synod/request.pb.h"
 
 namespace synod::server {
@@ -87,6 +89,22 @@ struct NodeOptions {
   std::chrono::milliseconds request_timeout{7000};
   uint64_t wal_segment_bytes_max = 64 << 20;
   kv::StoreOptions store;
+
+  // Membership (server/members.h). A member of a new cluster starts with these records (from
+  // --initial-cluster; their ids are initial_membership's voters) until it applies a
+  // configuration entry. A member joining a running cluster (`joining`) starts with no records
+  // and no configuration, and uses these only to reach the others until its first
+  // configuration entry or snapshot arrives.
+  synodpb::ClusterMembers initial_members;
+  bool joining = false;
+  // What this member publishes about itself through the log once it runs (etcd's publish).
+  std::string name;
+  std::vector<std::string> client_urls;
+  // etcd's --strict-reconfig-check (default true): refuse changes that may lose the quorum.
+  bool strict_reconfig_check = true;
+  // Called once, on any thread, when this member learns that it has been removed from the
+  // cluster (it applied its removal, or a peer refused it as removed). The process should stop.
+  std::function<void()> on_removed;
 };
 
 // What the status and health endpoints show; a copy taken under a small lock.
@@ -152,6 +170,33 @@ class Node {
   Result<std::function<Result<std::optional<std::string>>()>> OpenSnapshotSource(
       Index min_applied_index);
 
+  // ---- Membership (server/members.h) ----
+  // The member records as of the applied index.
+  synodpb::ClusterMembers members() const;
+  // The records of the newest configuration entry in the log, committed or not (the applied
+  // ones when there is none newer): what a member about to join is told (peer call Members).
+  // A voter added to a one-voter cluster counts toward the quorum as soon as its entry is
+  // appended, so that entry commits only once the new member runs, and the new member must be
+  // able to find itself before then.
+  synodpb::ClusterMembers NewestMembers();
+  // Whether `id` was removed from the cluster for good (the transport refuses it). Cheap.
+  bool IsRemovedMember(NodeId id) const;
+  // Changes the members (etcd's MemberAdd, MemberRemove, MemberPromote, MemberUpdate, publish)
+  // and waits until the change is applied on this member, so that a MemberList here shows it.
+  // The leader checks and proposes it (ChangeMembersAsLeader); another member asks the leader
+  // over the transport. Returns the configuration entry's index. Errors: etcd's (members.h),
+  // "no leader", "leader changed", "request timed out".
+  Result<Index> ChangeMembers(const synodpb::MemberChangeRequest& request);
+  // The leader's side of ChangeMembers, also the transport's handler: checks the change against
+  // the applied records (PlanMemberChange; a learner must have caught up to be promoted),
+  // proposes it and waits until it is applied here. "etcdserver: not leader" elsewhere.
+  Result<Index> ChangeMembersAsLeader(const synodpb::MemberChangeRequest& request);
+  // etcd's MoveLeader, asked of the leader: hands leadership to `target` (thesis 3.10) and waits
+  // until `target` leads or `deadline` passes. Errors: "etcdserver: not leader", "etcdserver: bad
+  // leader transferee" (not a voter), "etcdserver: request timed out, leader transfer took too
+  // long".
+  Status MoveLeader(NodeId target, std::chrono::steady_clock::time_point deadline);
+
   NodeStatus status() const;
   // Every change this node applies is notified to the hub under the store's exclusive lock;
   // watch streams register under ReadStore's shared lock (kv/watch_hub.h).
@@ -201,6 +246,29 @@ class Node {
   [[noreturn]] void FailStop(const Status& status);
   uint64_t NextRequestId();
 
+  // Membership (node_members.cc).
+  // The records from the store's membership blob; the initial ones when it has none. Loop
+  // thread (or Recover).
+  void LoadMembers();
+  // Installs `members` as the applied records and makes the transport follow them.
+  void SetMembers(synodpb::ClusterMembers members);
+  // Transport peers for members that configuration entries about to be appended add, so that
+  // the leader reaches a new member before the entry commits (the core counts it at once).
+  void NoteAppendedConfigs(const std::vector<raft::Entry>& entries);
+  // The blob the store keeps for an applied configuration entry.
+  std::string MembersBlobOf(const raft::Entry& entry) const;
+  // After configuration entries were applied: reload the records, answer the waiting clients.
+  void OnConfigEntriesApplied(const std::vector<raft::Entry>& entries);
+  // On the loop: checks and proposes a change; answers through `promise`.
+  void ProposeMemberChangeOnLoop(
+      const synodpb::MemberChangeRequest& request, uint64_t request_id,
+      const std::shared_ptr<std::promise<Result<kv::CommandResult>>>& promise,
+      std::chrono::steady_clock::time_point deadline);
+  // Waits until this member has applied `index`.
+  Status WaitApplied(Index index, std::chrono::steady_clock::time_point deadline) const;
+  // The publish thread: makes this member's record carry its name and client URLs.
+  void Publish();
+
   const NodeOptions options_;
   Transport* const transport_;
   std::unique_ptr<storage::FileSystem> fs_;
@@ -227,6 +295,8 @@ class Node {
   std::deque<ConfirmedReads> reads_confirmed_;  // Increasing index.
   Index last_snapshot_index_;
   NodeId known_leader_;  // As of the last Ready's soft state.
+  // The leader changed in the Ready at the disk: fail the waiting clients after its apply.
+  bool fail_waiting_after_apply_ = false;
   bool snapshot_fetch_running_ = false;
   std::thread snapshot_fetch_thread_;
   std::chrono::steady_clock::time_point next_tick_;
@@ -241,6 +311,17 @@ class Node {
   std::atomic<uint64_t> request_sequence_;
   mutable std::mutex status_mutex_;
   NodeStatus status_;  // Guarded by status_mutex_.
+
+  // ---- Membership ----
+  mutable std::mutex members_mutex_;
+  // As of the applied index. Written by the loop; guarded by members_mutex_.
+  synodpb::ClusterMembers members_;
+  // Peers the transport has been given (loop thread), so that removed ones can be dropped.
+  std::set<NodeId> transport_peers_;
+  std::atomic<bool> removed_ = false;
+  // Set first thing in the destructor, for the threads below and the waits of ChangeMembers.
+  std::atomic<bool> shutting_down_ = false;
+  std::thread publish_thread_;
 };
 
 // etcd's errors for the request path (etcdserver/api/v3rpc/rpctypes/error.go).

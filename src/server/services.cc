@@ -10,6 +10,7 @@
 #include "kv/errors.h"
 #include "storage/crc32c.h"
 #include "server/config.h"
+#include "server/members.h"
 #include "server/transport.h"
 
 namespace synod::server {
@@ -411,15 +412,11 @@ grpc::Status MaintenanceService::Snapshot(
 grpc::Status ClusterService::MemberList(grpc::ServerContext*,
                                         const etcdserverpb::MemberListRequest*,
                                         etcdserverpb::MemberListResponse* response) {
-  const NodeStatus status = node_->status();
-  for (const MemberInfo& info : options_.members) {
-    if (!status.membership.IsMember(info.id)) continue;
-    etcdserverpb::Member* member = response->add_members();
-    member->set_id(info.id.value());
-    member->set_name(info.name);
-    for (const std::string& url : info.peer_urls) member->add_peerurls(url);
-    for (const std::string& url : info.client_urls) member->add_clienturls(url);
-    member->set_islearner(status.membership.IsLearner(info.id));
+  // The applied records (server/members.h), as etcd serves its own applied cluster.
+  // A named copy: a range over node_->members().members() would outlive its temporary.
+  const synodpb::ClusterMembers members = node_->members();
+  for (const synodpb::MemberRecord& record : members.members()) {
+    ToEtcdMember(record, response->add_members());
   }
   FillHeader(*node_, response->mutable_header());
   return grpc::Status::OK;

@@ -9,23 +9,17 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/ids.h"
+#include "base/prng.h"
 #include "base/status.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "server/node.h"
 
 namespace synod::server {
-
-// What MemberList shows about one member.
-struct MemberInfo {
-  NodeId id;
-  std::string name;
-  std::vector<std::string> peer_urls;
-  std::vector<std::string> client_urls;
-};
 
 struct ServiceOptions {
   // etcd --max-request-bytes: a larger request is refused with "request is too large".
@@ -37,8 +31,10 @@ struct ServiceOptions {
   // transaction or a lease grant that would take the store beyond it raises the replicated
   // NOSPACE alarm and fails with "etcdserver: mvcc: database space exceeded".
   int64_t quota_backend_bytes = int64_t{2} << 30;
-  // Every member of the cluster as configured; the node's membership says which are current.
-  std::vector<MemberInfo> members;
+  // Seeds the ids ClusterService draws for added members (etcd hashes the peer URLs with the
+  // time; any source that differs between runs and members will do, the leader refuses a
+  // duplicate).
+  uint64_t member_id_seed = 0;
 };
 
 grpc::Status ToGrpc(const Status& status);
@@ -119,27 +115,52 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   grpc::Status Hash(grpc::ServerContext* context, const etcdserverpb::HashRequest* request,
                     etcdserverpb::HashResponse* response) override;
   // The member's whole store as of now, in storage/backend.h's checksummed snapshot format,
-  // followed by the SHA-256 of everything before it (as etcd appends one to its bolt file).
+  // zero-padded to a multiple of 512 bytes and followed by the SHA-256 of everything before it
+  // (as etcd appends one to its bolt file, whose size is whole pages).
   grpc::Status Snapshot(grpc::ServerContext* context,
                         const etcdserverpb::SnapshotRequest* request,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override;
+  // cluster_service.cc.
+  grpc::Status MoveLeader(grpc::ServerContext* context,
+                          const etcdserverpb::MoveLeaderRequest* request,
+                          etcdserverpb::MoveLeaderResponse* response) override;
 
  private:
   Node* const node_;
   const ServiceOptions options_;
 };
 
+// etcd's Cluster service over the replicated member records (server/members.h); everything but
+// MemberList is in cluster_service.cc.
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
-  ClusterService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
+  ClusterService(Node* node, ServiceOptions options)
+      : node_(node), options_(std::move(options)), id_prng_(options_.member_id_seed) {}
 
+  grpc::Status MemberAdd(grpc::ServerContext* context,
+                         const etcdserverpb::MemberAddRequest* request,
+                         etcdserverpb::MemberAddResponse* response) override;
+  grpc::Status MemberRemove(grpc::ServerContext* context,
+                            const etcdserverpb::MemberRemoveRequest* request,
+                            etcdserverpb::MemberRemoveResponse* response) override;
+  grpc::Status MemberUpdate(grpc::ServerContext* context,
+                            const etcdserverpb::MemberUpdateRequest* request,
+                            etcdserverpb::MemberUpdateResponse* response) override;
   grpc::Status MemberList(grpc::ServerContext* context,
                           const etcdserverpb::MemberListRequest* request,
                           etcdserverpb::MemberListResponse* response) override;
+  grpc::Status MemberPromote(grpc::ServerContext* context,
+                             const etcdserverpb::MemberPromoteRequest* request,
+                             etcdserverpb::MemberPromoteResponse* response) override;
 
  private:
+  // A fresh id for an added member: non-zero, not a member's, never a removed member's.
+  NodeId NewMemberId();
+
   Node* const node_;
   const ServiceOptions options_;
+  std::mutex id_mutex_;
+  base::Prng id_prng_;  // Guarded by id_mutex_.
 };
 
 }  // namespace synod::server

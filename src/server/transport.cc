@@ -257,6 +257,9 @@ class Transport::PeerService final : public synodpb::Peer::Service {
     };
     synodpb::PeerBatch batch;
     while (reader->Read(&batch)) {
+      // A member removed while its stream was open: end the stream, so that its reconnect meets
+      // the refusal that tells it to stop (Check).
+      if (IsRemoved(caller.from)) return RemovedRefusal();
       for (synodpb::PeerMessage& message : *batch.mutable_messages()) {
         switch (message.kind_case()) {
           case synodpb::PeerMessage::kRaft: {
@@ -306,6 +309,21 @@ class Transport::PeerService final : public synodpb::Peer::Service {
     return handlers_.on_lease_time_to_live(*request, response);
   }
 
+  grpc::Status ChangeMembers(grpc::ServerContext* context,
+                             const synodpb::MemberChangeRequest* request,
+                             synodpb::MemberChangeResponse* response) override {
+    if (Caller caller = Check(*context); !caller.status.ok()) return caller.status;
+    if (!handlers_.on_change_members) return Unimplemented("ChangeMembers");
+    return handlers_.on_change_members(*request, response);
+  }
+
+  grpc::Status Members(grpc::ServerContext*, const synodpb::MembersRequest*,
+                       synodpb::MembersResponse* response) override {
+    // No identity check: the caller is about to join and knows neither id (peer.proto).
+    if (!handlers_.on_members) return Unimplemented("Members");
+    return handlers_.on_members(response);
+  }
+
   grpc::Status FetchSnapshot(grpc::ServerContext* context, const synodpb::SnapshotRequest* request,
                              grpc::ServerWriter<synodpb::SnapshotChunk>* writer) override {
     const Caller caller = Check(*context);
@@ -350,6 +368,10 @@ class Transport::PeerService final : public synodpb::Peer::Service {
     } else if (NodeId(*from) == kNoNode || NodeId(*from) == self_) {
       problem = fmt::format("peer claims member id {:x}, which no other member may have", *from);
     }
+    if (problem.empty() && IsRemoved(NodeId(*from))) {
+      ++counters_.refused;
+      return {RemovedRefusal(), kNoNode};
+    }
     if (problem.empty()) return {grpc::Status::OK, NodeId(*from)};
     ++counters_.refused;
     {
@@ -361,6 +383,19 @@ class Transport::PeerService final : public synodpb::Peer::Service {
       }
     }
     return {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, problem), kNoNode};
+  }
+
+  bool IsRemoved(NodeId id) const {
+    return handlers_.is_removed_member && handlers_.is_removed_member(id);
+  }
+
+  static grpc::Status RemovedRefusal() {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(kRemovedMemberMessage));
+  }
+
+  static grpc::Status Unimplemented(std::string_view call) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        fmt::format("this member does not serve {}", call));
   }
 
   const NodeId self_;
@@ -710,6 +745,10 @@ class Transport::PeerSender {
   void ReportFailure(const std::string& target, const grpc::Status& status) {
     connected_ = false;
     if (Interrupted()) return;
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+        status.error_message() == kRemovedMemberMessage) {
+      transport_.ReportRemoved(id_);
+    }
     if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
       std::string refusal = fmt::format("member {:x} at {} refuses this node: {}", id_.value(),
                                         target, status.error_message());
@@ -775,6 +814,7 @@ Result<std::unique_ptr<Transport>> Transport::Start(TransportOptions options,
   }
 
   std::unique_ptr<Transport> transport(new Transport(std::move(options)));
+  transport->on_removed_ = handlers.on_removed;
   transport->service_ =
       std::make_unique<PeerService>(transport->options_, std::move(handlers), transport->counters_);
   grpc::ServerBuilder builder;
@@ -946,6 +986,48 @@ grpc::Status Transport::LeaseTimeToLive(NodeId to,
   AddMetadata(context, to);
   context.set_deadline(std::chrono::system_clock::now() + deadline);
   return CallUnary(channel, context, &synodpb::Peer::Stub::LeaseTimeToLive, request, response);
+}
+
+grpc::Status Transport::ChangeMembers(NodeId to, const synodpb::MemberChangeRequest& request,
+                                      synodpb::MemberChangeResponse* response,
+                                      milliseconds deadline) {
+  std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
+  if (channel == nullptr) return NoAddress(to);
+  grpc::ClientContext context;
+  AddMetadata(context, to);
+  context.set_deadline(std::chrono::system_clock::now() + deadline);
+  return CallUnary(channel, context, &synodpb::Peer::Stub::ChangeMembers, request, response);
+}
+
+void Transport::ReportRemoved(NodeId by) {
+  if (removed_reported_.exchange(true)) return;
+  spdlog::error("member {:x} says: {}", by.value(), kRemovedMemberMessage);
+  if (on_removed_) on_removed_();
+}
+
+Result<synodpb::MembersResponse> FetchClusterMembers(const std::vector<std::string>& peer_urls,
+                                                     milliseconds deadline_per_url) {
+  std::vector<std::string> failures;
+  for (const std::string& url : peer_urls) {
+    Result<std::string> target = PeerUrlToTarget(url);
+    if (!target.ok()) {
+      failures.push_back(std::string(target.status().message()));
+      continue;
+    }
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateChannel(*target, grpc::InsecureChannelCredentials());
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() + deadline_per_url);
+    synodpb::MembersRequest request;
+    synodpb::MembersResponse response;
+    const grpc::Status status =
+        synodpb::Peer::NewStub(channel)->Members(&context, request, &response);
+    if (status.ok()) return response;
+    failures.push_back(fmt::format("{}: {}", url, status.error_message()));
+  }
+  return absl::UnavailableError(
+      fmt::format("cannot fetch the cluster's members from {}", absl::StrJoin(failures, "; ")));
 }
 
 Status Transport::FetchSnapshot(NodeId from, Index min_applied_index,

@@ -62,6 +62,7 @@
 #include "base/status.h"
 #include "consensus/raft/types.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
+#include "synod/peer.pb.h"
 
 namespace synod::server {
 
@@ -90,7 +91,26 @@ struct PeerHandlers {
   std::function<Result<std::function<Result<std::optional<std::string>>()>>(
       Index min_applied_index)>
       on_fetch_snapshot;
+
+  // Membership (server/members.h). These are optional: a transport without them answers the
+  // calls UNIMPLEMENTED and refuses nobody as removed.
+  // A change to the members asked of this member as the leader; the status goes back verbatim.
+  std::function<grpc::Status(const synodpb::MemberChangeRequest&, synodpb::MemberChangeResponse*)>
+      on_change_members;
+  // The cluster id and member records, for a member about to join (no identity check).
+  std::function<grpc::Status(synodpb::MembersResponse*)> on_members;
+  // Whether `id` has been removed from the cluster: its calls and streams are then refused with
+  // kRemovedMemberMessage, which tells it to stop. Must be cheap: asked once per received batch.
+  std::function<bool(NodeId id)> is_removed_member;
+  // A peer refused this member with kRemovedMemberMessage. Called on a sender thread, at most
+  // once per transport.
+  std::function<void()> on_removed;
 };
+
+// The refusal a removed member gets from its former peers (etcd's rafthttp answers 410 Gone with
+// the same words), code FAILED_PRECONDITION.
+inline constexpr std::string_view kRemovedMemberMessage =
+    "the member has been permanently removed from the cluster";
 
 // Limits. Options outside them are refused by Start, never adjusted.
 inline constexpr size_t kPeerQueuedMessagesMaxDefault = 4096;
@@ -128,6 +148,13 @@ struct TransportOptions {
   // peer costs one attempt per handshake_timeout plus backoff. In (0, 1 min].
   std::chrono::milliseconds handshake_timeout{1000};
 };
+
+// Asks the members at `peer_urls`, in turn, for the cluster's id and member records (peer.proto
+// Members), for a member started with --initial-cluster-state existing that does not know its
+// own id yet. Each URL gets at most `deadline_per_url`. Unavailable naming every URL tried when
+// none answers.
+Result<synodpb::MembersResponse> FetchClusterMembers(const std::vector<std::string>& peer_urls,
+                                                     std::chrono::milliseconds deadline_per_url);
 
 // "http://host:port" -> "host:port", the gRPC target. Errors (kInvalidArgument): https (TLS is
 // not supported), another scheme, a path, no port.
@@ -185,6 +212,10 @@ class Transport {
   grpc::Status LeaseTimeToLive(NodeId to, const etcdserverpb::LeaseTimeToLiveRequest& request,
                                etcdserverpb::LeaseTimeToLiveResponse* response,
                                std::chrono::milliseconds deadline);
+  // Asks the leader `to` for a change to the members (peer.proto ChangeMembers). Like LeaseRenew.
+  grpc::Status ChangeMembers(NodeId to, const synodpb::MemberChangeRequest& request,
+                             synodpb::MemberChangeResponse* response,
+                             std::chrono::milliseconds deadline);
   // Pulls a snapshot at applied index >= min_applied_index from `from`, handing each chunk to
   // `sink` in order; returns when the stream ends. A sink error cancels the stream and is
   // returned as is; a remote or transport error keeps its code and names the member. The whole
@@ -235,11 +266,16 @@ class Transport {
   void Enqueue(NodeId to, Outgoing message);
   // The current channel to `id`, or null when the peer is unknown or has no usable URL.
   std::shared_ptr<grpc::Channel> ChannelTo(NodeId id) const;
+  // Calls on_removed once (a sender thread heard kRemovedMemberMessage from `by`).
+  void ReportRemoved(NodeId by);
   // Adds this member's identity and the receiver's to an outgoing call.
   void AddMetadata(grpc::ClientContext& context, NodeId to) const;
 
   const TransportOptions options_;
   Counters counters_;
+  // PeerHandlers::on_removed, and whether it has been called.
+  std::function<void()> on_removed_;
+  std::atomic<bool> removed_reported_ = false;
   std::vector<std::string> listen_urls_bound_;  // Set by Start, then constant.
   std::unique_ptr<PeerService> service_;
   std::unique_ptr<grpc::Server> server_;  // Null once StopServing ran.

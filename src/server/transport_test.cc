@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -66,6 +67,12 @@ class FakeNode {
                              etcdserverpb::LeaseTimeToLiveResponse*)>
       time_to_live;
   std::function<Result<std::function<Result<std::optional<std::string>>()>>(Index)> snapshot;
+  // Membership handlers; left unset unless a test sets them.
+  std::function<grpc::Status(const synodpb::MemberChangeRequest&, synodpb::MemberChangeResponse*)>
+      change_members;
+  std::function<grpc::Status(synodpb::MembersResponse*)> members;
+  std::function<bool(NodeId)> is_removed;
+  std::function<void()> on_removed;
 
   PeerHandlers Handlers() {
     PeerHandlers handlers;
@@ -82,6 +89,10 @@ class FakeNode {
       return time_to_live(request, response);
     };
     handlers.on_fetch_snapshot = [this](Index index) { return snapshot(index); };
+    handlers.on_change_members = change_members;
+    handlers.on_members = members;
+    handlers.is_removed_member = is_removed;
+    handlers.on_removed = on_removed;
     return handlers;
   }
 
@@ -674,6 +685,87 @@ TEST(TransportTest, UnknownAndRemovedPeersDropAndCount) {
   a->transport->Send(Heartbeat(NodeId(2), NodeId(1), 1));
   EXPECT_EQ(a->transport->stats().dropped, 4u);
   EXPECT_EQ(b->node.count(), 0u);
+}
+
+// etcd's rafthttp answers a removed member 410 Gone, and the member stops. Here the refusal is
+// FAILED_PRECONDITION with the same words, on an open stream (it is ended) and on every handshake
+// after; the removed member is told once.
+TEST(TransportTest, ARemovedMemberIsRefusedAndTold) {
+  std::atomic<bool> one_removed = false;
+  auto b = StartMember(TestOptions(NodeId(2)), [&](FakeNode& node) {
+    node.is_removed = [&](NodeId id) { return id == NodeId(1) && one_removed.load(); };
+  });
+  std::atomic<int> told = 0;
+  auto a = StartMember(TestOptions(NodeId(1)),
+                       [&](FakeNode& node) { node.on_removed = [&] { ++told; }; });
+  ASSERT_TRUE(a && b);
+  a->transport->SetPeer(NodeId(2), {b->url()});
+  a->transport->Send(Heartbeat(NodeId(1), NodeId(2), 1));
+  ASSERT_EQ(b->node.WaitFor(1).size(), 1u);
+
+  one_removed = true;
+  const auto deadline = Clock::now() + kArrivalTimeout;
+  for (uint64_t round = 2; told == 0 && Clock::now() < deadline; ++round) {
+    a->transport->Send(Heartbeat(NodeId(1), NodeId(2), round));
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(told, 1);
+  EXPECT_EQ(b->node.count(), 1u);
+  for (uint64_t round = 100; round < 110; ++round) {
+    a->transport->Send(Heartbeat(NodeId(1), NodeId(2), round));
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(told, 1);
+  EXPECT_EQ(b->node.count(), 1u);
+}
+
+// A member about to join knows neither id, so Members answers without the identity check;
+// ChangeMembers is checked like every other call and brings the leader's answer back verbatim.
+TEST(TransportTest, MembersNeedsNoIdentityAndChangeMembersComesBackVerbatim) {
+  auto b = StartMember(TestOptions(NodeId(2)), [](FakeNode& node) {
+    node.members = [](synodpb::MembersResponse* response) {
+      response->set_cluster_id(kCluster);
+      response->mutable_members()->add_members()->set_id(2);
+      return grpc::Status::OK;
+    };
+    node.change_members = [](const synodpb::MemberChangeRequest& request,
+                             synodpb::MemberChangeResponse* response) {
+      if (request.member().id() == 9) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND, "etcdserver: member not found");
+      }
+      response->set_index(42);
+      return grpc::Status::OK;
+    };
+  });
+  ASSERT_TRUE(b);
+  auto fetched = FetchClusterMembers({UnusedUrl(), b->url()}, 1s);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(fetched->cluster_id(), kCluster);
+  EXPECT_EQ(fetched->members().members(0).id(), 2u);
+  EXPECT_EQ(FetchClusterMembers({UnusedUrl()}, 200ms).status().code(),
+            absl::StatusCode::kUnavailable);
+
+  auto a = StartMember(NodeId(1));
+  ASSERT_TRUE(a);
+  a->transport->SetPeer(NodeId(2), {b->url()});
+  synodpb::MemberChangeRequest request;
+  request.mutable_member()->set_id(3);
+  synodpb::MemberChangeResponse response;
+  ASSERT_TRUE(a->transport->ChangeMembers(NodeId(2), request, &response, 2s).ok());
+  EXPECT_EQ(response.index(), 42u);
+  request.mutable_member()->set_id(9);
+  const grpc::Status refused = a->transport->ChangeMembers(NodeId(2), request, &response, 2s);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(refused.error_message(), "etcdserver: member not found");
+
+  // Another cluster's member may not ask for a change.
+  TransportOptions other = TestOptions(NodeId(1));
+  other.cluster_id = kCluster + 1;
+  auto c = StartMember(other);
+  ASSERT_TRUE(c);
+  c->transport->SetPeer(NodeId(2), {b->url()});
+  EXPECT_EQ(c->transport->ChangeMembers(NodeId(2), request, &response, 2s).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST(TransportTest, StopsPromptlyWhateverItsPeersDo) {

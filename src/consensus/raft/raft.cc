@@ -874,10 +874,16 @@ Result<LogPosition> Raft::ProposeConfChange(ConfChange change) {
       erase(next.voters, change.node);
       erase(next.learners, change.node);
       break;
+    case ConfChangeType::kUpdateNode:
+      if (!next.IsMember(change.node)) {
+        return absl::NotFoundError(fmt::format("node {} is not a member", change.node));
+      }
+      break;
   }
   SYNOD_ASSERT(next.IsWellFormed());
   const LogPosition position{log_.last_index().next(), term_};
-  log_.Append(Entry{term_, position.index, EntryType::kConfig, {}, std::move(next)});
+  log_.Append(
+      Entry{term_, position.index, EntryType::kConfig, std::move(change.context), std::move(next)});
   // Thesis 4.1: the new configuration takes effect on append, before it commits.
   OnMembershipMaybeChanged();
   broadcast_pending_ = role_ == Role::kLeader;

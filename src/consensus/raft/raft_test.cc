@@ -686,6 +686,33 @@ TEST(Membership_4, OneConfigurationChangeAtATime) {
   EXPECT_TRUE(leader.ProposeConfChange({ConfChangeType::kAddLearner, kNode5}).ok());
 }
 
+// The caller's context travels in the configuration entry's data to every member, and an update
+// entry (etcd raft's ConfChangeUpdateNode) leaves the configuration as it was. Like any other
+// change it waits for the previous one to commit, and it names an existing member.
+TEST(Membership_4, ChangeContextReachesEveryLogAndUpdateKeepsTheConfiguration) {
+  TestCluster cluster(3, Config());
+  cluster.Campaign(kNode1);
+  Raft& leader = cluster.node(kNode1);
+  const Membership before = leader.membership();
+  EXPECT_EQ(leader.ProposeConfChange({ConfChangeType::kUpdateNode, kNode4, "x"}).status().code(),
+            absl::StatusCode::kNotFound);
+  const Result<LogPosition> update =
+      leader.ProposeConfChange({ConfChangeType::kUpdateNode, kNode2, "node 2 moved"});
+  ASSERT_TRUE(update.ok()) << update.status();
+  EXPECT_EQ(leader.ProposeConfChange({ConfChangeType::kUpdateNode, kNode3, "y"}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  cluster.Stabilize();
+  for (NodeId id : {kNode1, kNode2, kNode3}) {
+    const Entry& entry = cluster.node(id).log().At(update->index);
+    EXPECT_EQ(entry.type, EntryType::kConfig);
+    EXPECT_EQ(entry.data, "node 2 moved");
+    EXPECT_EQ(entry.membership, before);
+    EXPECT_EQ(cluster.node(id).membership(), before);
+    EXPECT_GE(cluster.node(id).log().committed(), update->index);
+  }
+  EXPECT_TRUE(leader.ProposeConfChange({ConfChangeType::kUpdateNode, kNode3, "y"}).ok());
+}
+
 // Thesis 4.1: "a server always uses the latest configuration in its log, regardless of whether
 // the entry is committed" ... "a log entry for a configuration change can be removed (if
 // leadership changes); in this case, a server must be prepared to fall back to the previous

@@ -149,6 +149,7 @@ Result<ConfChangeType> ParseConfChangeType(std::string_view text) {
   if (text == "add-learner") return ConfChangeType::kAddLearner;
   if (text == "promote") return ConfChangeType::kPromoteLearner;
   if (text == "remove") return ConfChangeType::kRemoveNode;
+  if (text == "update") return ConfChangeType::kUpdateNode;
   return absl::InvalidArgumentError(fmt::format("unknown configuration change: {}", text));
 }
 

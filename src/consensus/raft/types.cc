@@ -48,6 +48,8 @@ std::string_view ToString(ConfChangeType type) {
       return "promote-learner";
     case ConfChangeType::kRemoveNode:
       return "remove-node";
+    case ConfChangeType::kUpdateNode:
+      return "update-node";
   }
   return "?";
 }

@@ -51,6 +51,10 @@ enum class ConfChangeType : uint8_t {
   kAddLearner,
   kPromoteLearner,
   kRemoveNode,
+  // Leaves the configuration as it is: the entry exists for its `context` only (etcd raft's
+  // ConfChangeUpdateNode). The server uses it for changes to its member records that must be
+  // ordered with the configuration changes (a member's URLs or published name).
+  kUpdateNode,
 };
 
 std::string_view ToString(ConfChangeType type);
@@ -60,6 +64,10 @@ std::string_view ToString(ConfChangeType type);
 struct ConfChange {
   ConfChangeType type = ConfChangeType::kAddVoter;
   NodeId node;
+  // Opaque to the core: it becomes the configuration entry's `data` (etcd raft's
+  // ConfChange.Context), so the caller can carry what the change means to it, such as the new
+  // member's addresses.
+  std::string context;
 };
 
 struct Entry {
