@@ -633,6 +633,8 @@ class Normaliser:
 # ------------------------------------------------------------------------------------------------
 # The families. Each is a function of a Session; revisions start at 1 on the fresh cluster.
 
+# etcdctl txn reads compares, success ops and failure ops from stdin, each section ended by an
+# empty line.
 TXN_SUCCESS = """value("t1") = "v1"
 version("t1") = "1"
 create("t1") = "2"
@@ -643,6 +645,7 @@ get t1
 get --prefix t
 
 put t2 failure
+
 """
 
 TXN_FAILURE = """value("t1") = "nope"
@@ -653,6 +656,7 @@ put t2 unused
 put t3 "from failure"
 del t1 --prev-kv
 get t --prefix --keys-only
+
 """
 
 
@@ -747,11 +751,15 @@ def family_txn(s):
     s.ctl("txn", "-w", "json", stdin=TXN_FAILURE)
     s.ctl("txn", "-w", "fields", stdin=TXN_SUCCESS)  # t1 is gone now: failure branch
     s.ctl("txn", stdin='version("missing") = "0"\n\nput t4 created\n\n\n')
-    s.ctl("txn", stdin="\nget t --prefix --count-only\n\n\n")
-    s.ctl("txn", stdin='mod("t2") = "8"\n\nput d1 a\nput d1 b\n\n\n')
-    s.ctl("txn", stdin='val("t2") < "z"\n\ndel t --prefix\nput t5 x\n\n\n')
+    s.ctl("txn", "-w", "json", stdin="\nget t --prefix --keys-only\n\n\n")  # no compares
+    s.ctl("txn", stdin='val("t2") < "z"\n\ndel t4 --prev-kv\nput t5 x --prev-kv\n'
+          'put t2 y --prev-kv\n\n\n')
+    s.ctl("txn", stdin='mod("t2") > "8"\n\nput d1 a\nput d1 b\n\n\n')  # duplicate key
+    s.ctl("txn", stdin='val("t2") < "z"\n\ndel t --prefix\nput t5 x\n\n\n')  # overlap
     s.ctl("txn", stdin='value("t2") = "a" junk\n\n\n\n')
-    s.ctl("txn", "--interactive", stdin='create("t5") > "0"\n\nget t5\n\nget none\n')
+    s.ctl("txn", stdin='value("t2") = "y"\n\nput t6\n\n\n')
+    s.ctl("txn", stdin='value("t2") = "y"\n\nput t6 v\n')  # input ends early
+    s.ctl("txn", "--interactive", stdin='create("t5") > "0"\n\nget t5\n\nget none\n\n')
     s.ctl("get", "", "--prefix", "-w", "json")
 
 
@@ -921,7 +929,6 @@ def family_member(s):
     s.ctl("member", "list")
     s.ctl("member", "list", "-w", "json")
     s.ctl("member", "promote", m3_id)  # not started: not in sync with the leader
-    s.ctl("member", "add", "again", f"--peer-urls={m3.peer_url}")
     # Start it as etcd's member add output says (same flags, joining the existing cluster).
     m3.joins = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members + [m3])
     if m3_id != "0badbad":
@@ -1050,7 +1057,7 @@ FAMILIES = {
     "lease": (family_lease, True, False),  # etcd sorts `lease list` by expiry on the leader
     "lock": (family_lock, False, False),
     "elect": (family_elect, False, False),
-    "member": (family_member, False, True),
+    "member": (family_member, True, True),  # its endpoint status shows the leader
     "endpoint": (family_endpoint, True, True),
     "snapshot": (family_snapshot, False, False),
     "move-leader": (family_move_leader, True, False),
