@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import etcd3  # noqa: E402  (python3-etcd3, as the fault tests)
@@ -240,6 +241,10 @@ class Background:
         self.session.background.remove(self)
 
 
+# Stands for an id that etcdctl did not print (the command that makes it failed).
+NO_ID = "0badbad"
+
+
 class Session:
     """One family against one cluster: etcdctl invocations, their records and the ids to hide."""
 
@@ -257,8 +262,14 @@ class Session:
         self.lease_count = 0
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
         self.env["ETCDCTL_API"] = "3"
+        self.added_members = []  # placeholders of members added at runtime
+        self.ready_at = time.monotonic()
         for member in cluster.members:
-            status = cluster.status(member)
+            try:
+                status = cluster.status(member)
+            except Exception as error:  # noqa: BLE001
+                self.note(f"setup: {member.name} does not answer Status: {error}")
+                continue
             self.ids[status.header.member_id] = f"<member-{member.name}>"
             self.ids[status.header.cluster_id] = "<cluster>"
 
@@ -324,26 +335,29 @@ class Session:
         return f"{value:x}"
 
     def granted_lease(self, record):
-        """The lease id of a `lease grant` output (simple or json), registered; or 'missing'."""
+        """The lease id of a `lease grant` output (simple or json), registered; or NO_ID."""
         match = re.search(r"lease ([0-9a-f]+) granted", record.stdout)
         if match:
             return self.lease(match.group(1))
         match = re.search(r'"ID":(\d+)', record.stdout)
         if match:
             return self.lease(match.group(1), 10)
-        return "0badbad"  # the grant failed; later commands then fail too (and differ)
+        return NO_ID  # the grant failed; later commands then fail too (and differ)
 
     def member_id(self, record, name):
         """The member id in `member add` output, registered as <member-NAME>; hex."""
         match = re.search(r"Member\s+([0-9a-f]+) added", record.stdout)
         if not match:
-            return "0badbad"
+            return NO_ID
         value = int(match.group(1), 16)
         self.ids[value] = f"<member-{name}>"
         return f"{value:x}"
 
     def hex_id(self, index):
-        return f"{self.cluster.status(self.cluster.members[index]).header.member_id:x}"
+        try:
+            return f"{self.cluster.status(self.cluster.members[index]).header.member_id:x}"
+        except Exception:  # noqa: BLE001
+            return NO_ID
 
     def stop_background(self):
         for process in list(self.background):
@@ -921,9 +935,9 @@ def family_member(s):
     s.ctl("member", "list", "-w", "fields", endpoints=s.url(1))
     # etcd (--strict-reconfig-check, on by default) refuses membership changes until the
     # members have been connected for 5 s ("etcdserver: unhealthy cluster").
-    time.sleep(max(0.0, s.started + 5.5 - time.monotonic()))
+    time.sleep(max(0.0, s.ready_at + 5.5 - time.monotonic()))
     m3 = cluster.new_member("m3", 3)
-    s.normaliser_added.append("<member-m3>")
+    s.added_members.append("<member-m3>")
     added = s.ctl("member", "add", "m3", f"--peer-urls={m3.peer_url}", "--learner")
     m3_id = s.member_id(added, "m3")
     s.ctl("member", "list")
@@ -931,13 +945,13 @@ def family_member(s):
     s.ctl("member", "promote", m3_id)  # not started: not in sync with the leader
     # Start it as etcd's member add output says (same flags, joining the existing cluster).
     m3.joins = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members + [m3])
-    if m3_id != "0badbad":
+    if m3_id != NO_ID:
         cluster.members.append(m3)
         cluster.start(m3)
     m3_started = time.monotonic()
     deadline = time.monotonic() + 30
     promoted = False
-    while time.monotonic() < deadline and not promoted and m3_id != "0badbad":
+    while time.monotonic() < deadline and not promoted and m3_id != NO_ID:
         probe = subprocess.run(s._argv(["member", "promote", m3_id], None)[0],
                                capture_output=True, env=s.env)
         promoted = probe.returncode == 0
@@ -956,12 +970,13 @@ def family_member(s):
     s.ctl("member", "promote", m3_id)
     s.ctl("member", "promote", s.hex_id(1))
     s.ctl("endpoint", "status", "--cluster", "-w", "json")
-    time.sleep(max(0.0, m3_started + 5.5 - time.monotonic()))  # the reconfiguration check
+    if m3_id != NO_ID:
+        time.sleep(max(0.0, m3_started + 5.5 - time.monotonic()))  # the reconfiguration check
     m4 = cluster.new_member("m4", 4)
-    s.normaliser_added.append("<member-m4>")
+    s.added_members.append("<member-m4>")
     m4_id = s.member_id(s.ctl("member", "add", "m4", f"--peer-urls={m4.peer_url}", "-w", "json"),
                         "m4")
-    if m4_id == "0badbad":
+    if m4_id == NO_ID:
         match = re.search(r'"member":\{"ID":(\d+)', s.records[-1].stdout)
         if match:
             s.ids[int(match.group(1))] = "<member-m4>"
@@ -1071,27 +1086,34 @@ FAMILIES = {
 
 
 def run_family(kind, binary, etcdctl, name, work_root):
-    """Runs one family against a fresh cluster of one kind; returns the normalised transcript."""
+    """Runs one family against a fresh cluster of one kind; returns the normalised transcript.
+    A cluster that does not start or a script that stops half-way is part of the transcript."""
     function, needs_m0, wait_publish = FAMILIES[name]
     kind_dir = os.path.join(work_root, kind)
     work_dir = os.path.join(kind_dir, name)
     cluster_dir = os.path.join(work_dir, "cluster")
     os.makedirs(work_dir, exist_ok=True)
     started = time.monotonic()
-    cluster, notes = start_cluster(binary, cluster_dir, needs_m0, wait_publish)
+    try:
+        cluster, notes = start_cluster(binary, cluster_dir, needs_m0, wait_publish)
+    except Exception as error:  # noqa: BLE001
+        text = f"# setup failed: {error}\n".replace(kind_dir, "<dir>")
+        return text, time.monotonic() - started
     session = None
     try:
         session = Session(kind, cluster, etcdctl, work_dir)
-        session.started = time.monotonic()  # the cluster is ready
-        session.normaliser_added = []
         for note in notes:
             session.note("setup: " + note)
-        function(session)
+        try:
+            function(session)
+        except Exception as error:  # noqa: BLE001
+            traceback.print_exc()
+            session.note(f"the script stopped: {type(error).__name__}: {error}")
     finally:
         if session is not None:
             session.stop_background()
         cluster.stop_all()
-    normaliser = Normaliser(session.ids, kind_dir, session.normaliser_added)
+    normaliser = Normaliser(session.ids, kind_dir, session.added_members)
     text = "".join(normaliser.record(r) for r in session.records)
     with open(os.path.join(work_root, f"{name}.{kind}.txt"), "w") as out:
         out.write(text)
