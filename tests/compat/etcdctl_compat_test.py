@@ -57,10 +57,10 @@ class CompatCluster(Cluster):
     election is otherwise a race of randomised timers.
     """
 
-    def __init__(self, binary, base_dir, prefer_m0=False):
+    def __init__(self, binary, base_dir, prefer_m0=False, flags=()):
         super().__init__(binary, base_dir, 3, base_port=BASE_PORT, heartbeat_ms=HEARTBEAT_MS,
                          election_ms=ELECTION_MS,
-                         extra_flags=["--initial-cluster-token", CLUSTER_TOKEN])
+                         extra_flags=["--initial-cluster-token", CLUSTER_TOKEN] + list(flags))
         self.prefer_m0 = prefer_m0
 
     def command(self, member):
@@ -156,13 +156,13 @@ class CompatCluster(Cluster):
         return {"m0's member list": listed}
 
 
-def start_cluster(binary, base_dir, prefer_m0, wait_publish):
+def start_cluster(binary, base_dir, prefer_m0, wait_publish, flags=()):
     """A fresh, ready cluster; with prefer_m0, one whose leader is m0; with wait_publish, up to
     5 s more until m0's member list shows every member's client URL. Returns (cluster, notes)."""
     for attempt in range(12):
         shutil.rmtree(base_dir, ignore_errors=True)
         os.makedirs(base_dir)
-        cluster = CompatCluster(binary, base_dir, prefer_m0)
+        cluster = CompatCluster(binary, base_dir, prefer_m0, flags)
         try:
             cluster.start_all()
             leader = cluster.wait_for_leader()
@@ -173,7 +173,7 @@ def start_cluster(binary, base_dir, prefer_m0, wait_publish):
         except BaseException:
             cluster.stop_all()
             raise
-    cluster, notes = start_cluster(binary, base_dir, False, wait_publish)
+    cluster, notes = start_cluster(binary, base_dir, False, wait_publish, flags)
     return cluster, notes + ["m0 did not win the first election in 12 fresh clusters"]
 
 
@@ -304,6 +304,18 @@ class Session:
         self.records.append(record)
         self.harvest(record.stdout)
         return record
+
+    def run(self, args, stdin=None, endpoints=None):
+        """Runs etcdctl without recording it (for harness probes); the CompletedProcess."""
+        return subprocess.run(self._argv(args, endpoints)[0], input=(stdin or "").encode(),
+                              capture_output=True, env=self.env, timeout=60)
+
+    def ids_of(self, name):
+        """The member id of an initial member, in decimal (as alarms show it), or NO_ID."""
+        for value, label in self.ids.items():
+            if label == f"<member-{name}>":
+                return value
+        return NO_ID
 
     # Keys of etcdctl lock and elect end in the hex id of the session's lease.
     SESSION_KEY = re.compile(r"(?:mylock|myelection)/([0-9a-f]+)")
@@ -1047,11 +1059,64 @@ def family_defrag(s):
 
 
 def family_alarm(s):
+    # The members run with --quota-backend-bytes=4194304 (see FAMILIES).
     s.ctl("alarm", "list")
     s.ctl("alarm", "list", "-w", "json")
-    s.ctl("alarm", "list", endpoints=s.url(2))
     s.ctl("alarm", "disarm")
-    s.ctl("alarm", "disarm", "-w", "json")
+    # Fill the database until the quota refuses a put. How many 200 kB values fit is a matter
+    # of each implementation's storage, so these puts are not recorded, and nothing after them
+    # shows a revision or a count of them.
+    value = "x" * 200_000
+    refused = False
+    for i in range(100):
+        done = s.run(["put", f"fill/{i:03}"], stdin=value)
+        if done.returncode != 0:
+            refused = b"database space exceeded" in done.stderr
+            break
+    s.note(f"a put was refused with 'database space exceeded' within 100 puts: {refused}")
+    s.ctl("put", "small", "v")
+    # Which members raise NOSPACE is a race in etcd: the member that refused the put always
+    # does (m0 here); the others only when their own file crossed the quota when they applied
+    # the last put, and members list their alarms in map order. So the alarm lists are checked
+    # for that, not compared line by line.
+    m0 = s.ids_of("m0")
+    listed = {}
+    for index in (0, 2):
+        out = s.run(["alarm", "list"], endpoints=s.url(index)).stdout.decode()
+        listed[index] = sorted(line for line in out.split("\n") if line)
+    s.note(f"alarm list on m0 and m2 names m0's NOSPACE alarm: "
+           f"{all(f'memberID:{m0} alarm:NOSPACE ' in lines for lines in listed.values())}")
+    lines = [line for each in listed.values() for line in each]
+    s.note("every alarm listed is a NOSPACE alarm of a member: " + str(all(
+        re.fullmatch(r"memberID:([0-9]+) alarm:NOSPACE ", line) is not None
+        and int(line.split()[0][len("memberID:"):]) in s.ids for line in lines)))
+    s.note(f"m0 and m2 list the same alarms: {listed[0] == listed[2]}")
+    status = s.run(["endpoint", "status", "-w", "json"], endpoints=s.all_urls()).stdout.decode()
+    try:
+        errors = [entry["Status"].get("errors", []) for entry in json.loads(status)]
+    except (ValueError, KeyError, TypeError):
+        errors = []
+    s.note(f"endpoint status on every member reports m0's alarm in its errors: "
+           f"{len(errors) == 3 and all(f'memberID:{m0} alarm:NOSPACE ' in e for e in errors)}")
+    s.ctl("get", "fill/000", "--keys-only")
+    s.ctl("del", "fill/000")
+    s.run(["del", "--prefix", "fill/"])
+    s.ctl("put", "small", "v")
+    # Compact away the history (at a revision the harness reads, not shown), defragment.
+    probe = s.run(["get", "small", "-w", "json"])
+    try:
+        revision = json.loads(probe.stdout)["header"]["revision"]
+    except (ValueError, KeyError):
+        revision = 1
+    s.run(["compaction", "--physical", str(revision)])
+    s.ctl("defrag", endpoints=s.all_urls())
+    disarmed = s.run(["alarm", "disarm"]).stdout.decode()
+    s.note(f"alarm disarm printed m0's alarm: {f'memberID:{m0} alarm:NOSPACE ' in disarmed}")
+    s.ctl("alarm", "list")
+    s.ctl("alarm", "list", endpoints=s.url(2))
+    s.ctl("endpoint", "status", endpoints=s.all_urls())
+    s.ctl("put", "small", "v")
+    s.ctl("get", "small", "--print-value-only")
 
 
 def family_check_perf(s):
@@ -1060,25 +1125,37 @@ def family_check_perf(s):
     s.ctl("check", "perf", "--load=nonsense")
 
 
-# name: (function, needs m0 as the leader, waits until m0's member list shows every member's
-# client URL: for the families whose commands find endpoints through the member list)
+class Family:
+    def __init__(self, function, leader_m0=False, published=False, flags=()):
+        self.function = function
+        # Needs m0 to be the leader (its output depends on which member leads).
+        self.leader_m0 = leader_m0
+        # Waits until m0's member list shows every member's client URL (its commands find
+        # endpoints through the member list).
+        self.published = published
+        # More flags for every member (the same for both kinds).
+        self.flags = flags
+
+
 FAMILIES = {
-    "put": (family_put, False, False),
-    "get": (family_get, False, False),
-    "del": (family_del, False, False),
-    "txn": (family_txn, False, False),
-    "compaction": (family_compaction, False, False),
-    "watch": (family_watch, False, False),
-    "lease": (family_lease, True, False),  # etcd sorts `lease list` by expiry on the leader
-    "lock": (family_lock, False, False),
-    "elect": (family_elect, False, False),
-    "member": (family_member, True, True),  # its endpoint status shows the leader
-    "endpoint": (family_endpoint, True, True),
-    "snapshot": (family_snapshot, False, False),
-    "move-leader": (family_move_leader, True, False),
-    "defrag": (family_defrag, False, True),
-    "alarm": (family_alarm, False, False),
-    "check-perf": (family_check_perf, False, False),
+    "put": Family(family_put),
+    "get": Family(family_get),
+    "del": Family(family_del),
+    "txn": Family(family_txn),
+    "compaction": Family(family_compaction),
+    "watch": Family(family_watch),
+    # etcd sorts `lease list` by expiry only on the leader (followers hold leases forever).
+    "lease": Family(family_lease, leader_m0=True),
+    "lock": Family(family_lock),
+    "elect": Family(family_elect),
+    # Its endpoint status shows the leader.
+    "member": Family(family_member, leader_m0=True, published=True),
+    "endpoint": Family(family_endpoint, leader_m0=True, published=True),
+    "snapshot": Family(family_snapshot),
+    "move-leader": Family(family_move_leader, leader_m0=True),
+    "defrag": Family(family_defrag, published=True),
+    "alarm": Family(family_alarm, leader_m0=True, flags=("--quota-backend-bytes", "4194304")),
+    "check-perf": Family(family_check_perf),
 }
 
 
@@ -1088,14 +1165,15 @@ FAMILIES = {
 def run_family(kind, binary, etcdctl, name, work_root):
     """Runs one family against a fresh cluster of one kind; returns the normalised transcript.
     A cluster that does not start or a script that stops half-way is part of the transcript."""
-    function, needs_m0, wait_publish = FAMILIES[name]
+    family = FAMILIES[name]
     kind_dir = os.path.join(work_root, kind)
     work_dir = os.path.join(kind_dir, name)
     cluster_dir = os.path.join(work_dir, "cluster")
     os.makedirs(work_dir, exist_ok=True)
     started = time.monotonic()
     try:
-        cluster, notes = start_cluster(binary, cluster_dir, needs_m0, wait_publish)
+        cluster, notes = start_cluster(binary, cluster_dir, family.leader_m0, family.published,
+                                       family.flags)
     except Exception as error:  # noqa: BLE001
         text = f"# setup failed: {error}\n".replace(kind_dir, "<dir>")
         return text, time.monotonic() - started
@@ -1105,7 +1183,7 @@ def run_family(kind, binary, etcdctl, name, work_root):
         for note in notes:
             session.note("setup: " + note)
         try:
-            function(session)
+            family.function(session)
         except Exception as error:  # noqa: BLE001
             traceback.print_exc()
             session.note(f"the script stopped: {type(error).__name__}: {error}")
