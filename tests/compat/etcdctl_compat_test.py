@@ -448,7 +448,9 @@ class Normaliser:
             elif key in ("key", "value") and isinstance(value, str):
                 value = self.base64_ids(value)
             elif key in ("hash", "totalSize", "totalKey") and "revision" in obj:
-                value = f"<{key}>"  # snapshot status: bbolt file hash, size and bucket keys
+                # snapshot status: the hash and size of the database file, and its key count,
+                # which includes etcd's internal buckets (members, meta); the revision stays.
+                value = f"<{key}>"
             else:
                 value = self.json_value(value)
             out[key] = value
@@ -533,7 +535,7 @@ class Normaliser:
                       lambda m: m.group(1) + str(self.remaining(int(m.group(4)), m.group(2)))
                       + "\n" + m.group(3) + m.group(4), text, flags=re.M)
         # Simple endpoint status rows: endpoint, id, version, db size, is leader, is learner,
-        # raft term, raft index, raft applied index, errors.
+        # raft term, raft index, raft applied index, errors; the same figures as in -w json.
         text = re.sub(r"^(http://[^,\s]+), ([^,]+), ([^,]+), [^,]+, (true|false), (true|false), "
                       r"\d+, \d+, \d+, ",
                       r"\1, \2, \3, <db size>, \4, \5, <raft term>, <raft index>, "
@@ -546,6 +548,8 @@ class Normaliser:
         # etcd lists a lease's attached keys by iterating a Go map: in random order.
         text = re.sub(r"attached keys\(\[([^\]\n]*)\]\)",
                       lambda m: f"attached keys([{' '.join(sorted(m.group(1).split(' ')))}])", text)
+        # check perf prints measurements of its own run (rate, slowest request, deviation);
+        # whether each passed (PASS / FAIL lines, exit code) is still compared.
         text = re.sub(r"(Throughput is|Throughput too low:) \d+ writes/s", r"\1 <N> writes/s",
                       text)
         text = re.sub(r"(Slowest request took|Slowest request took too long:|Stddev is"
@@ -627,6 +631,8 @@ class Normaliser:
         if stderr.strip():
             parts.append("\n".join("stderr| " + line for line in stderr.rstrip("\n").split("\n")))
         parts.append(f"[exit {record.rc}]")
+        # Each kind runs in its own work directory (to keep both kinds' logs): the paths of
+        # snapshot files differ by that prefix only.
         text = "\n".join(parts).replace(self.work_dir, "<dir>")
         # endpoint health -w json/table: the same completion order.
         if record.sort_stderr:
