@@ -901,6 +901,14 @@ def family_lease(s):
     s.ctl("get", "short", "-w", "json")
     s.ctl("lease", "timetolive", l3)
     s.ctl("lease", "list")
+    # keep-alive (not --once) renews every TTL/3 s until the lease is gone; the server then
+    # answers a renewal with TTL 0 and etcdctl prints "expired or revoked" and exits.
+    l4 = s.granted_lease(s.ctl("lease", "grant", "9"))
+    keeper = s.bg("lease", "keep-alive", l4)
+    s.note(f"keep-alive printed its first renewal: {keeper.wait_for('keepalived')}")
+    s.ctl("lease", "revoke", l4)
+    s.note(f"keep-alive ended by itself within 8 s of the revoke: {keeper.wait_exit(8)}")
+    keeper.stop()
 
 
 def family_lock(s):
