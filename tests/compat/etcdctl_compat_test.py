@@ -554,9 +554,11 @@ class Normaliser:
                       text)
         text = re.sub(r"(Slowest request took|Slowest request took too long:|Stddev is"
                       r"|Stddev too high:) [0-9.]+s", r"\1 <seconds>", text)
-        # check perf's progress bar (redrawn with \r every second).
+        # check perf's progress bar: redrawn with \r every second, its last state (counts,
+        # percentage, elapsed time) followed on the same line by the first result line.
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-        text = re.sub(r"^ *\d+ / \d+ [^\n]*%[^\n]*$", "<progress bar>", text, flags=re.M)
+        text = re.sub(r"^ *\d+ / \d+ +[0-9.]+% +[0-9hms.]+ *", "<progress bar>\n", text,
+                      flags=re.M)
         return text
 
     def members_last(self, text):
