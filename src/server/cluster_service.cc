@@ -27,7 +27,7 @@ grpc::Status ChangeAndList(Node* node, const synodpb::MemberChangeRequest& chang
   for (const synodpb::MemberRecord& record : members.members()) {
     ToEtcdMember(record, response->add_members());
   }
-  FillHeader(*node, response->mutable_header());
+  FillMemberHeader(*node, response->mutable_header());
   return grpc::Status::OK;
 }
 

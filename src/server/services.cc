@@ -31,6 +31,12 @@ void FillHeader(const Node& node, etcdserverpb::ResponseHeader* header) {
   }
 }
 
+void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header) {
+  header->set_cluster_id(node.cluster_id());
+  header->set_member_id(node.id().value());
+  header->set_raft_term(node.status().term.value());
+}
+
 namespace {
 
 Status RequestTooLargeError() {
@@ -269,12 +275,33 @@ grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext*,
   return status;
 }
 
+// Beyond this many leases, LeaseLeases orders by stored TTLs rather than asking the loop for each
+// deadline.
+constexpr size_t kLeasesByLeaderClockMax = 10000;
+
 grpc::Status LeaseService::LeaseLeases(grpc::ServerContext*,
                                        const etcdserverpb::LeaseLeasesRequest*,
                                        etcdserverpb::LeaseLeasesResponse* response) {
   auto leases = node_->ReadStore([](const kv::Store& store) { return store.Leases(); });
   if (!leases.ok()) return ToGrpc(leases.status());
-  for (const kv::LeaseInfo& lease : *leases) response->add_leases()->set_id(lease.id);
+  // etcd lists leases soonest expiry first (lessor.Leases sorts by expiry). The leader knows
+  // each deadline; elsewhere the stored remaining TTL (granted or last checkpointed) stands in.
+  std::vector<std::pair<int64_t, int64_t>> by_expiry;  // (remaining ms, id)
+  bool leader_clock = leases->size() <= kLeasesByLeaderClockMax;
+  for (const kv::LeaseInfo& lease : *leases) {
+    int64_t remaining_ms = lease.remaining_ttl_s * 1000;
+    if (leader_clock) {
+      Result<int64_t> on_leader = node_->LeaseRemainingMs(lease.id);
+      if (on_leader.ok()) {
+        remaining_ms = *on_leader;
+      } else if (absl::IsFailedPrecondition(on_leader.status())) {
+        leader_clock = false;  // Not the leader.
+      }
+    }
+    by_expiry.emplace_back(remaining_ms, lease.id);
+  }
+  std::sort(by_expiry.begin(), by_expiry.end());
+  for (const auto& [remaining_ms, id] : by_expiry) response->add_leases()->set_id(id);
   FillHeader(*node_, response->mutable_header());
   return grpc::Status::OK;
 }
@@ -291,6 +318,13 @@ grpc::Status MaintenanceService::Status(grpc::ServerContext*, const etcdserverpb
   response->set_raftterm(status.term.value());
   response->set_raftappliedindex(status.applied.value());
   response->set_islearner(status.membership.IsLearner(status.id));
+  // etcd lists every raised alarm, in the text form of its AlarmMember (trailing space included).
+  const std::vector<etcdserverpb::AlarmMember> alarms =
+      node_->ReadStore([](const kv::Store& store) { return store.alarms(); });
+  for (const etcdserverpb::AlarmMember& alarm : alarms) {
+    response->add_errors(fmt::format("memberID:{} alarm:{} ", alarm.memberid(),
+                                     etcdserverpb::AlarmType_Name(alarm.alarm())));
+  }
   FillHeader(*node_, response->mutable_header());
   return grpc::Status::OK;
 }
@@ -315,7 +349,10 @@ grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
   // Every action goes through the log, GET included, as in etcd (so a list is linearizable).
   synodpb::Request proposal;
   *proposal.mutable_alarm() = *request;
-  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
+  grpc::Status status = ProposeAndAnswer(node_, options_, std::move(proposal), response);
+  // etcd 3.4's applier answers alarms without a header (etcdctl alarm list -w json prints {}).
+  response->clear_header();
+  return status;
 }
 
 grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
@@ -418,7 +455,7 @@ grpc::Status ClusterService::MemberList(grpc::ServerContext*,
   for (const synodpb::MemberRecord& record : members.members()) {
     ToEtcdMember(record, response->add_members());
   }
-  FillHeader(*node_, response->mutable_header());
+  FillMemberHeader(*node_, response->mutable_header());
   return grpc::Status::OK;
 }
 

@@ -42,6 +42,9 @@ grpc::Status ToGrpc(const Status& status);
 // Fills the header every etcd response carries: cluster id, member id, raft term, and the
 // revision when the caller has not set it from the store already.
 void FillHeader(const Node& node, etcdserverpb::ResponseHeader* header);
+// The header of etcd's Cluster API responses: cluster id, member id and raft term only (etcd's
+// clusterServer.header leaves the revision out, and etcdctl's JSON output shows that).
+void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);
 
 class KvService final : public etcdserverpb::KV::Service {
  public:
