@@ -52,6 +52,7 @@ NodeId ClusterService::NewMemberId() {
 grpc::Status ClusterService::MemberAdd(grpc::ServerContext*,
                                        const etcdserverpb::MemberAddRequest* request,
                                        etcdserverpb::MemberAddResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   const std::vector<std::string> urls(request->peerurls().begin(), request->peerurls().end());
   if (Status status = ValidateMemberUrls(urls); !status.ok()) return ToGrpc(status);
   const NodeId id = NewMemberId();
@@ -71,12 +72,14 @@ grpc::Status ClusterService::MemberAdd(grpc::ServerContext*,
 grpc::Status ClusterService::MemberRemove(grpc::ServerContext*,
                                           const etcdserverpb::MemberRemoveRequest* request,
                                           etcdserverpb::MemberRemoveResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   return ChangeAndList(node_, Change(MemberChangeKind::kRemove, request->id()), response);
 }
 
 grpc::Status ClusterService::MemberUpdate(grpc::ServerContext*,
                                           const etcdserverpb::MemberUpdateRequest* request,
                                           etcdserverpb::MemberUpdateResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   const std::vector<std::string> urls(request->peerurls().begin(), request->peerurls().end());
   if (Status status = ValidateMemberUrls(urls); !status.ok()) return ToGrpc(status);
   synodpb::MemberChangeRequest change = Change(MemberChangeKind::kUpdatePeerUrls, request->id());
@@ -87,12 +90,14 @@ grpc::Status ClusterService::MemberUpdate(grpc::ServerContext*,
 grpc::Status ClusterService::MemberPromote(grpc::ServerContext*,
                                            const etcdserverpb::MemberPromoteRequest* request,
                                            etcdserverpb::MemberPromoteResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   return ChangeAndList(node_, Change(MemberChangeKind::kPromote, request->id()), response);
 }
 
 grpc::Status MaintenanceService::MoveLeader(grpc::ServerContext* context,
                                             const etcdserverpb::MoveLeaderRequest* request,
                                             etcdserverpb::MoveLeaderResponse*) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // etcd waits for as long as its client does; so do we, up to a bound.
   const auto client_wait = std::chrono::duration_cast<std::chrono::milliseconds>(
       context->deadline() - std::chrono::system_clock::now());

@@ -244,6 +244,7 @@ Result<etcdserverpb::ResponseHeader> LocalClient::WaitDeletes(grpc::ServerContex
 
 grpc::Status LockService::Lock(grpc::ServerContext* context, const v3lockpb::LockRequest* request,
                                v3lockpb::LockResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   int64_t lease = request->lease();
   if (lease == 0) {
     Result<int64_t> granted = client_->GrantSessionLease();
@@ -284,6 +285,7 @@ grpc::Status LockService::Lock(grpc::ServerContext* context, const v3lockpb::Loc
 
 grpc::Status LockService::Unlock(grpc::ServerContext*, const v3lockpb::UnlockRequest* request,
                                  v3lockpb::UnlockResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   Result<etcdserverpb::DeleteRangeResponse> deleted = client_->Delete(request->key());
   if (!deleted.ok()) return ToGrpc(deleted.status());
   *response->mutable_header() = deleted->header();
@@ -328,6 +330,7 @@ Result<int64_t> SessionLease(LocalClient* client, int64_t lease) {
 grpc::Status ElectionService::Campaign(grpc::ServerContext* context,
                                        const v3electionpb::CampaignRequest* request,
                                        v3electionpb::CampaignResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   Result<int64_t> lease = SessionLease(client_, request->lease());
   if (!lease.ok()) return ToGrpc(lease.status());
   const std::string prefix = request->name() + "/";
@@ -368,6 +371,7 @@ grpc::Status ElectionService::Campaign(grpc::ServerContext* context,
 grpc::Status ElectionService::Proclaim(grpc::ServerContext*,
                                        const v3electionpb::ProclaimRequest* request,
                                        v3electionpb::ProclaimResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   const v3electionpb::LeaderKey& leader = request->leader();
   Result<int64_t> lease = SessionLease(client_, leader.lease());
   if (!lease.ok()) return ToGrpc(lease.status());
@@ -381,6 +385,7 @@ grpc::Status ElectionService::Proclaim(grpc::ServerContext*,
 grpc::Status ElectionService::Leader(grpc::ServerContext*,
                                      const v3electionpb::LeaderRequest* request,
                                      v3electionpb::LeaderResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   Result<etcdserverpb::RangeResponse> oldest =
       client_->Range(TopByCreate(request->name() + "/", /*newest=*/false, 0));
   if (!oldest.ok()) return ToGrpc(oldest.status());
@@ -393,6 +398,7 @@ grpc::Status ElectionService::Leader(grpc::ServerContext*,
 grpc::Status ElectionService::Observe(grpc::ServerContext* context,
                                       const v3electionpb::LeaderRequest* request,
                                       grpc::ServerWriter<v3electionpb::LeaderResponse>* writer) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   // concurrency.Election.observe: the current leader, then every new value it proclaims, until
   // its key is deleted; then the next leader (or the first to come when there is none).
   const std::string prefix = request->name() + "/";
@@ -447,6 +453,7 @@ grpc::Status ElectionService::Observe(grpc::ServerContext* context,
 grpc::Status ElectionService::Resign(grpc::ServerContext*,
                                      const v3electionpb::ResignRequest* request,
                                      v3electionpb::ResignResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*client_->node()); !refused.ok()) return refused;
   const v3electionpb::LeaderKey& leader = request->leader();
   Result<etcdserverpb::ResponseHeader> header = ResignAs(client_, leader.key(), leader.rev());
   if (!header.ok()) return ToGrpc(header.status());

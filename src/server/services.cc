@@ -31,6 +31,12 @@ void FillHeader(const Node& node, etcdserverpb::ResponseHeader* header) {
   }
 }
 
+grpc::Status RefuseOnLearner(const Node& node) {
+  const NodeStatus status = node.status();
+  if (!status.membership.IsLearner(status.id)) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: rpc not supported for learner");
+}
+
 void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header) {
   header->set_cluster_id(node.cluster_id());
   header->set_member_id(node.id().value());
@@ -123,6 +129,9 @@ grpc::Status ProposeAndAnswer(Node* node, const ServiceOptions& options,
 
 grpc::Status KvService::Range(grpc::ServerContext*, const etcdserverpb::RangeRequest* request,
                               etcdserverpb::RangeResponse* response) {
+  if (!request->serializable()) {
+    if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
+  }
   if (Status status = ValidateRange(*request); !status.ok()) return ToGrpc(status);
   // Thesis 6.4: a linearizable read waits for a read index confirmed by a quorum; a
   // serializable one reads whatever this member has applied.
@@ -138,6 +147,7 @@ grpc::Status KvService::Range(grpc::ServerContext*, const etcdserverpb::RangeReq
 
 grpc::Status KvService::Put(grpc::ServerContext*, const etcdserverpb::PutRequest* request,
                             etcdserverpb::PutResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synodpb::Request proposal;
   *proposal.mutable_put() = *request;
   // etcd's cost of a put: the key-value pair plus its index entry, roughly.
@@ -151,6 +161,7 @@ grpc::Status KvService::Put(grpc::ServerContext*, const etcdserverpb::PutRequest
 grpc::Status KvService::DeleteRange(grpc::ServerContext*,
                                     const etcdserverpb::DeleteRangeRequest* request,
                                     etcdserverpb::DeleteRangeResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synodpb::Request proposal;
   *proposal.mutable_delete_range() = *request;
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
@@ -158,6 +169,7 @@ grpc::Status KvService::DeleteRange(grpc::ServerContext*,
 
 grpc::Status KvService::Txn(grpc::ServerContext*, const etcdserverpb::TxnRequest* request,
                             etcdserverpb::TxnResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // Every transaction goes through the log, read-only ones included: simpler than etcd's
   // read-only fast path, and just as linearizable.
   synodpb::Request proposal;
@@ -172,6 +184,7 @@ grpc::Status KvService::Txn(grpc::ServerContext*, const etcdserverpb::TxnRequest
 grpc::Status KvService::Compact(grpc::ServerContext*,
                                 const etcdserverpb::CompactionRequest* request,
                                 etcdserverpb::CompactionResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synodpb::Request proposal;
   *proposal.mutable_compaction() = *request;
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
@@ -180,6 +193,7 @@ grpc::Status KvService::Compact(grpc::ServerContext*,
 grpc::Status LeaseService::LeaseGrant(grpc::ServerContext*,
                                       const etcdserverpb::LeaseGrantRequest* request,
                                       etcdserverpb::LeaseGrantResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synodpb::Request proposal;
   *proposal.mutable_lease_grant() = *request;
   // The id is chosen before proposing, so every replica grants the same lease.
@@ -192,6 +206,7 @@ grpc::Status LeaseService::LeaseGrant(grpc::ServerContext*,
 grpc::Status LeaseService::LeaseRevoke(grpc::ServerContext*,
                                        const etcdserverpb::LeaseRevokeRequest* request,
                                        etcdserverpb::LeaseRevokeResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synodpb::Request proposal;
   *proposal.mutable_lease_revoke() = *request;
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
@@ -216,6 +231,7 @@ grpc::Status LeaseService::LeaseKeepAlive(
     grpc::ServerContext*,
     grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
                              etcdserverpb::LeaseKeepAliveRequest>* stream) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   etcdserverpb::LeaseKeepAliveRequest request;
   while (stream->Read(&request)) {
     etcdserverpb::LeaseKeepAliveResponse response;
@@ -264,6 +280,7 @@ grpc::Status LeaseService::TimeToLiveOnLeader(const etcdserverpb::LeaseTimeToLiv
 grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext*,
                                            const etcdserverpb::LeaseTimeToLiveRequest* request,
                                            etcdserverpb::LeaseTimeToLiveResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   grpc::Status status = TimeToLiveOnLeader(*request, response);
   if (status.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return status;
   const NodeId leader = node_->status().leader;
@@ -282,6 +299,7 @@ constexpr size_t kLeasesByLeaderClockMax = 10000;
 grpc::Status LeaseService::LeaseLeases(grpc::ServerContext*,
                                        const etcdserverpb::LeaseLeasesRequest*,
                                        etcdserverpb::LeaseLeasesResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   auto leases = node_->ReadStore([](const kv::Store& store) { return store.Leases(); });
   if (!leases.ok()) return ToGrpc(leases.status());
   // etcd lists leases soonest expiry first (lessor.Leases sorts by expiry). The leader knows
@@ -332,6 +350,7 @@ grpc::Status MaintenanceService::Status(grpc::ServerContext*, const etcdserverpb
 grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
                                         const etcdserverpb::HashKVRequest* request,
                                         etcdserverpb::HashKVResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   auto hash = node_->ReadStore([&](const kv::Store& store) {
     return store.HashKV(Revision(static_cast<uint64_t>(request->revision())));
   });
@@ -346,6 +365,7 @@ grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
 grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
                                        const etcdserverpb::AlarmRequest* request,
                                        etcdserverpb::AlarmResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // Every action goes through the log, GET included, as in etcd (so a list is linearizable).
   synodpb::Request proposal;
   *proposal.mutable_alarm() = *request;
@@ -358,6 +378,7 @@ grpc::Status MaintenanceService::Alarm(grpc::ServerContext*,
 grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
                                             const etcdserverpb::DefragmentRequest*,
                                             etcdserverpb::DefragmentResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synod::Status status = node_->ReadStore([](const kv::Store& store) { return store.Defragment(); });
   if (!status.ok()) return ToGrpc(status);
   FillHeader(*node_, response->mutable_header());
@@ -366,6 +387,7 @@ grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
 
 grpc::Status MaintenanceService::Hash(grpc::ServerContext*, const etcdserverpb::HashRequest*,
                                       etcdserverpb::HashResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // etcd hashes its whole database file (CRC32C); ours covers every row of every table, as the
   // snapshot stream carries them. Like etcd's, it differs between members (the applied index
   // is in it); HashKV is the one to compare across members.
@@ -386,6 +408,7 @@ grpc::Status MaintenanceService::Hash(grpc::ServerContext*, const etcdserverpb::
 grpc::Status MaintenanceService::Snapshot(
     grpc::ServerContext* context, const etcdserverpb::SnapshotRequest*,
     grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // etcd tells the client how many bytes remain in every response, so the size must be known
   // before the first one: the snapshot goes to an anonymous temporary file first (removed by
   // the kernel when closed, even if this process dies).
@@ -449,6 +472,7 @@ grpc::Status MaintenanceService::Snapshot(
 grpc::Status ClusterService::MemberList(grpc::ServerContext*,
                                         const etcdserverpb::MemberListRequest*,
                                         etcdserverpb::MemberListResponse* response) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   // The applied records (server/members.h), as etcd serves its own applied cluster.
   // A named copy: a range over node_->members().members() would outlive its temporary.
   const synodpb::ClusterMembers members = node_->members();

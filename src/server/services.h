@@ -42,6 +42,11 @@ grpc::Status ToGrpc(const Status& status);
 // Fills the header every etcd response carries: cluster id, member id, raft term, and the
 // revision when the caller has not set it from the store already.
 void FillHeader(const Node& node, etcdserverpb::ResponseHeader* header);
+// etcd 3.4 lets a learner serve only Status and serializable Range (v3rpc/interceptor.go and
+// isRPCSupportedForLearner): every other call, streams included, gets UNAVAILABLE "etcdserver:
+// rpc not supported for learner" until it is promoted. OK when this member is not a learner.
+grpc::Status RefuseOnLearner(const Node& node);
+
 // The header of etcd's Cluster API responses: cluster id, member id and raft term only (etcd's
 // clusterServer.header leaves the revision out, and etcdctl's JSON output shows that).
 void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);

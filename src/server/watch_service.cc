@@ -10,6 +10,7 @@
 
 #include "base/assert.h"
 #include "kv/watch_hub.h"
+#include "server/services.h"
 
 namespace synod::server {
 namespace {
@@ -317,6 +318,7 @@ class WatchStream final : public kv::WatchSink {
 }  // namespace
 
 grpc::Status WatchService::Watch(grpc::ServerContext* context, Stream* stream) {
+  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   WatchStream watch_stream(node_, options_, context, stream);
   watch_stream.Run();
   return grpc::Status::OK;

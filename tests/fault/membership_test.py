@@ -156,6 +156,11 @@ def main():
             log.close()
         start_new()
         cluster.members.append(new)
+        # Until promoted, a learner serves only Status and serializable reads (etcd 3.4).
+        wait_until("the learner serves serializable reads",
+                   lambda: etcdctl([new], "get", "--consistency=s", "k", check=False)[0] == 0, 15)
+        expect_error([new], "etcdserver: rpc not supported for learner", "put", "k", "v")
+        expect_error([new], "etcdserver: rpc not supported for learner", "get", "k")
 
         def promoted():
             code, output = etcdctl(old, "member", "promote", new_id, check=False)
