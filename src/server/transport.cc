@@ -953,50 +953,38 @@ grpc::Status NoAddress(NodeId id) {
                       fmt::format("no address known for member {:x}", id.value()));
 }
 
-template <typename Request, typename Response>
-grpc::Status CallUnary(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext& context,
-                       grpc::Status (synodpb::Peer::Stub::*method)(grpc::ClientContext*,
-                                                                   const Request&, Response*),
-                       const Request& request, Response* response) {
-  SYNOD_ASSERT(response != nullptr);
-  std::unique_ptr<synodpb::Peer::Stub> stub = synodpb::Peer::NewStub(channel);
-  return ((*stub).*method)(&context, request, response);
-}
-
 }  // namespace
 
-grpc::Status Transport::LeaseRenew(NodeId to, const etcdserverpb::LeaseKeepAliveRequest& request,
-                                   etcdserverpb::LeaseKeepAliveResponse* response,
-                                   milliseconds deadline) {
+template <typename StubMethod, typename Request, typename Response>
+grpc::Status Transport::CallPeer(NodeId to, StubMethod method, const Request& request,
+                                 Response* response, milliseconds deadline) {
+  SYNOD_ASSERT(response != nullptr);
   std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
   if (channel == nullptr) return NoAddress(to);
   grpc::ClientContext context;
   AddMetadata(context, to);
   context.set_deadline(std::chrono::system_clock::now() + deadline);
-  return CallUnary(channel, context, &synodpb::Peer::Stub::LeaseRenew, request, response);
+  std::unique_ptr<synodpb::Peer::Stub> stub = synodpb::Peer::NewStub(channel);
+  return ((*stub).*method)(&context, request, response);
+}
+
+grpc::Status Transport::LeaseRenew(NodeId to, const etcdserverpb::LeaseKeepAliveRequest& request,
+                                   etcdserverpb::LeaseKeepAliveResponse* response,
+                                   milliseconds deadline) {
+  return CallPeer(to, &synodpb::Peer::Stub::LeaseRenew, request, response, deadline);
 }
 
 grpc::Status Transport::LeaseTimeToLive(NodeId to,
                                         const etcdserverpb::LeaseTimeToLiveRequest& request,
                                         etcdserverpb::LeaseTimeToLiveResponse* response,
                                         milliseconds deadline) {
-  std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
-  if (channel == nullptr) return NoAddress(to);
-  grpc::ClientContext context;
-  AddMetadata(context, to);
-  context.set_deadline(std::chrono::system_clock::now() + deadline);
-  return CallUnary(channel, context, &synodpb::Peer::Stub::LeaseTimeToLive, request, response);
+  return CallPeer(to, &synodpb::Peer::Stub::LeaseTimeToLive, request, response, deadline);
 }
 
 grpc::Status Transport::ChangeMembers(NodeId to, const synodpb::MemberChangeRequest& request,
                                       synodpb::MemberChangeResponse* response,
                                       milliseconds deadline) {
-  std::shared_ptr<grpc::Channel> channel = ChannelTo(to);
-  if (channel == nullptr) return NoAddress(to);
-  grpc::ClientContext context;
-  AddMetadata(context, to);
-  context.set_deadline(std::chrono::system_clock::now() + deadline);
-  return CallUnary(channel, context, &synodpb::Peer::Stub::ChangeMembers, request, response);
+  return CallPeer(to, &synodpb::Peer::Stub::ChangeMembers, request, response, deadline);
 }
 
 void Transport::ReportRemoved(NodeId by) {

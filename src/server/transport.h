@@ -270,6 +270,12 @@ class Transport {
   void ReportRemoved(NodeId by);
   // Adds this member's identity and the receiver's to an outgoing call.
   void AddMetadata(grpc::ClientContext& context, NodeId to) const;
+  // One unary Peer call to `to`, with the cluster metadata and `deadline`; gRPC's UNAVAILABLE
+  // when `to` has no address.
+  // `method` is a synodpb::Peer::Stub member function (transport.cc).
+  template <typename StubMethod, typename Request, typename Response>
+  grpc::Status CallPeer(NodeId to, StubMethod method, const Request& request,
+                        Response* response, std::chrono::milliseconds deadline);
 
   const TransportOptions options_;
   Counters counters_;
