@@ -106,9 +106,6 @@ Status ValidateAndDerive(ServerConfig& config) {
   if (config.snapshot_count == 0) {
     return absl::InvalidArgumentError("--snapshot-count must be positive");
   }
-  if (config.quota_backend_bytes < 0) {
-    return absl::InvalidArgumentError("--quota-backend-bytes must not be negative");
-  }
   if (config.max_request_bytes == 0) {
     return absl::InvalidArgumentError("--max-request-bytes must be positive");
   }
@@ -203,6 +200,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   CLI::App app{"synod: a member of a Synod cluster, serving etcd's v3 API", "synod"};
   app.set_help_flag();
   app.allow_windows_style_options(false);
+  // Go's flag package lets a later occurrence of a flag replace an earlier one, and scripts that
+  // start etcd rely on that (a default list of flags, then the caller's overrides).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_flag("--help,-h", help, "print this help and exit");
   app.add_flag("--version", version, "print the version and exit");
   app.add_option("--name", config.name, "human-readable name for this member")->default_str("default");
@@ -225,7 +225,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
                  "entries kept after a snapshot for slow followers to catch up from");
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,
-                 "raise an alarm when the backend size exceeds this (0: default)");
+                 "raise an alarm when the backend size exceeds this (0: default, negative: no quota)");
   app.add_option("--max-request-bytes", config.max_request_bytes,
                  "maximum client request size in bytes the server will accept");
   app.add_option("--experimental-watch-progress-notify-interval", progress_notify_interval,

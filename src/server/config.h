@@ -61,7 +61,7 @@ struct ServerConfig {
   // Entries kept behind a snapshot for followers that lag a little (etcd 3.5's
   // --experimental-snapshot-catchup-entries); a follower further behind gets a snapshot.
   uint64_t snapshot_catchup_entries = 5000;
-  int64_t quota_backend_bytes = 0;  // 0: etcd's default of 2 GiB.
+  int64_t quota_backend_bytes = 0;  // 0: etcd's default of 2 GiB; negative: no quota.
   uint32_t max_request_bytes = 1572864;
   // etcd --experimental-watch-progress-notify-interval (a Go duration such as "10m" or "1.5s").
   std::chrono::milliseconds watch_progress_notify_interval{std::chrono::minutes(10)};

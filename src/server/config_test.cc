@@ -63,6 +63,26 @@ TEST(ConfigTest, FlagsParseInEverySyntaxGoAccepts) {
   }
 }
 
+// Go's flag package: a repeated flag's last value wins, for plain and for list-valued flags.
+TEST(ConfigTest, RepeatedFlagTakesItsLastValueAsInGo) {
+  auto config = Parse({"--name", "first", "--heartbeat-interval=20", "-name", "second",
+                       "--listen-client-urls", "http://127.0.0.1:1111", "--listen-client-urls",
+                       "http://127.0.0.1:2222,http://127.0.0.1:3333", "--heartbeat-interval", "40"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->name, "second");
+  EXPECT_EQ(config->heartbeat_interval_ms, 40u);
+  ASSERT_EQ(config->listen_client_urls.size(), 2u);
+  EXPECT_EQ(config->listen_client_urls[0].HostPort(), "127.0.0.1:2222");
+  EXPECT_EQ(config->listen_client_urls[1].HostPort(), "127.0.0.1:3333");
+}
+
+// etcd disables the space quota for a negative --quota-backend-bytes rather than refusing it.
+TEST(ConfigTest, NegativeQuotaMeansNoQuota) {
+  auto config = Parse({"--quota-backend-bytes=-1"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->quota_backend_bytes, -1);
+}
+
 TEST(ConfigTest, WatchProgressIntervalTakesGoDurations) {
   EXPECT_EQ(Parse({})->watch_progress_notify_interval, std::chrono::minutes(10));
   EXPECT_EQ(Parse({"--experimental-watch-progress-notify-interval", "1m30s"})

@@ -177,7 +177,7 @@ int Serve(ServerConfig config) {
   service_options.max_request_bytes = config.max_request_bytes;
   service_options.data_dir = config.data_dir;
   service_options.kv_dir = data_dir->kv_dir;
-  if (config.quota_backend_bytes > 0) {
+  if (config.quota_backend_bytes != 0) {
     service_options.quota_backend_bytes = config.quota_backend_bytes;
   }
   service_options.member_id_seed =

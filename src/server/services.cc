@@ -93,7 +93,7 @@ namespace {
 // cost would pass the quota, raise NOSPACE for this member through the log (so every member
 // refuses writes from then on) and refuse. `cost_bytes` is 0 for requests that write nothing.
 Status CheckQuota(Node* node, const ServiceOptions& options, int64_t cost_bytes) {
-  if (options.kv_dir.empty()) return absl::OkStatus();
+  if (options.kv_dir.empty() || options.quota_backend_bytes < 0) return absl::OkStatus();
   if (BackendBytes(options.kv_dir) + cost_bytes < options.quota_backend_bytes) {
     return absl::OkStatus();
   }

@@ -29,7 +29,8 @@ struct ServiceOptions {
   std::string kv_dir;
   // etcd --quota-backend-bytes (etcd's default 2 GiB when the flag is 0): a put, a writing
   // transaction or a lease grant that would take the store beyond it raises the replicated
-  // NOSPACE alarm and fails with "etcdserver: mvcc: database space exceeded".
+  // NOSPACE alarm and fails with "etcdserver: mvcc: database space exceeded". Negative: no quota,
+  // as etcd's "disabled backend quota".
   int64_t quota_backend_bytes = int64_t{2} << 30;
   // Seeds the ids ClusterService draws for added members (etcd hashes the peer URLs with the
   // time; any source that differs between runs and members will do, the leader refuses a
