@@ -9,8 +9,8 @@ target_link_libraries(members_test PRIVATE synod_members GTest::gtest_main)
 gtest_discover_tests(members_test PROPERTIES LABELS unit)
 
 # The node's and the services' membership parts live in files of their own (node_members.cc,
-# cluster_service.cc) but belong to synod_node; node.cmake is included before this file.
-target_sources(synod_node PRIVATE node_members.cc cluster_service.cc)
+# cluster_service.cc) but belong to the node's objects; node.cmake is included before this file.
+target_sources(synod_node_objects PRIVATE node_members.cc cluster_service.cc)
 
 add_executable(node_members_test node_members_test.cc)
 target_link_libraries(node_members_test PRIVATE synod_node GTest::gtest_main)

@@ -1,8 +1,13 @@
-# The member's event loop and the client API services, and the synod binary.
-add_library(synod_node node.cc recipes.cc services.cc watch_service.cc)
-target_link_libraries(synod_node
-  PUBLIC synod_kv synod_storage synod_raft synod_grpc synod_transport synod_members spdlog::spdlog
+# The member's event loop and the client API services, and the synod binary. The objects are
+# compiled once and linked with the Raft core (synod_node), or with a deliberately broken core.
+add_library(synod_node_objects OBJECT node.cc recipes.cc services.cc watch_service.cc)
+target_link_libraries(synod_node_objects
+  PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
+    spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
+add_library(synod_node STATIC)
+target_link_libraries(synod_node
+  PUBLIC synod_node_objects synod_raft PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 
 add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
@@ -25,4 +30,15 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
   add_executable(synod-broken-forgets-data main.cc)
   target_compile_definitions(synod-broken-forgets-data PRIVATE SYNOD_BROKEN_FORGETS_DATA)
   target_link_libraries(synod-broken-forgets-data PRIVATE synod_node synod_server_config)
+
+  # A member whose leader answers linearizable reads from its commit index without confirming
+  # its leadership (no ReadIndex round, Raft thesis 6.4): a deposed leader serves stale reads.
+  # The nemesis test must catch it.
+  add_library(synod_node_broken_read_without_quorum STATIC)
+  target_link_libraries(synod_node_broken_read_without_quorum
+    PUBLIC synod_node_objects synod_raft_broken_read_without_quorum
+    PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
+  add_executable(synod-broken-read-without-quorum main.cc)
+  target_link_libraries(synod-broken-read-without-quorum
+    PRIVATE synod_node_broken_read_without_quorum synod_server_config)
 endif()
