@@ -1,13 +1,13 @@
 #include "kv/etcd_backup.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <utility>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "base/assert.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
@@ -87,7 +87,8 @@ std::string JsonString(std::string_view text) {
       out += "\\t";
     } else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
       out += fmt::format("\\u{:04x}", c);
-    } else if (c == 0xe2 && i + 2 < text.size() && static_cast<unsigned char>(text[i + 1]) == 0x80 &&
+    } else if (c == 0xe2 && i + 2 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) == 0x80 &&
                (static_cast<unsigned char>(text[i + 2]) & 0xfe) == 0xa8) {
       out += fmt::format("\\u{:04x}", 0x2028 + (static_cast<unsigned char>(text[i + 2]) & 1));
       i += 2;
@@ -109,8 +110,8 @@ std::string JsonStrings(const google::protobuf::RepeatedPtrField<std::string>& s
 // etcd's membership.Member as json.Marshal writes it: id (a number), peerURLs, then the
 // omitempty fields isLearner, name, clientURLs.
 std::string MemberJson(const synodpb::MemberRecord& member) {
-  std::string out = fmt::format("{{\"id\":{},\"peerURLs\":{}", member.id(),
-                                JsonStrings(member.peer_urls()));
+  std::string out =
+      fmt::format("{{\"id\":{},\"peerURLs\":{}", member.id(), JsonStrings(member.peer_urls()));
   if (member.is_learner()) out += ",\"isLearner\":true";
   if (!member.name().empty()) out += ",\"name\":" + JsonString(member.name());
   if (!member.client_urls().empty()) out += ",\"clientURLs\":" + JsonStrings(member.client_urls());
@@ -222,7 +223,8 @@ Result<EtcdBackupSummary> WriteEtcdBackup(const storage::SnapshotView& view,
     member_rows.emplace_back(fmt::format("{:x}", member.id()), MemberJson(member));
   }
   Rows removed_rows;
-  for (uint64_t id : members.removed_ids()) removed_rows.emplace_back(fmt::format("{:x}", id), "removed");
+  for (uint64_t id : members.removed_ids())
+    removed_rows.emplace_back(fmt::format("{:x}", id), "removed");
 
   Rows meta = {{kConsistentIndexKey, BigEndian64(view.applied_index().value())}};
   if (*compact > 0) {
@@ -236,7 +238,8 @@ Result<EtcdBackupSummary> WriteEtcdBackup(const storage::SnapshotView& view,
   for (const char* auth : {"auth", "authRoles", "authUsers"}) {
     if (status.ok()) status = WriteBucket(writer, auth, {});
   }
-  if (status.ok()) status = WriteBucket(writer, kClusterBucket, {{kClusterVersionKey, kEtcdClusterVersion}});
+  if (status.ok())
+    status = WriteBucket(writer, kClusterBucket, {{kClusterVersionKey, kEtcdClusterVersion}});
   if (status.ok()) status = WriteKeyBucket(view, writer, summary);
   if (status.ok()) status = WriteBucket(writer, kLeaseBucket, std::move(leases));
   if (status.ok()) status = WriteBucket(writer, kMembersBucket, std::move(member_rows));
@@ -296,7 +299,8 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
     std::optional<std::pair<Rev, bool>> rev = ParseEtcdRevKey(entry.key);
     mvccpb::KeyValue kv;
     if (entry.is_bucket || !rev.has_value()) return NotEtcd(kKeyBucket, "not a revision key");
-    if (!kv.ParseFromArray(entry.value.data(), static_cast<int>(entry.value.size())) || kv.key().empty()) {
+    if (!kv.ParseFromArray(entry.value.data(), static_cast<int>(entry.value.size())) ||
+        kv.key().empty()) {
       return NotEtcd(kKeyBucket, "not a KeyValue");
     }
     codec::Record record;
@@ -322,7 +326,8 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
   if (*has_leases) {
     status = reader.ForEach({kLeaseBucket}, [&](const storage::BoltReader::Entry& entry) {
       leasepb::Lease lease;
-      if (entry.is_bucket || entry.key.size() != 8 || !lease.ParseFromArray(entry.value.data(), static_cast<int>(entry.value.size()))) {
+      if (entry.is_bucket || entry.key.size() != 8 ||
+          !lease.ParseFromArray(entry.value.data(), static_cast<int>(entry.value.size()))) {
         return NotEtcd(kLeaseBucket, "not a lease");
       }
       loader.batch().Put(codec::kLeases, codec::EncodeLeaseId(lease.id()),
@@ -339,7 +344,8 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
   if (!has_alarms.ok()) return has_alarms.status();
   if (*has_alarms) {
     status = reader.ForEach({kAlarmBucket}, [&](const storage::BoltReader::Entry& entry) {
-      if (entry.is_bucket || !alarms.emplace_back().ParseFromArray(entry.key.data(), static_cast<int>(entry.key.size()))) {
+      if (entry.is_bucket || !alarms.emplace_back().ParseFromArray(
+                                 entry.key.data(), static_cast<int>(entry.key.size()))) {
         return NotEtcd(kAlarmBucket, "not an alarm");
       }
       return Status();
@@ -406,8 +412,7 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
 }  // namespace
 
 Result<EtcdBackupSummary> ImportEtcdBackup(const storage::BoltReader& reader,
-                                           const std::string& kv_dir,
-                                           std::string_view membership) {
+                                           const std::string& kv_dir, std::string_view membership) {
   std::error_code error;
   if (std::filesystem::exists(kv_dir, error)) {
     return absl::FailedPreconditionError(fmt::format("{} exists already", kv_dir));

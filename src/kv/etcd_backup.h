@@ -64,7 +64,6 @@ Result<EtcdBackupSummary> WriteEtcdBackup(const storage::SnapshotView& view,
 // backend commits the import took (it numbers nothing of a log: the restored member's log
 // starts after it). DataLoss, naming the bucket, for anything that is not etcd's layout.
 Result<EtcdBackupSummary> ImportEtcdBackup(const storage::BoltReader& reader,
-                                           const std::string& kv_dir,
-                                           std::string_view membership);
+                                           const std::string& kv_dir, std::string_view membership);
 
 }  // namespace synod::kv

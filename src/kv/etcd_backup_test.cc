@@ -199,8 +199,8 @@ TEST_F(EtcdBackupTest, ImportRefusesAnExistingDirectoryAndANonEtcdFile) {
   ::close(fd);
   auto reader = storage::BoltReader::Open(path);
   ASSERT_TRUE(reader.ok());
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      ImportEtcdBackup(**reader, dir_ + "/source", "").status()));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(ImportEtcdBackup(**reader, dir_ + "/source", "").status()));
   auto refused = ImportEtcdBackup(**reader, dir_ + "/new", "");
   EXPECT_TRUE(absl::IsDataLoss(refused.status())) << refused.status();
   EXPECT_FALSE(fs::exists(dir_ + "/new"));

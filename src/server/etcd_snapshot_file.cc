@@ -1,6 +1,7 @@
 #include "server/etcd_snapshot_file.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace synod::server {
 namespace {

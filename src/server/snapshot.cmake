@@ -9,3 +9,7 @@ target_link_libraries(synod PRIVATE synod_snapshot_restore)
 if(TARGET synod-broken-forgets-data)
   target_link_libraries(synod-broken-forgets-data PRIVATE synod_snapshot_restore)
 endif()
+
+add_executable(snapshot_restore_test ${CMAKE_CURRENT_LIST_DIR}/snapshot_restore_test.cc)
+target_link_libraries(snapshot_restore_test PRIVATE synod_snapshot_restore GTest::gtest_main)
+gtest_discover_tests(snapshot_restore_test PROPERTIES LABELS unit)

@@ -1,6 +1,7 @@
 #include "server/snapshot_restore.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <filesystem>
 #include <set>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "server/data_dir.h"
 #include "server/etcd_snapshot_file.h"
@@ -64,8 +63,8 @@ Result<kv::EtcdBackupSummary> BuildDataDir(const SnapshotRestoreOptions& options
 
   std::unique_ptr<storage::FileSystem> file_system = storage::NewPosixFileSystem();
   const raft::SnapshotMeta snapshot{summary->applied_index, kRestoredTerm, MembershipOf(members)};
-  auto wal = storage::Wal::Create(file_system.get(), storage::WalOptions{opened->wal_dir},
-                                  snapshot);
+  auto wal =
+      storage::Wal::Create(file_system.get(), storage::WalOptions{opened->wal_dir}, snapshot);
   if (!wal.ok()) return wal.status();
   (*wal)->SaveHardState(raft::HardState{kRestoredTerm, kNoNode, summary->applied_index});
   if (Status status = (*wal)->Sync(); !status.ok()) return status;
@@ -81,8 +80,8 @@ Result<SnapshotRestoreOptions> ParseSnapshotRestoreFlags(int argc, const char* c
     const std::string argument = argv[i];
     if (argument.empty() || argument[0] != '-') {
       if (!options.snapshot_path.empty()) {
-        return absl::InvalidArgumentError(fmt::format(
-            "one snapshot file, please: {:?} and {:?}", options.snapshot_path, argument));
+        return absl::InvalidArgumentError(fmt::format("one snapshot file, please: {:?} and {:?}",
+                                                      options.snapshot_path, argument));
       }
       options.snapshot_path = argument;
       continue;
@@ -104,11 +103,11 @@ Result<SnapshotRestoreOptions> ParseSnapshotRestoreFlags(int argc, const char* c
       continue;
     }
     if (!ForwardedFlags().contains(name)) {
-      return absl::InvalidArgumentError(fmt::format(
-          "unknown flag {} for snapshot restore (it takes --name, --data-dir, "
-          "--initial-cluster, --initial-cluster-token, --initial-advertise-peer-urls, "
-          "--skip-hash-check)",
-          argument));
+      return absl::InvalidArgumentError(
+          fmt::format("unknown flag {} for snapshot restore (it takes --name, --data-dir, "
+                      "--initial-cluster, --initial-cluster-token, --initial-advertise-peer-urls, "
+                      "--skip-hash-check)",
+                      argument));
     }
     forwarded.push_back(argv[i]);
     if (equals == std::string::npos && i + 1 < argc) forwarded.push_back(argv[++i]);
@@ -116,8 +115,7 @@ Result<SnapshotRestoreOptions> ParseSnapshotRestoreFlags(int argc, const char* c
   if (options.snapshot_path.empty()) {
     return absl::InvalidArgumentError("snapshot path required: synod snapshot restore FILE ...");
   }
-  Result<ServerConfig> config =
-      ParseFlags(static_cast<int>(forwarded.size()), forwarded.data());
+  Result<ServerConfig> config = ParseFlags(static_cast<int>(forwarded.size()), forwarded.data());
   if (!config.ok()) return config.status();
   options.config = std::move(*config);
   return options;

@@ -644,7 +644,8 @@ Result<std::optional<std::string>> SnapshotView::Get(TableId table, std::string_
 std::unique_ptr<Iterator> SnapshotView::NewIterator(TableId table) const {
   rocksdb::ReadOptions options;
   options.snapshot = snapshot_;
-  std::unique_ptr<rocksdb::Iterator> it(backend_->db_->NewIterator(options, backend_->handle(table)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      backend_->db_->NewIterator(options, backend_->handle(table)));
   return std::unique_ptr<Iterator>(new Iterator(std::move(it), backend_->dir_));
 }
 

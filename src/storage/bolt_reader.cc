@@ -1,6 +1,8 @@
 #include "storage/bolt_reader.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,9 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "base/assert.h"
 #include "storage/bolt_format.h"

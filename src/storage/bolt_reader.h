@@ -76,8 +76,7 @@ class BoltReader {
   Result<PageRef> RootPage(const BucketRef& bucket) const;
   Result<Entry> LeafEntry(const PageRef& page, size_t index) const;
   Status Walk(const PageRef& page, int depth, const Visit& visit) const;
-  Result<BucketRef> FindBucket(const std::vector<std::string>& bucket_path,
-                               bool* found) const;
+  Result<BucketRef> FindBucket(const std::vector<std::string>& bucket_path, bool* found) const;
 
   std::string path_;
   int fd_ = -1;

@@ -93,8 +93,8 @@ std::string Key(int i) {
 // Runs etcdctl snapshot status on `path`; empty when etcdctl is not installed.
 std::string EtcdctlStatus(const std::string& path) {
   if (!std::filesystem::exists("/usr/bin/etcdctl")) return "";
-  const std::string command = "ETCDCTL_API=3 /usr/bin/etcdctl snapshot status -w json " + path +
-                              " 2>&1";
+  const std::string command =
+      "ETCDCTL_API=3 /usr/bin/etcdctl snapshot status -w json " + path + " 2>&1";
   std::FILE* pipe = ::popen(command.c_str(), "r");
   std::string output;
   char buffer[4096];
@@ -184,8 +184,7 @@ TEST_F(BoltTest, RoundTripOfManyKeysBigValuesManyAndEmptyBuckets) {
     if (bucket.find('/') == std::string::npos) total_keys += keys.size();
   }
   total_keys += 1;  // bucket009's nested bucket "b".
-  EXPECT_NE(status.find("\"totalKey\":" + std::to_string(total_keys)), std::string::npos)
-      << status;
+  EXPECT_NE(status.find("\"totalKey\":" + std::to_string(total_keys)), std::string::npos) << status;
 }
 
 TEST_F(BoltTest, AnEmptyDatabaseIsValid) {
@@ -262,10 +261,13 @@ class DamagedBoltTest : public BoltTest {
     EXPECT_TRUE(reader.ok()) << reader.status();
     if (!reader.ok()) return 0;
     size_t keys = 0;
-    EXPECT_TRUE((*reader)->ForEach({"b"}, [&](auto&) {
-      ++keys;
-      return Status();
-    }).ok());
+    EXPECT_TRUE((*reader)
+                    ->ForEach({"b"},
+                              [&](auto&) {
+                                ++keys;
+                                return Status();
+                              })
+                    .ok());
     return keys;
   }
   static constexpr size_t kMetaChecksumAt = bolt::kPageHeaderBytes + bolt::kMetaChecksumOffset;

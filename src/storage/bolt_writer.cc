@@ -1,11 +1,10 @@
 #include "storage/bolt_writer.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "base/assert.h"
 #include "storage/bolt_format.h"
@@ -29,14 +28,13 @@ Status BoltWriter::Fail(Status status) {
 
 Status BoltWriter::CheckKey(const Tree& tree, std::string_view key) const {
   if (key.empty() || key.size() > bolt::kKeyBytesMax) {
-    return absl::InvalidArgumentError(
-        fmt::format("bolt file {}: key of {} bytes (must be 1 to {})", path_, key.size(),
-                    bolt::kKeyBytesMax));
+    return absl::InvalidArgumentError(fmt::format("bolt file {}: key of {} bytes (must be 1 to {})",
+                                                  path_, key.size(), bolt::kKeyBytesMax));
   }
   if (tree.has_keys && key <= std::string_view(tree.last_key)) {
-    return absl::InvalidArgumentError(fmt::format(
-        "bolt file {}: keys must increase; {:?} follows {:?}", path_, std::string(key),
-        tree.last_key));
+    return absl::InvalidArgumentError(
+        fmt::format("bolt file {}: keys must increase; {:?} follows {:?}", path_, std::string(key),
+                    tree.last_key));
   }
   return Status();
 }
@@ -96,10 +94,9 @@ Status BoltWriter::AddToLevel(Tree& tree, size_t level, Element element) {
   if (level == tree.levels.size()) {
     tree.levels.emplace_back().bytes = bolt::kPageHeaderBytes;
   }
-  const size_t element_bytes = level == 0
-                                   ? bolt::kLeafElementBytes + element.key.size() +
-                                         element.value.size()
-                                   : bolt::kBranchElementBytes + element.key.size();
+  const size_t element_bytes =
+      level == 0 ? bolt::kLeafElementBytes + element.key.size() + element.value.size()
+                 : bolt::kBranchElementBytes + element.key.size();
   // A node is written once the next element would not fit in its page; a lone element bigger
   // than a page gets a node of its own spanning overflow pages.
   if (!tree.levels[level].elements.empty() &&
@@ -186,15 +183,14 @@ Result<uint64_t> BoltWriter::WriteNode(const Node& node, bool leaf) {
 Status BoltWriter::WriteAt(uint64_t page_id, const std::string& bytes) {
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t written =
-        ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
-                 static_cast<off_t>(page_id * bolt::kPageBytes + done));
+    const ssize_t written = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                                     static_cast<off_t>(page_id * bolt::kPageBytes + done));
     if (written < 0 && errno == EINTR) continue;
     if (written <= 0) {
       const std::string why = written < 0 ? std::strerror(errno) : "nothing written";
-      return Fail(errno == ENOSPC ? absl::ResourceExhaustedError(
-                                        fmt::format("bolt file {}: {}", path_, why))
-                                  : absl::InternalError(fmt::format("bolt file {}: {}", path_, why)));
+      return Fail(errno == ENOSPC
+                      ? absl::ResourceExhaustedError(fmt::format("bolt file {}: {}", path_, why))
+                      : absl::InternalError(fmt::format("bolt file {}: {}", path_, why)));
     }
     done += static_cast<size_t>(written);
   }

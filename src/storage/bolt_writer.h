@@ -56,13 +56,13 @@ class BoltWriter {
  private:
   struct Element {
     std::string key;
-    std::string value;     // Leaf only.
-    uint32_t flags = 0;    // Leaf only.
-    uint64_t child = 0;    // Branch only.
+    std::string value;   // Leaf only.
+    uint32_t flags = 0;  // Leaf only.
+    uint64_t child = 0;  // Branch only.
   };
   struct Node {
     std::vector<Element> elements;
-    size_t bytes = 0;  // Page header plus elements plus their keys and values.
+    size_t bytes = 0;            // Page header plus elements plus their keys and values.
     uint64_t pages_written = 0;  // Nodes of this level already written.
   };
   // One bucket's tree under construction: levels[0] is the leaf level.
