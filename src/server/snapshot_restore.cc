@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "server/data_dir.h"
@@ -163,6 +164,19 @@ Result<kv::EtcdBackupSummary> RestoreSnapshot(const SnapshotRestoreOptions& opti
 }
 
 int RunSnapshotRestore(int argc, const char* const* argv) {
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    if (argument == "--help" || argument == "-help" || argument == "-h") {
+      std::puts(
+          "Usage: synod snapshot restore FILE [--name NAME] [--data-dir DIR]\n"
+          "         [--initial-cluster NAME=URL,...] [--initial-cluster-token TOKEN]\n"
+          "         [--initial-advertise-peer-urls URL,...] [--skip-hash-check]\n"
+          "Makes the data dir of one member of a new cluster from an etcd 3.4 snapshot file\n"
+          "(etcdctl snapshot save, from etcd or synod), as etcdctl snapshot restore does for\n"
+          "etcd. Run it for each member, then start each with the same cluster flags.");
+      return 0;
+    }
+  }
   Result<SnapshotRestoreOptions> options = ParseSnapshotRestoreFlags(argc, argv);
   if (!options.ok()) {
     std::fprintf(stderr, "Error: %s\n", std::string(options.status().message()).c_str());

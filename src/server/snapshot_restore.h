@@ -19,8 +19,9 @@
 //     that commits it. So every member starts at the same log position with the same data, and
 //     the first leader is elected in term 2, as a new cluster's would be. etcd's restore does the
 //     same with its WAL (a snapshot at term 1 after one entry per member).
-// The data dir is built under a temporary name beside the target and renamed into place only
-// when complete, so a failed restore leaves nothing that a member could start from.
+// The data dir is built under a temporary name beside the target (<data-dir>.restoring-XXXXXX)
+// and renamed into place only when complete, so a failed restore leaves nothing that a member
+// could start from (a crash may leave the temporary directory, which nothing reads).
 //
 // Checks, as etcdctl's: the SHA-256 trailer must match (unless --skip-hash-check), and the data
 // dir must not exist (nothing is touched then).
@@ -50,7 +51,8 @@ Result<SnapshotRestoreOptions> ParseSnapshotRestoreFlags(int argc, const char* c
 // CheckSha256Trailer, BoltReader and ImportEtcdBackup otherwise.
 Result<kv::EtcdBackupSummary> RestoreSnapshot(const SnapshotRestoreOptions& options);
 
-// The command: parses, restores, prints what it did or the error. Returns the exit status.
+// The command: parses, restores, prints what it did or the error (--help: the usage). Returns
+// the exit status.
 int RunSnapshotRestore(int argc, const char* const* argv);
 
 }  // namespace synod::server
