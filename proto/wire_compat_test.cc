@@ -25,6 +25,7 @@
 
 #include "etcd/authpb/auth.pb.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
+#include "etcd/leasepb/lease.pb.h"
 #include "etcd/mvccpb/kv.pb.h"
 #include "etcd/v3electionpb/v3election.pb.h"
 #include "etcd/v3lockpb/v3lock.pb.h"
@@ -36,9 +37,10 @@ namespace {
 
 namespace pb = google::protobuf;
 
-// The packages etcd clients speak. synodpb is ours alone and is not compared.
-const std::set<std::string> kComparedPackages = {"mvccpb", "authpb", "etcdserverpb", "v3lockpb",
-                                                 "v3electionpb"};
+// The packages etcd clients speak, and leasepb, whose Lease is stored in etcd snapshots
+// (kv/etcd_backup.h). synodpb is ours alone and is not compared.
+const std::set<std::string> kComparedPackages = {"mvccpb", "authpb", "etcdserverpb", "leasepb",
+                                                 "v3lockpb", "v3electionpb"};
 
 // Lower bounds on what etcd 3.4 defines, so that a reference that failed to load (an empty or
 // wrong descriptor set) cannot make the comparison pass vacuously.
@@ -331,7 +333,7 @@ TEST_F(WireCompatTest, LinkedCodeMatchesEtcd) {
       mvccpb::KeyValue::descriptor(),           authpb::User::descriptor(),
       etcdserverpb::RangeRequest::descriptor(), v3lockpb::LockRequest::descriptor(),
       v3electionpb::LeaderKey::descriptor(),    synodpb::Request::descriptor(),
-      synodpb::PeerMessage::descriptor()};
+      synodpb::PeerMessage::descriptor(),       leasepb::Lease::descriptor()};
   std::vector<const pb::FileDescriptor*> linked_files;
   for (const pb::FileDescriptorProto& file : our_set_.file()) {
     const pb::FileDescriptor* linked =

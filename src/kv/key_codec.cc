@@ -162,4 +162,16 @@ std::string PrefixEnd(std::string_view prefix) {
   return end;
 }
 
+std::string EncodeLeaseRow(const LeaseRow& row) {
+  std::string out;
+  PutU64(out, static_cast<uint64_t>(row.ttl_s));
+  PutU64(out, static_cast<uint64_t>(row.remaining_ttl_s));
+  return out;
+}
+
+std::optional<LeaseRow> DecodeLeaseRow(std::string_view data) {
+  if (data.size() != 16) return std::nullopt;
+  return LeaseRow{static_cast<int64_t>(GetU64(data)), static_cast<int64_t>(GetU64(data.substr(8)))};
+}
+
 }  // namespace synod::kv::codec

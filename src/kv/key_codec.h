@@ -12,13 +12,34 @@
 //
 // Table "kv.revs": main (8 BE) | sub (8 BE) -> user key: the history in revision order, for
 // watch replay (EventsSince) and compaction.
+//
+// Table "kv.leases": lease id -> granted TTL | checkpointed remaining TTL (LeaseRow).
+// Table "kv.lease_keys": lease id | user key -> "": the keys attached to a lease.
+// Table "kv.meta": the store's counters (current and compacted revision) and raised alarms.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "storage/backend.h"
 
 namespace synod::kv::codec {
+
+// The store's tables, in the TableId order given to storage::Backend::Open.
+inline constexpr storage::TableId kKeys{0};
+inline constexpr storage::TableId kRevs{1};
+inline constexpr storage::TableId kLeases{2};
+inline constexpr storage::TableId kLeaseKeys{3};
+inline constexpr storage::TableId kMeta{4};
+inline std::vector<std::string> Tables() {
+  return {"kv.keys", "kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"};
+}
+// Rows of kv.meta: revisions are 8 bytes BE; the alarms an etcdserverpb::AlarmResponse.
+inline constexpr char kCurrentRevKey[] = "current_revision";
+inline constexpr char kCompactRevKey[] = "compact_revision";
+inline constexpr char kAlarmsKey[] = "alarms";
 
 // A revision of one change: `main` is the store revision of the write transaction, `sub` the
 // change's position inside it (etcd's revision{main, sub}).
@@ -65,6 +86,14 @@ std::optional<bool> RecordIsTombstone(std::string_view data);
 // Lease ids are int64; flipping the sign bit makes their big-endian bytes sort like the numbers.
 std::string EncodeLeaseId(int64_t id);
 int64_t DecodeLeaseId(std::string_view data);  // Precondition: data.size() >= 8.
+
+// The value of a kv.leases row.
+struct LeaseRow {
+  int64_t ttl_s = 0;
+  int64_t remaining_ttl_s = 0;
+};
+std::string EncodeLeaseRow(const LeaseRow& row);
+std::optional<LeaseRow> DecodeLeaseRow(std::string_view data);
 
 // The smallest byte string greater than every string that has `prefix` as a prefix; "" when
 // there is none (prefix is all 0xFF), meaning "no upper bound".

@@ -24,17 +24,18 @@ using mvccpb::KeyValue;
 using storage::Reader;
 using storage::TableId;
 
-constexpr TableId kKeys{0};       // See key_codec.h.
-constexpr TableId kRevs{1};       // See key_codec.h.
-constexpr TableId kLeases{2};     // lease id -> granted TTL | checkpointed remaining TTL
-constexpr TableId kLeaseKeys{3};  // lease id | user key -> "": the keys attached to a lease
-constexpr TableId kMeta{4};       // the store's counters
-std::vector<std::string> Tables() {
-  return {"kv.keys", "kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"};
-}
-constexpr char kCurrentRevKey[] = "current_revision";
-constexpr char kCompactRevKey[] = "compact_revision";
-constexpr char kAlarmsKey[] = "alarms";  // An AlarmResponse holding the raised alarms.
+using codec::DecodeLeaseRow;
+using codec::EncodeLeaseRow;
+using codec::kAlarmsKey;
+using codec::kCompactRevKey;
+using codec::kCurrentRevKey;
+using codec::kKeys;
+using codec::kLeaseKeys;
+using codec::kLeases;
+using codec::kMeta;
+using codec::kRevs;
+using codec::LeaseRow;
+using codec::Tables;
 
 // A storage failure while applying is not a command's error: it fails the whole Apply. The
 // payload marks such errors on their way up through the command code.
@@ -584,22 +585,6 @@ Result<bool> LeaseExists(const Reader& reader, int64_t id) {
   KV_ASSIGN_OR_RETURN(std::optional<std::string> row,
                       Get(reader, kLeases, codec::EncodeLeaseId(id)));
   return row.has_value();
-}
-
-struct LeaseRow {
-  int64_t ttl_s = 0;
-  int64_t remaining_ttl_s = 0;
-};
-std::string EncodeLeaseRow(const LeaseRow& row) {
-  std::string out;
-  codec::PutU64(out, static_cast<uint64_t>(row.ttl_s));
-  codec::PutU64(out, static_cast<uint64_t>(row.remaining_ttl_s));
-  return out;
-}
-std::optional<LeaseRow> DecodeLeaseRow(std::string_view data) {
-  if (data.size() != 16) return std::nullopt;
-  return LeaseRow{static_cast<int64_t>(codec::GetU64(data)),
-                  static_cast<int64_t>(codec::GetU64(data.substr(8)))};
 }
 
 // The keys attached to a lease, in key order.
@@ -1312,6 +1297,11 @@ Status Store::AttachLessor(Lessor* lessor) {
 Result<std::unique_ptr<storage::SnapshotReader>> Store::ReadSnapshot(size_t chunk_bytes_max) const {
   KV_RETURN_IF_ERROR(CheckUsable());
   return backend_->ReadSnapshot(chunk_bytes_max);
+}
+
+Result<std::unique_ptr<storage::SnapshotView>> Store::ReadView() const {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  return backend_->NewSnapshotView();
 }
 
 Status Store::InstallSnapshot(std::unique_ptr<storage::SnapshotInstaller> installer) {

@@ -189,6 +189,11 @@ class Store {
   // A point-in-time snapshot of the whole store as a chunk stream (storage/backend.h).
   Result<std::unique_ptr<storage::SnapshotReader>> ReadSnapshot(
       size_t chunk_bytes_max = storage::kSnapshotChunkBytesDefault) const;
+  // A point-in-time view of the whole store for readers that need one consistent state
+  // without holding up Apply (the etcd snapshot export, kv/etcd_backup.h): the tables laid out
+  // as key_codec.h describes. It must not outlive the store, and InstallSnapshot must not run
+  // while it lives.
+  Result<std::unique_ptr<storage::SnapshotView>> ReadView() const;
   // Replaces the whole store by a finished snapshot (storage::SnapshotInstaller::Start(dir())
   // built it) and reloads; the attached lessor is reset. On error the store is closed and
   // refuses everything: reopen it with Open, which finds the old or the new state.

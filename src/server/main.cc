@@ -1,6 +1,8 @@
 // synod: one member of a Synod cluster, serving etcd's v3 gRPC API. A command line that starts an
 // etcd 3.4 member starts a synod member (server/config.h lists the flags); with no flags it
 // starts a one-member cluster on 127.0.0.1:2379 with its data in ./default.synod.
+// `synod snapshot restore FILE ...` makes a member's data dir from an etcd snapshot file
+// (server/snapshot_restore.h).
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include "server/node.h"
 #include "server/recipes.h"
 #include "server/services.h"
+#include "server/snapshot_restore.h"
 #include "server/watch_service.h"
 #include "server/transport.h"
 
@@ -277,6 +280,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // `synod snapshot restore FILE ...`: etcdctl's restore, making a synod data dir.
+  if (argc >= 3 && std::string_view(argv[1]) == "snapshot" &&
+      std::string_view(argv[2]) == "restore") {
+    return synod::server::RunSnapshotRestore(argc - 3, argv + 3);
+  }
   auto config = synod::server::ParseFlags(argc, argv);
   if (!config.ok()) {
     std::fprintf(stderr, "synod: %s\n", std::string(config.status().message()).c_str());

@@ -1,14 +1,17 @@
 // Maintenance's Snapshot, Hash and Defragment on one member, through gRPC stubs: the snapshot
-// is in the shape etcdctl accepts and holds exactly the member's data.
+// is in the shape etcdctl accepts (a bolt file and its SHA-256) and holds exactly the member's
+// data.
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "server/services.h"
-#include "storage/backend.h"
+#include "kv/etcd_backup.h"
+#include "storage/bolt_reader.h"
 
 namespace synod::server {
 namespace {
@@ -83,12 +86,6 @@ class MaintenanceTest : public ::testing::Test {
   std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance_stub_;
 };
 
-uint32_t BigEndian32(std::string_view bytes) {
-  uint32_t value = 0;
-  for (unsigned char c : bytes.substr(0, 4)) value = value << 8 | c;
-  return value;
-}
-
 TEST_F(MaintenanceTest, SnapshotIsWholeWithItsChecksumAndRestoresTheSameData) {
   for (int i = 0; i < 300; ++i) Put("key" + std::to_string(i % 50), std::string(200, 'a' + i % 26));
   grpc::ClientContext context;
@@ -110,23 +107,19 @@ TEST_F(MaintenanceTest, SnapshotIsWholeWithItsChecksumAndRestoresTheSameData) {
   SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
   EXPECT_EQ(file.substr(body.size()), std::string(reinterpret_cast<char*>(digest), sizeof digest));
 
-  // The body is the chunk stream (storage/backend.h): installed into an empty store, it gives
-  // the member's exact data.
+  // The body is a bolt database in etcd's layout (kv/etcd_backup.h): imported into a new store,
+  // it gives the member's exact data.
+  const std::string db_path = dir_ / "snapshot.db";
+  {
+    std::ofstream out(db_path, std::ios::binary);
+    out << body;
+  }
+  auto bolt = storage::BoltReader::Open(db_path);
+  ASSERT_TRUE(bolt.ok()) << bolt.status();
+  auto imported = kv::ImportEtcdBackup(**bolt, dir_ / "restored", "");
+  ASSERT_TRUE(imported.ok()) << imported.status();
   Result<std::unique_ptr<kv::Store>> restored = kv::Store::Open(dir_ / "restored");
   ASSERT_TRUE(restored.ok()) << restored.status();
-  auto installer = storage::SnapshotInstaller::Start((*restored)->dir());
-  ASSERT_TRUE(installer.ok()) << installer.status();
-  size_t offset = 0;
-  constexpr size_t kLengthOffset = 24, kFixedBytes = 32;
-  while (offset + kFixedBytes <= body.size() && body.compare(offset, 4, "SYNS") == 0) {
-    const size_t chunk_bytes =
-        kFixedBytes + BigEndian32(std::string_view(body).substr(offset + kLengthOffset));
-    ASSERT_TRUE((*installer)->Add(std::string_view(body).substr(offset, chunk_bytes)).ok());
-    offset += chunk_bytes;
-  }
-  EXPECT_EQ(body.find_first_not_of('\0', offset), std::string::npos);  // Only padding after.
-  ASSERT_TRUE((*installer)->Finish().ok());
-  ASSERT_TRUE((*restored)->InstallSnapshot(std::move(*installer)).ok());
   auto restored_hash = (*restored)->HashKV(Revision(0));
   ASSERT_TRUE(restored_hash.ok());
   EXPECT_EQ(restored_hash->hash, HashKV());

@@ -10,6 +10,7 @@
 
 #include "base/assert.h"
 #include "kv/errors.h"
+#include "server/members.h"
 #include "server/transport.h"
 #include "storage/backend.h"
 #include "storage/codec.h"
@@ -321,6 +322,32 @@ Result<std::function<Result<std::optional<std::string>>()>> Node::OpenSnapshotSo
       });
 }
 
+Result<kv::EtcdBackupSummary> Node::WriteEtcdSnapshot(storage::BoltWriter& writer) {
+  std::unique_ptr<storage::SnapshotView> view;
+  {
+    // Counted under the lock the snapshot install takes exclusively, so no install begins
+    // while the view lives (see StartSnapshotFetch).
+    std::shared_lock lock(store_mutex_);
+    auto opened = store_->ReadView();
+    if (!opened.ok()) return opened.status();
+    view = std::move(*opened);
+    ++snapshot_sources_;
+  }
+  // The member records the image's applied index describes; a new cluster that has applied no
+  // configuration entry yet has them from its flags only.
+  Result<synodpb::ClusterMembers> members = DecodeClusterMembers(view->membership());
+  if (view->membership().empty()) members = this->members();
+  Result<kv::EtcdBackupSummary> summary =
+      members.ok() ? kv::WriteEtcdBackup(*view, *members, writer)
+                   : Result<kv::EtcdBackupSummary>(members.status());
+  {
+    std::shared_lock lock(store_mutex_);
+    view.reset();
+    --snapshot_sources_;
+  }
+  return summary;
+}
+
 NodeStatus Node::status() const {
   std::lock_guard lock(status_mutex_);
   return status_;
@@ -612,9 +639,11 @@ void Node::StartSnapshotFetch(raft::Message message) {
         spdlog::warn("snapshot fetch failed: {}", finished->status().ToString());
         return;
       }
-      if (snapshot_sources_ > 0) return;  // Serving a snapshot ourselves; try again later.
       {
         std::unique_lock lock(store_mutex_);
+        // Serving a snapshot ourselves; try again later. Checked under the exclusive lock,
+        // because sources are counted under the shared one.
+        if (snapshot_sources_ > 0) return;
         if (Status status = store_->InstallSnapshot(std::move(**finished)); !status.ok()) {
           FailStop(status);
         }

@@ -56,6 +56,7 @@
 #include "base/ids.h"
 #include "base/status.h"
 #include "consensus/raft/raft.h"
+#include "kv/etcd_backup.h"
 #include "kv/lessor.h"
 #include "kv/store.h"
 #include "kv/watch_hub.h"
@@ -169,6 +170,10 @@ class Node {
   // FailedPrecondition when the store has not applied `min_applied_index` yet.
   Result<std::function<Result<std::optional<std::string>>()>> OpenSnapshotSource(
       Index min_applied_index);
+  // Writes a point-in-time image of this node's store in etcd 3.4's backend layout
+  // (kv/etcd_backup.h) and finishes the file. Applies go on meanwhile: the image is a view of
+  // the store (Store::ReadView), and the store is not replaced by a snapshot while it is read.
+  Result<kv::EtcdBackupSummary> WriteEtcdSnapshot(storage::BoltWriter& writer);
 
   // ---- Membership (server/members.h) ----
   // The member records as of the applied index.

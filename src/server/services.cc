@@ -1,6 +1,5 @@
 #include "server/services.h"
 
-#include <openssl/evp.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -8,6 +7,9 @@
 #include <variant>
 
 #include "kv/errors.h"
+#include "server/etcd_snapshot_file.h"
+#include "storage/bolt_format.h"
+#include "storage/bolt_writer.h"
 #include "storage/crc32c.h"
 #include "server/config.h"
 #include "server/members.h"
@@ -416,38 +418,17 @@ grpc::Status MaintenanceService::Snapshot(
   if (file == nullptr) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "etcdserver: cannot create a snapshot file");
   }
-  auto source = node_->OpenSnapshotSource(Index(0));
-  if (!source.ok()) return ToGrpc(source.status());
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> sha256(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  EVP_DigestInit_ex(sha256.get(), EVP_sha256(), nullptr);
-  uint64_t total_bytes = 0;
-  for (;;) {
-    Result<std::optional<std::string>> chunk = (*source)();
-    if (!chunk.ok()) return ToGrpc(chunk.status());
-    if (!chunk->has_value()) break;
-    EVP_DigestUpdate(sha256.get(), (*chunk)->data(), (*chunk)->size());
-    if (std::fwrite((*chunk)->data(), 1, (*chunk)->size(), file.get()) != (*chunk)->size()) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "etcdserver: cannot write the snapshot file");
-    }
-    total_bytes += (*chunk)->size();
+  const int fd = fileno(file.get());
+  const std::string path = "the snapshot file";
+  storage::BoltWriter bolt(fd, path);
+  Result<kv::EtcdBackupSummary> written = node_->WriteEtcdSnapshot(bolt);
+  if (!written.ok()) return ToGrpc(written.status());
+  // etcd's own snapshot is its bolt file followed by the SHA-256 of it, which etcdctl checks.
+  const uint64_t db_bytes = bolt.pages() * storage::bolt::kPageBytes;
+  if (synod::Status status = AppendSha256Trailer(fd, db_bytes, path); !status.ok()) {
+    return ToGrpc(status);
   }
-  // etcdctl accepts a snapshot only when its size is a multiple of 512 plus the 32 bytes of
-  // the SHA-256 (bolt files are whole pages; v3_snapshot.go hasChecksum): pad with zeros,
-  // which a reader of the chunk stream ignores after the end chunk.
-  const std::string padding((512 - total_bytes % 512) % 512, '\0');
-  EVP_DigestUpdate(sha256.get(), padding.data(), padding.size());
-  std::fwrite(padding.data(), 1, padding.size(), file.get());
-  total_bytes += padding.size();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_bytes = 0;
-  EVP_DigestFinal_ex(sha256.get(), digest, &digest_bytes);
-  std::fwrite(digest, 1, digest_bytes, file.get());
-  total_bytes += digest_bytes;
-  if (std::fflush(file.get()) != 0) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "etcdserver: cannot write the snapshot file");
-  }
+  const uint64_t total_bytes = db_bytes + kSnapshotSha256Bytes;
   std::rewind(file.get());
   // etcd's piece size (maintenance.go snapshotSendBufferSize).
   constexpr size_t kPieceBytes = 32 * 1024;

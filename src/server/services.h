@@ -123,9 +123,9 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                           etcdserverpb::DefragmentResponse* response) override;
   grpc::Status Hash(grpc::ServerContext* context, const etcdserverpb::HashRequest* request,
                     etcdserverpb::HashResponse* response) override;
-  // The member's whole store as of now, in storage/backend.h's checksummed snapshot format,
-  // zero-padded to a multiple of 512 bytes and followed by the SHA-256 of everything before it
-  // (as etcd appends one to its bolt file, whose size is whole pages).
+  // The member's whole store as of now, as etcd 3.4 sends its own: a bolt database in etcd's
+  // backend layout (kv/etcd_backup.h) followed by its SHA-256 (server/etcd_snapshot_file.h), so
+  // etcdctl snapshot status and restore, and etcd, read it.
   grpc::Status Snapshot(grpc::ServerContext* context,
                         const etcdserverpb::SnapshotRequest* request,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override;

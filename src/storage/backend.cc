@@ -573,24 +573,13 @@ Result<std::unique_ptr<SnapshotReader>> Backend::ReadSnapshot(size_t chunk_bytes
 
   // The applied index and membership are read at the snapshot, so they describe exactly the
   // data the stream carries even while commits go on.
-  rocksdb::ReadOptions options;
-  options.snapshot = reader->snapshot_;
-  std::string value;
-  uint64_t index = 0;
-  rocksdb::Status s = db_->Get(options, meta_handle_, kAppliedIndexKey, &value);
-  if (s.ok()) {
-    Decoder d(value);
-    if (!d.U64(&index)) return absl::DataLossError(fmt::format("{}: bad applied index", dir_));
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, fmt::format("backend {}: snapshot", dir_));
-  }
   std::string membership;
-  s = db_->Get(options, meta_handle_, kMembershipKey, &membership);
-  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, fmt::format("backend {}: snapshot", dir_));
-  reader->applied_index_ = Index(index);
+  if (Status s = ReadMetaAt(reader->snapshot_, &reader->applied_index_, &membership); !s.ok()) {
+    return s;
+  }
 
   std::string& header = reader->header_payload_;
-  PutU64(header, index);
+  PutU64(header, reader->applied_index_.value());
   PutBytes(header, membership);
   PutU32(header, static_cast<uint32_t>(tables_.size()));
   for (const std::string& table : tables_) PutBytes(header, table);
@@ -600,6 +589,64 @@ Result<std::unique_ptr<SnapshotReader>> Backend::ReadSnapshot(size_t chunk_bytes
                     chunk_bytes_max));
   }
   return reader;
+}
+
+Status Backend::ReadMetaAt(const rocksdb::Snapshot* snapshot, Index* applied_index,
+                          std::string* membership) const {
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot;
+  std::string value;
+  uint64_t index = 0;
+  rocksdb::Status s = db_->Get(options, meta_handle_, kAppliedIndexKey, &value);
+  if (s.ok()) {
+    Decoder d(value);
+    if (!d.U64(&index)) return absl::DataLossError(fmt::format("{}: bad applied index", dir_));
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, fmt::format("backend {}: snapshot", dir_));
+  }
+  membership->clear();
+  s = db_->Get(options, meta_handle_, kMembershipKey, membership);
+  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, fmt::format("backend {}: snapshot", dir_));
+  *applied_index = Index(index);
+  return Status();
+}
+
+// --- Snapshot views ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<SnapshotView>> Backend::NewSnapshotView() const {
+  if (!failed_.ok()) return failed_;
+  std::unique_ptr<SnapshotView> view(new SnapshotView());
+  view->backend_ = this;
+  view->snapshot_ = db_->GetSnapshot();
+  ++live_snapshot_readers_;
+  if (Status s = ReadMetaAt(view->snapshot_, &view->applied_index_, &view->membership_);
+      !s.ok()) {
+    return s;
+  }
+  return view;
+}
+
+SnapshotView::~SnapshotView() {
+  if (snapshot_ != nullptr) backend_->db_->ReleaseSnapshot(snapshot_);
+  if (backend_ != nullptr) --backend_->live_snapshot_readers_;
+}
+
+Result<std::optional<std::string>> SnapshotView::Get(TableId table, std::string_view key) const {
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot_;
+  std::string value;
+  rocksdb::Status s = backend_->db_->Get(options, backend_->handle(table), key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, fmt::format("backend {}: get", backend_->dir_));
+  return value;
+}
+
+std::unique_ptr<Iterator> SnapshotView::NewIterator(TableId table) const {
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(
+      backend_->db_->NewIterator(options, backend_->handle(table)));
+  return std::unique_ptr<Iterator>(new Iterator(std::move(it), backend_->dir_));
 }
 
 SnapshotReader::~SnapshotReader() {

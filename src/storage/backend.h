@@ -74,6 +74,7 @@ class Iterator {
   friend class Backend;
   friend class WriteBatch;
   friend class SnapshotReader;
+  friend class SnapshotView;
   Iterator(std::unique_ptr<rocksdb::Iterator> it, std::string context);
   std::unique_ptr<rocksdb::Iterator> it_;
   std::string context_;  // For error messages: the backend directory.
@@ -127,6 +128,7 @@ class WriteBatch final : public Reader {
 
 class SnapshotReader;
 class SnapshotInstaller;
+class SnapshotView;
 
 // The snapshot stream (both ends use these):
 // every chunk is  magic "SYNS" | format version u16 | kind u8 | 0 u8 | sequence u64 |
@@ -199,6 +201,11 @@ class Backend final : public Reader {
   Result<std::unique_ptr<SnapshotReader>> ReadSnapshot(
       size_t chunk_bytes_max = kSnapshotChunkBytesDefault) const;
 
+  // A point-in-time read view of everything committed so far, for a reader that needs random
+  // access to one consistent state (exporting the store in another layout). Like a
+  // SnapshotReader it holds a RocksDB snapshot, not a lock, and must not outlive this backend.
+  Result<std::unique_ptr<SnapshotView>> NewSnapshotView() const;
+
   // The steps of InstallSnapshot after the new database is complete, for crash tests.
   enum class InstallStep {
     kRenameDatabase,    // db-<n+1>.tmp -> db-<n+1>, fsync of dir
@@ -222,7 +229,12 @@ class Backend final : public Reader {
  private:
   friend class WriteBatch;
   friend class SnapshotReader;
+  friend class SnapshotView;
   Backend() = default;
+  // The applied index and membership as of `snapshot`, so that they describe exactly the data
+  // a reader of that snapshot sees.
+  Status ReadMetaAt(const rocksdb::Snapshot* snapshot, Index* applied_index,
+                    std::string* membership) const;
   rocksdb::ColumnFamilyHandle* handle(TableId table) const;
   Status Fail(Status status);
 
@@ -239,6 +251,28 @@ class Backend final : public Reader {
   Status injected_error_;
   // Atomic: a reader may be destroyed on another thread (see "Threads" above).
   mutable std::atomic<int> live_snapshot_readers_ = 0;
+};
+
+// Reads of one point-in-time state of a backend (Backend::NewSnapshotView). Commits to the
+// backend after it was taken are invisible to it.
+class SnapshotView final : public Reader {
+ public:
+  ~SnapshotView() override;
+  SnapshotView(const SnapshotView&) = delete;
+  SnapshotView& operator=(const SnapshotView&) = delete;
+
+  Index applied_index() const { return applied_index_; }
+  const std::string& membership() const { return membership_; }
+  Result<std::optional<std::string>> Get(TableId table, std::string_view key) const override;
+  std::unique_ptr<Iterator> NewIterator(TableId table) const override;
+
+ private:
+  friend class Backend;
+  SnapshotView() = default;
+  const Backend* backend_ = nullptr;
+  const rocksdb::Snapshot* snapshot_ = nullptr;
+  Index applied_index_;
+  std::string membership_;
 };
 
 // The sending end of a snapshot: yields the chunks of one point-in-time snapshot.

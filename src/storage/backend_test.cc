@@ -284,6 +284,21 @@ TEST(BackendSnapshot, IsPointInTimeWhileCommitsGoOn) {
   EXPECT_EQ(Dump(**installed, kA), (std::map<std::string, std::string>{{"a", "1"}}));
 }
 
+TEST(BackendSnapshotView, SeesOnePointInTimeWhileCommitsGoOn) {
+  TempDir tmp;
+  auto backend = OpenOrDie(tmp.sub("db"));
+  Commit(*backend, 1, {{"a", "1"}, {"c", "1"}}, "first");
+  auto view = backend->NewSnapshotView();
+  ASSERT_TRUE(view.ok()) << view.status();
+  Commit(*backend, 2, {{"a", "2"}, {"b", "2"}}, "later");
+  EXPECT_EQ((*view)->applied_index(), Index(1));
+  EXPECT_EQ((*view)->membership(), "first");
+  EXPECT_EQ(Dump(**view, kA), (std::map<std::string, std::string>{{"a", "1"}, {"c", "1"}}));
+  EXPECT_EQ(*(*view)->Get(kA, "a"), std::optional<std::string>("1"));
+  EXPECT_EQ(*(*view)->Get(kA, "b"), std::nullopt);
+  EXPECT_EQ(*backend->Get(kA, "a"), std::optional<std::string>("2"));
+}
+
 TEST(BackendSnapshot, EmptyDatabaseRoundTrips) {
   TempDir tmp;
   auto leader = OpenOrDie(tmp.sub("leader"));
