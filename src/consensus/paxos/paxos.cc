@@ -36,8 +36,9 @@ Status Validate(const Config& config) {
   if (config.phase_timeout_ticks == 0) {
     return absl::InvalidArgumentError("phase timeout must be at least 1 tick");
   }
-  if (config.randomized_backoff && config.backoff_ticks_max == 0) {
-    return absl::InvalidArgumentError("randomized backoff needs backoff_ticks_max >= 1");
+  if (config.randomized_backoff && config.backoff_ticks_max < 2) {
+    // A window of one tick is no randomization at all.
+    return absl::InvalidArgumentError("randomized backoff needs backoff_ticks_max >= 2");
   }
   return absl::OkStatus();
 }
@@ -259,8 +260,14 @@ void Paxos::Retry() {
     StartPrepare();
     return;
   }
+  // Binary exponential backoff, as on a shared Ethernet: the k-th retry waits 1..2^k ticks
+  // (at most backoff_ticks_max), so however many proposers collide, their windows soon grow
+  // wide enough for one of them to finish both phases alone.
+  ++retries_;
+  const uint64_t window_ticks =
+      std::min<uint64_t>(config_.backoff_ticks_max, uint64_t{1} << std::min(retries_, 32u));
   phase_ = ProposerPhase::kBackoff;
-  backoff_remaining_ticks_ = static_cast<uint32_t>(prng_.Between(1, config_.backoff_ticks_max));
+  backoff_remaining_ticks_ = static_cast<uint32_t>(prng_.Between(1, window_ticks));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,11 +50,12 @@ struct Config {
   uint32_t phase_timeout_ticks = 10;
   // 2.4: two proposers that keep issuing higher numbers can preempt each other forever (the
   // dueling proposers; FLP says no deterministic protocol avoids this). With this on, a
-  // preempted or timed-out proposer waits a random 1..backoff_ticks_max ticks before its next
-  // prepare, which breaks the symmetry with high probability. Off, it retries at once; only the
-  // dueling-proposers test turns it off, to show the livelock.
+  // proposer preempted or timed out for the k-th time waits a random 1..min(2^k,
+  // backoff_ticks_max) ticks before its next prepare, which breaks the symmetry with high
+  // probability. Off, it retries at once; only the dueling-proposers test turns it off, to show
+  // the livelock. Invariant: backoff_ticks_max >= 2 when on.
   bool randomized_backoff = true;
-  uint32_t backoff_ticks_max = 10;
+  uint32_t backoff_ticks_max = 32;
   uint64_t seed = 0;
   // Run CheckInvariants() after every input. Always on in the simulator.
   bool check_invariants = false;
@@ -186,6 +187,8 @@ class Paxos {
   std::string accept_value_;
   uint32_t phase_elapsed_ticks_ = 0;
   uint32_t backoff_remaining_ticks_ = 0;
+  // Proposals abandoned so far; sets the backoff window.
+  uint32_t retries_ = 0;
 
   // Learner: for each recent proposal number, the acceptors that accepted it and its value.
   // Invariant: at most kLearnerProposalsMax entries; each set holds members only.

@@ -193,8 +193,9 @@ TEST(Paxos, HigherNumberPreemptsAndTheNackLetsTheProposerSkipPastIt) {
   EXPECT_EQ(cluster.in_flight.back().promised, Number(1, 2));
   cluster.Deliver(OfTypeTo(MessageType::kNack, 1));
   EXPECT_EQ(cluster.node(1).phase(), ProposerPhase::kBackoff);
-  // After the random backoff, node 1's next number is above the one that preempted it.
-  for (int i = 0; i < 10 && cluster.node(1).phase() == ProposerPhase::kBackoff; ++i) {
+  // After the random backoff (the first retry waits 1 or 2 ticks), node 1's next number is
+  // above the one that preempted it.
+  for (int i = 0; i < 2 && cluster.node(1).phase() == ProposerPhase::kBackoff; ++i) {
     cluster.node(1).Tick();
   }
   EXPECT_EQ(cluster.node(1).phase(), ProposerPhase::kPreparing);
@@ -463,7 +464,7 @@ TEST(Paxos, InvalidConfigurationIsRejected) {
   no_timeout.phase_timeout_ticks = 0;
   EXPECT_FALSE(Validate(no_timeout).ok());
   Config no_backoff = config;
-  no_backoff.backoff_ticks_max = 0;
+  no_backoff.backoff_ticks_max = 1;
   EXPECT_FALSE(Validate(no_backoff).ok());
   no_backoff.randomized_backoff = false;
   EXPECT_TRUE(Validate(no_backoff).ok());
