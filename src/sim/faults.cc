@@ -10,8 +10,8 @@ namespace synod::sim {
 namespace {
 
 constexpr std::array<std::string_view, kFaultCount> kFaultNames = {
-    "loss",  "duplicate",  "delay",    "partition", "crash",
-    "pause", "slow",       "membership", "transfer", "disk"};
+    "loss",  "duplicate", "delay",      "partition", "crash",
+    "pause", "slow",      "membership", "transfer",  "disk"};
 
 }  // namespace
 

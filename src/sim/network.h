@@ -43,8 +43,7 @@ class SimNetwork {
   bool LinkCut(NodeId from, NodeId to) const;
   // When a message sent now from `from` to `to` arrives: 1-4 units times `slowness`, after the
   // link's previous in-order message, or, with long_delay_percent, much later and out of order.
-  uint64_t DeliveryTime(NodeId from, NodeId to, uint64_t now, uint64_t slowness,
-                        base::Prng& prng);
+  uint64_t DeliveryTime(NodeId from, NodeId to, uint64_t now, uint64_t slowness, base::Prng& prng);
   // Cuts the plan's links until HealPartition(id); returns the id.
   uint64_t AddPartition(std::vector<Link> links);
   // False if the partition was already healed (HealAll).

@@ -58,8 +58,8 @@ void PaxosChecker::OnSent(const Message& message) {
   if (it->second.acceptors.size() < quorum_) return;
   // 2.1: "Only a value that has been proposed may be chosen, only a single value is chosen".
   if (!proposed_.contains(message.value)) {
-    Fail(fmt::format("Validity: \"{}\" was chosen (proposal {}) but never proposed",
-                     message.value, paxos::ToString(message.number)));
+    Fail(fmt::format("Validity: \"{}\" was chosen (proposal {}) but never proposed", message.value,
+                     paxos::ToString(message.number)));
     return;
   }
   if (!chosen_.has_value()) {

@@ -18,10 +18,8 @@ ProposalNumber Number(uint64_t round, uint64_t proposer) {
 }
 
 Message Promise(uint64_t from, ProposalNumber number) {
-  return Message{.type = MessageType::kPromise,
-                 .from = NodeId(from),
-                 .to = number.proposer,
-                 .number = number};
+  return Message{
+      .type = MessageType::kPromise, .from = NodeId(from), .to = number.proposer, .number = number};
 }
 
 Message Accepted(uint64_t from, ProposalNumber number, std::string value) {

@@ -57,9 +57,9 @@ struct Parameters {
         "nodes={} proposers={} propose_window={} phase_timeout={} backoff_max={} loss={}% dup={}% "
         "long_delay={}% long_delay_max={}u faults_per_mille={} downtime_max={}u "
         "acceptor_faults={}%",
-        nodes, proposers, propose_window_ticks, phase_timeout_ticks, backoff_ticks_max, loss_percent, duplicate_percent,
-        long_delay_percent, long_delay_units_max, fault_per_mille, downtime_units_max,
-        acceptor_fault_percent);
+        nodes, proposers, propose_window_ticks, phase_timeout_ticks, backoff_ticks_max,
+        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max, fault_per_mille,
+        downtime_units_max, acceptor_fault_percent);
   }
 };
 
@@ -186,8 +186,8 @@ Parameters ChooseParameters(const SimOptions& options, base::Prng& prng) {
     p.long_delay_percent = static_cast<uint32_t>(prng.Between(1, 20));
     p.long_delay_units_max = prng.Between(2, 40) * kTickUnits;
   }
-  const bool events = Enabled(f, Fault::kPartition) || Enabled(f, Fault::kCrash) ||
-                      Enabled(f, Fault::kPause);
+  const bool events =
+      Enabled(f, Fault::kPartition) || Enabled(f, Fault::kCrash) || Enabled(f, Fault::kPause);
   p.fault_per_mille = events ? static_cast<uint32_t>(prng.Between(10, 80)) : 0;
   if (Enabled(f, Fault::kCrash)) {
     p.downtime_units_max =
@@ -564,11 +564,10 @@ std::string PaxosSimulation::DescribeNodes() const {
       continue;
     }
     const Paxos& paxos = *node.paxos;
-    states.push_back(fmt::format("n{} {} proposal={} promised={} decided={}", id,
-                                 paxos::ToString(paxos.phase()),
-                                 paxos::ToString(paxos.proposal_number()),
-                                 paxos::ToString(paxos.persistent_state().promised),
-                                 paxos.Query().value_or("(none)")));
+    states.push_back(fmt::format(
+        "n{} {} proposal={} promised={} decided={}", id, paxos::ToString(paxos.phase()),
+        paxos::ToString(paxos.proposal_number()),
+        paxos::ToString(paxos.persistent_state().promised), paxos.Query().value_or("(none)")));
   }
   return fmt::format("{}", fmt::join(states, "; "));
 }

@@ -74,8 +74,8 @@ int RunSeeds(const Settings& settings, Run run, Describe describe, Summarize sum
         }
       } else {
         ++failed;
-        fmt::print("FAIL seed={} {}\n     parameters: {}\n     replay: {}\n", seed,
-                   result.failure, result.parameters, ReplayCommand(settings, seed));
+        fmt::print("FAIL seed={} {}\n     parameters: {}\n     replay: {}\n", seed, result.failure,
+                   result.parameters, ReplayCommand(settings, seed));
         if (settings.stop_on_failure) stop = true;
       }
       std::fflush(stdout);
@@ -87,10 +87,11 @@ int RunSeeds(const Settings& settings, Run run, Describe describe, Summarize sum
 
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print("synod-sim: {} seeds, {} passed, {} failed (protocol={}, faults={}, ticks={}; {}; "
-             "{:.1f}s)\n",
-             passed + failed, passed, failed, settings.protocol,
-             synod::sim::ToString(settings.faults), settings.ticks, summarize(totals), seconds);
+  fmt::print(
+      "synod-sim: {} seeds, {} passed, {} failed (protocol={}, faults={}, ticks={}; {}; "
+      "{:.1f}s)\n",
+      passed + failed, passed, failed, settings.protocol, synod::sim::ToString(settings.faults),
+      settings.ticks, summarize(totals), seconds);
   return failed == 0 && passed == settings.seeds ? 0 : 1;
 }
 
@@ -166,8 +167,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"raft", "paxos"}))
       ->default_val("raft");
   app.add_option("--seeds", settings.seeds, "Run this many seeds, from --first-seed on");
-  app.add_option("--first-seed", settings.first_seed, "The first seed of --seeds")
-      ->default_val(1);
+  app.add_option("--first-seed", settings.first_seed, "The first seed of --seeds")->default_val(1);
   app.add_option("--seed", single_seed, "Run (replay) just this seed");
   app.add_option("--faults", settings.faults_spec,
                  "all, none, or a comma-separated list of: loss, duplicate, delay, partition, "

@@ -64,14 +64,14 @@ Result<std::unique_ptr<Paxos>> Paxos::Create(const Config& config, PersistentSta
       return absl::InvalidArgumentError("an accepted proposal must have a number");
     }
     if (state.accepted->number > state.promised) {
-      return absl::InvalidArgumentError(
-          fmt::format("accepted proposal {} is above the promise {}",
-                      ToString(state.accepted->number), ToString(state.promised)));
+      return absl::InvalidArgumentError(fmt::format("accepted proposal {} is above the promise {}",
+                                                    ToString(state.accepted->number),
+                                                    ToString(state.promised)));
     }
   }
   if (!state.promised.IsNone() && !IsMember(config.members, state.promised.proposer)) {
-    return absl::InvalidArgumentError(fmt::format(
-        "promised proposal {} is from a non-member", ToString(state.promised)));
+    return absl::InvalidArgumentError(
+        fmt::format("promised proposal {} is from a non-member", ToString(state.promised)));
   }
   return std::unique_ptr<Paxos>(new Paxos(config, std::move(state)));
 }
@@ -81,9 +81,8 @@ Paxos::Paxos(const Config& config, PersistentState state)
   // Every number this node ever sent was first promised by its own acceptor (see
   // proposal_number_), so starting above the durable promise never reuses one.
   round_seen_ = state_.promised.round;
-  observed_ = {state_.promised,
-               state_.accepted ? state_.accepted->number : ProposalNumber{}, decided_,
-               proposal_number_};
+  observed_ = {state_.promised, state_.accepted ? state_.accepted->number : ProposalNumber{},
+               decided_, proposal_number_};
   if (config_.check_invariants) CheckInvariants();
 }
 
@@ -246,9 +245,9 @@ void Paxos::HandlePromise(const Message& message) {
 
 void Paxos::HandleNack(const Message& message) {
   round_seen_ = std::max(round_seen_, message.promised.round);
-  const bool current = (phase_ == ProposerPhase::kPreparing ||
-                        phase_ == ProposerPhase::kAccepting) &&
-                       message.number == proposal_number_;
+  const bool current =
+      (phase_ == ProposerPhase::kPreparing || phase_ == ProposerPhase::kAccepting) &&
+      message.number == proposal_number_;
   // 2.3: "the proposer should abandon its proposal" once some acceptor has promised a higher
   // number. A nack for an earlier number was already acted on.
   if (current) Retry();
@@ -312,8 +311,8 @@ void Paxos::HandleAccept(const Message& message) {
   if (AnsweredWithoutAcceptor(message)) return;
   if (state_.accepted.has_value() && state_.accepted->number == message.number) {
     // Numbers are unique to one proposal, so a repeat carries the same value.
-    SYNOD_ASSERT_MSG(state_.accepted->value == message.value,
-                     "proposal {} arrived with two values", ToString(message.number));
+    SYNOD_ASSERT_MSG(state_.accepted->value == message.value, "proposal {} arrived with two values",
+                     ToString(message.number));
   } else {
     // Accepting n also promises n: nothing below it will be accepted any more, which keeps
     // "accepted <= promised" and makes a later nack name the right number.

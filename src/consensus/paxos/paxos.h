@@ -65,10 +65,10 @@ struct Config {
 Status Validate(const Config& config);
 
 enum class ProposerPhase : uint8_t {
-  kIdle,      // nothing to propose, or the value is decided
-  kPreparing, // phase 1: prepare sent, gathering promises
-  kAccepting, // phase 2: accept sent, waiting for the learner to see a majority
-  kBackoff,   // preempted or timed out: waiting before the next prepare
+  kIdle,       // nothing to propose, or the value is decided
+  kPreparing,  // phase 1: prepare sent, gathering promises
+  kAccepting,  // phase 2: accept sent, waiting for the learner to see a majority
+  kBackoff,    // preempted or timed out: waiting before the next prepare
 };
 
 std::string_view ToString(ProposerPhase phase);

@@ -36,10 +36,10 @@ std::string ToString(const Message& m) {
       text += fmt::format(" {}", ToString(m.number));
       break;
     case MessageType::kPromise:
-      text += fmt::format(" {} accepted={}", ToString(m.number),
-                          m.accepted ? fmt::format("{}:\"{}\"", ToString(m.accepted->number),
-                                                   m.accepted->value)
-                                     : "none");
+      text += fmt::format(
+          " {} accepted={}", ToString(m.number),
+          m.accepted ? fmt::format("{}:\"{}\"", ToString(m.accepted->number), m.accepted->value)
+                     : "none");
       break;
     case MessageType::kAccept:
     case MessageType::kAccepted:
