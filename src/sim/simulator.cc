@@ -8,15 +8,16 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <queue>
 #include <vector>
 
 #include "base/assert.h"
 #include "base/prng.h"
 #include "consensus/raft/raft.h"
+#include "sim/assertion_failure.h"
 #include "sim/checker.h"
+#include "sim/event_queue.h"
+#include "sim/network.h"
 #include "sim/sim_disk.h"
 #include "storage/wal.h"
 
@@ -28,10 +29,6 @@ using raft::Message;
 using raft::MessageType;
 using raft::Ready;
 using raft::Role;
-
-constexpr std::array<std::string_view, kFaultCount> kFaultNames = {
-    "loss",  "duplicate",  "delay",    "partition", "crash",
-    "pause", "slow",       "membership", "transfer", "disk"};
 
 // Simulated time advances in units; a node ticks every kTickUnits units. A message normally
 // takes a few units, so a tick is several network round trips, as with a 100 ms tick on a LAN.
@@ -179,11 +176,6 @@ struct SimNode {
   Index durable_last() const { return durable_first.plus(durable_log.size()).prev(); }
 };
 
-struct Partition {
-  // Directed links cut by this partition.
-  std::vector<std::pair<NodeId, NodeId>> links;
-};
-
 // A client request; it is retried (with a new proposal id each time) until one attempt applies.
 struct Request {
   uint64_t last_attempt_tick = 0;
@@ -254,13 +246,13 @@ class Simulation {
  public:
   explicit Simulation(const SimOptions& options);
   SimResult Run();
-  std::string DescribeParameters() const { return parameters_description_; }
+  const std::string& parameters_description() const { return parameters_description_; }
 
  private:
   void ChooseParameters();
   raft::Config NodeConfig(NodeId id);
   uint64_t ElectionUnits() const { return parameters_.node.election_timeout_ticks * kTickUnits; }
-  void Schedule(uint64_t time, Event event);
+  void Schedule(uint64_t time, Event event) { events_.Schedule(time, std::move(event)); }
   void Dispatch(Event event);
   void Trace(std::string_view text);
   template <typename... Args>
@@ -282,15 +274,14 @@ class Simulation {
   void MaybeSnapshot(SimNode& node);
   void Send(Message message);
   uint64_t DeliveryTime(NodeId from, NodeId to);
-  bool LinkCut(NodeId from, NodeId to) const;
 
   // Faults.
   void Nemesis();
   void Crash(SimNode& node);
   void CrashAndScheduleRestart(SimNode& node);
   void MaybeFaultAt(SimNode& node, Moment moment);
-  void Isolate(NodeId id, uint64_t duration_units);
-  void AddPartition(Partition partition, std::string description, uint64_t duration_units);
+  void AddPartition(PartitionPlan plan, uint64_t duration_units);
+  std::vector<NodeId> AllIds() const;
   void Restart(SimNode& node);
   void Pause(SimNode& node);
   void Unpause(SimNode& node);
@@ -318,20 +309,10 @@ class Simulation {
   std::optional<std::string> failure_;
 
   uint64_t now_ = 0;
-  uint64_t sequence_ = 0;
-  // The event queue: (time, sequence) keys in a min-heap; events live in slots so the heap moves
-  // only small keys.
-  using Key = std::tuple<uint64_t, uint64_t, size_t>;
-  std::priority_queue<Key, std::vector<Key>, std::greater<Key>> queue_;
-  std::vector<Event> slots_;
-  std::vector<size_t> free_slots_;
+  EventQueue<Event> events_;
 
   std::map<NodeId, SimNode> nodes_;
-  std::map<uint64_t, Partition> partitions_;
-  uint64_t next_partition_id_ = 1;
-  std::map<std::pair<NodeId, NodeId>, uint32_t> cut_links_;
-  // When the last in-order message on each directed link arrives.
-  std::map<std::pair<NodeId, NodeId>, uint64_t> link_last_delivery_;
+  SimNetwork network_;
   std::vector<NodeId> spare_ids_;
 
   bool liveness_phase_ = false;
@@ -417,20 +398,6 @@ void Simulation::Fail(std::string message) {
   }
 }
 
-void Simulation::Schedule(uint64_t time, Event event) {
-  SYNOD_ASSERT(time >= now_);
-  size_t slot;
-  if (free_slots_.empty()) {
-    slot = slots_.size();
-    slots_.push_back(std::move(event));
-  } else {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-    slots_[slot] = std::move(event);
-  }
-  queue_.emplace(time, sequence_++, slot);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The run.
 
@@ -455,17 +422,18 @@ SimResult Simulation::Run() {
     Restart(node);
   }
   Tracef("seed {} faults {} {}", options_.seed, ToString(options_.faults), parameters_.ToString());
+  network_.loss_percent = parameters_.loss_percent;
+  network_.duplicate_percent = parameters_.duplicate_percent;
+  network_.long_delay_percent = parameters_.long_delay_percent;
+  network_.long_delay_units_max = parameters_.long_delay_units_max;
   Schedule(kTickUnits, Event{EventKind::kClient, {}, 0, 0, {}});
   Schedule(kTickUnits, Event{EventKind::kNemesis, {}, 0, 0, {}});
 
   const uint64_t end_tick = options_.safety_ticks + options_.liveness_ticks_max;
   bool live = false;
-  while (!queue_.empty() && !failure_.has_value()) {
-    auto [time, sequence, slot] = queue_.top();
-    queue_.pop();
-    now_ = time;
-    Event event = std::move(slots_[slot]);
-    free_slots_.push_back(slot);
+  while (!events_.empty() && !failure_.has_value()) {
+    Event event = events_.Pop();
+    now_ = events_.now();
     ++stats_.events;
     tick_ = now_ / kTickUnits;
     if (!liveness_phase_ && tick_ >= options_.safety_ticks) {
@@ -524,7 +492,7 @@ void Simulation::Dispatch(Event event) {
     case EventKind::kDeliver: {
       SimNode& node = NodeAt(event.node);
       if (!node.running) return;
-      if (LinkCut(event.message.from, event.message.to)) {
+      if (network_.LinkCut(event.message.from, event.message.to)) {
         ++stats_.messages_dropped;
         return;
       }
@@ -693,7 +661,8 @@ void Simulation::MaybeFaultAt(SimNode& node, Moment moment) {
       break;
     case Fault::kPartition:
       // Cut at once, so what the node sent in this very step is lost on the way.
-      Isolate(node.id, prng_.Between(election_units, 6 * election_units));
+      AddPartition(IsolationOf(node.id, AllIds()),
+                   prng_.Between(election_units, 6 * election_units));
       break;
     case Fault::kPause:
       if (node.paused) break;
@@ -903,31 +872,17 @@ void Simulation::MaybeSnapshot(SimNode& node) {
 // ---------------------------------------------------------------------------------------------
 // The network.
 
-bool Simulation::LinkCut(NodeId from, NodeId to) const {
-  auto it = cut_links_.find({from, to});
-  return it != cut_links_.end() && it->second > 0;
-}
-
 uint64_t Simulation::DeliveryTime(NodeId from, NodeId to) {
   const uint64_t slowness = std::max(NodeAt(from).slow_factor, NodeAt(to).slow_factor);
-  if (parameters_.long_delay_percent > 0 && prng_.Chance(parameters_.long_delay_percent, 100)) {
-    // A message held up arbitrarily long (a retransmission, a reconnect) overtakes nothing but
-    // may be overtaken: this is where reordering comes from.
-    return now_ +
-           (prng_.Between(1, 4) + prng_.Between(1, parameters_.long_delay_units_max)) * slowness;
-  }
-  // Otherwise a link is a stream, as a TCP connection is: messages arrive in the order sent.
-  uint64_t& last = link_last_delivery_[{from, to}];
-  last = std::max(last, now_ + prng_.Between(1, 4) * slowness);
-  return last;
+  return network_.DeliveryTime(from, to, now_, slowness, prng_);
 }
 
 void Simulation::Send(Message message) {
   ++stats_.messages_sent;
   if (!nodes_.contains(message.to)) return;
   const bool dropped =
-      LinkCut(message.from, message.to) ||
-      (parameters_.loss_percent > 0 && prng_.Chance(parameters_.loss_percent, 100));
+      network_.LinkCut(message.from, message.to) ||
+      (network_.loss_percent > 0 && prng_.Chance(network_.loss_percent, 100));
   if (options_.trace != nullptr) {
     Tracef("{}{}", DescribeMessage(message), dropped ? "  (lost)" : "");
   }
@@ -935,7 +890,7 @@ void Simulation::Send(Message message) {
     ++stats_.messages_dropped;
     return;
   }
-  if (parameters_.duplicate_percent > 0 && prng_.Chance(parameters_.duplicate_percent, 100)) {
+  if (network_.duplicate_percent > 0 && prng_.Chance(network_.duplicate_percent, 100)) {
     ++stats_.messages_duplicated;
     Schedule(DeliveryTime(message.from, message.to),
              Event{EventKind::kDeliver, message.to, 0, 0, message});
@@ -994,9 +949,11 @@ void Simulation::Nemesis() {
     case Fault::kTransfer:
       TransferLeadership();
       break;
+    // Per-message rates, and disk faults, which strike at crashes (Crash, CompleteWrite).
     case Fault::kLoss:
     case Fault::kDuplicate:
     case Fault::kDelay:
+    case Fault::kDisk:
       break;
   }
 }
@@ -1100,76 +1057,31 @@ void Simulation::Unpause(SimNode& node) {
   }
 }
 
-void Simulation::StartPartition() {
+std::vector<NodeId> Simulation::AllIds() const {
   std::vector<NodeId> ids;
   for (const auto& [id, node] : nodes_) ids.push_back(id);
-  Partition partition;
-  const uint64_t kind = prng_.Below(3);
-  std::vector<bool> side(ids.size());
-  std::string description;
-  if (kind == 0) {
-    // Symmetric split into two sides, often isolating the leader.
-    SimNode* leader = BelievedLeader();
-    for (size_t i = 0; i < ids.size(); ++i) side[i] = prng_.Chance(1, 2);
-    if (leader != nullptr && prng_.Chance(1, 2)) {
-      for (size_t i = 0; i < ids.size(); ++i) side[i] = ids[i] == leader->id;
-    }
-    for (size_t i = 0; i < ids.size(); ++i) {
-      for (size_t j = 0; j < ids.size(); ++j) {
-        if (side[i] != side[j]) partition.links.emplace_back(ids[i], ids[j]);
-      }
-    }
-    std::vector<NodeId> one_side;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (side[i]) one_side.push_back(ids[i]);
-    }
-    description = fmt::format("splits {{{}}} from the rest", fmt::join(one_side, ","));
-  } else {
-    // One-way: a node can hear but not speak (or speak but not hear).
-    const NodeId victim = ids[prng_.Below(ids.size())];
-    const bool outgoing = kind == 1;
-    for (NodeId other : ids) {
-      if (other == victim) continue;
-      if (outgoing) {
-        partition.links.emplace_back(victim, other);
-      } else {
-        partition.links.emplace_back(other, victim);
-      }
-    }
-    description = fmt::format("cuts every link {} n{}", outgoing ? "from" : "to", victim);
-  }
+  return ids;
+}
+
+void Simulation::StartPartition() {
+  // Often the leader alone, the most disruptive split.
+  std::optional<NodeId> leader;
+  if (const SimNode* believed = BelievedLeader(); believed != nullptr) leader = believed->id;
+  PartitionPlan plan = ChoosePartition(AllIds(), leader, prng_);
   const uint64_t election_units = ElectionUnits();
-  AddPartition(std::move(partition), std::move(description),
-               prng_.Between(election_units, 8 * election_units));
+  AddPartition(std::move(plan), prng_.Between(election_units, 8 * election_units));
 }
 
-void Simulation::Isolate(NodeId id, uint64_t duration_units) {
-  Partition partition;
-  for (const auto& [other, node] : nodes_) {
-    if (other == id) continue;
-    partition.links.emplace_back(id, other);
-    partition.links.emplace_back(other, id);
-  }
-  AddPartition(std::move(partition), fmt::format("isolates n{}", id), duration_units);
-}
-
-void Simulation::AddPartition(Partition partition, std::string description,
-                              uint64_t duration_units) {
-  if (partition.links.empty()) return;
+void Simulation::AddPartition(PartitionPlan plan, uint64_t duration_units) {
+  if (plan.links.empty()) return;
   ++stats_.partitions;
-  const uint64_t id = next_partition_id_++;
-  Tracef("PARTITION {} {}", id, description);
-  for (const auto& link : partition.links) ++cut_links_[link];
-  partitions_.emplace(id, std::move(partition));
+  const uint64_t id = network_.AddPartition(std::move(plan.links));
+  Tracef("PARTITION {} {}", id, plan.description);
   Schedule(now_ + duration_units, Event{EventKind::kHealPartition, {}, 0, id, {}});
 }
 
 void Simulation::HealPartition(uint64_t id) {
-  auto it = partitions_.find(id);
-  if (it == partitions_.end()) return;
-  Tracef("partition {} heals", id);
-  for (const auto& link : it->second.links) --cut_links_[link];
-  partitions_.erase(it);
+  if (network_.HealPartition(id)) Tracef("partition {} heals", id);
 }
 
 void Simulation::ChangeMembership() {
@@ -1224,11 +1136,7 @@ void Simulation::TransferLeadership() {
 
 void Simulation::HealEverything() {
   Tracef("FAULTS STOP: healing everything for the liveness phase");
-  parameters_.loss_percent = 0;
-  parameters_.duplicate_percent = 0;
-  parameters_.long_delay_percent = 0;
-  partitions_.clear();
-  cut_links_.clear();
+  network_.HealAll();
   for (auto& [id, node] : nodes_) {
     node.slow_factor = 1;
     if (!node.running) Restart(node);
@@ -1339,13 +1247,7 @@ bool Simulation::LivenessReached() {
 }  // namespace
 
 void SimStats::Add(const SimStats& run) {
-  events += run.events;
-  messages_sent += run.messages_sent;
-  messages_dropped += run.messages_dropped;
-  messages_duplicated += run.messages_duplicated;
-  crashes += run.crashes;
-  pauses += run.pauses;
-  partitions += run.partitions;
+  RunStats::Add(run);
   membership_changes += run.membership_changes;
   transfers += run.transfers;
   leaders_elected += run.leaders_elected;
@@ -1358,69 +1260,12 @@ void SimStats::Add(const SimStats& run) {
   torn_writes_cut += run.torn_writes_cut;
   torn_writes_kept_whole += run.torn_writes_kept_whole;
   corruptions_detected += run.corruptions_detected;
-  liveness_ticks = std::max(liveness_ticks, run.liveness_ticks);
 }
-
-std::string_view ToString(Fault fault) {
-  return kFaultNames[static_cast<size_t>(fault)];
-}
-
-std::string ToString(const FaultSet& faults) {
-  if (faults.all()) return "all";
-  if (faults.none()) return "none";
-  std::vector<std::string_view> names;
-  for (size_t i = 0; i < kFaultCount; ++i) {
-    if (faults.test(i)) names.push_back(kFaultNames[i]);
-  }
-  return fmt::format("{}", fmt::join(names, ","));
-}
-
-Result<FaultSet> ParseFaults(std::string_view spec) {
-  FaultSet faults;
-  if (spec == "all") return faults.set();
-  if (spec == "none") return faults;
-  while (!spec.empty()) {
-    const size_t comma = spec.find(',');
-    const std::string_view name = spec.substr(0, comma);
-    auto it = std::find(kFaultNames.begin(), kFaultNames.end(), name);
-    if (it == kFaultNames.end()) {
-      return absl::InvalidArgumentError(fmt::format("unknown fault \"{}\" (known: all, none, {})",
-                                                    name, fmt::join(kFaultNames, ", ")));
-    }
-    faults.set(static_cast<size_t>(it - kFaultNames.begin()));
-    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
-  }
-  return faults;
-}
-
-namespace {
-
-// A failed assertion inside the core (or the simulator) during a run.
-struct AssertionFailure {
-  std::string what;
-};
-
-[[noreturn]] void ThrowAssertionFailure(const char* file, int line, const char* condition,
-                                        const std::string& message) {
-  throw AssertionFailure{fmt::format("assertion failed at {}:{}: {}{}{}", file, line, condition,
-                                     message.empty() ? "" : ": ", message)};
-}
-
-}  // namespace
 
 SimResult RunSimulation(const SimOptions& options) {
-  static std::once_flag install_handler;
-  std::call_once(install_handler, [] { base::SetAssertHandler(&ThrowAssertionFailure); });
+  ThrowAssertionFailures();
   Simulation simulation(options);
-  try {
-    return simulation.Run();
-  } catch (const AssertionFailure& failure) {
-    if (options.trace != nullptr) *options.trace << "FAILURE: " << failure.what << "\n";
-    SimResult result;
-    result.failure = failure.what;
-    result.parameters = simulation.DescribeParameters();
-    return result;
-  }
+  return RunReportingAssertions(simulation, options.trace);
 }
 
 }  // namespace synod::sim
