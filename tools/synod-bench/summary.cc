@@ -155,12 +155,8 @@ ProgressDisplay::ProgressDisplay(const Progress* progress, std::FILE* stream)
 ProgressDisplay::~ProgressDisplay() { Stop(); }
 
 void ProgressDisplay::Stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  if (stop_.HasBeenNotified()) return;
+  stop_.Notify();
   thread_.join();
   if (terminal_) {
     fmt::print(stream_, "\r{}\n", Line());
@@ -188,8 +184,7 @@ std::string ProgressDisplay::Line() const {
 void ProgressDisplay::Run() {
   // A terminal gets a smooth bar; a log gets a line every few seconds, not a wall of them.
   const auto interval = terminal_ ? std::chrono::milliseconds(200) : std::chrono::seconds(5);
-  std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, interval, [this] { return stopping_.load(); })) {
+  while (!stop_.WaitForNotificationWithTimeout(absl::FromChrono(interval))) {
     if (terminal_) {
       fmt::print(stream_, "\r{}", Line());
     } else {

@@ -1,10 +1,9 @@
 // The end-of-run report (text for people, JSON for scripts) and the live progress display.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
+#include <absl/synchronization/notification.h>
+
 #include <cstdio>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -36,9 +35,7 @@ class ProgressDisplay {
   const Progress* progress_;
   std::FILE* stream_;
   const bool terminal_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
-  std::condition_variable wake_;
+  absl::Notification stop_;
   std::thread thread_;
 };
 

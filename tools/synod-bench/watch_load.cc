@@ -3,7 +3,8 @@
 // delivery latency from the put's answer to each watcher's event, and checks that every watcher
 // sees every acknowledged put exactly once, in revision order.
 
-#include <mutex>
+#include <absl/synchronization/mutex.h>
+
 #include <thread>
 #include <unordered_map>
 
@@ -22,23 +23,23 @@ using etcdserverpb::Watch;
 class AckTable {
  public:
   void Add(int64_t revision, Nanos acked_ns) {
-    std::lock_guard lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     acked_ns_.emplace(revision, acked_ns);
   }
   std::optional<Nanos> Find(int64_t revision) const {
-    std::lock_guard lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     const auto found = acked_ns_.find(revision);
     if (found == acked_ns_.end()) return std::nullopt;
     return found->second;
   }
   uint64_t size() const {
-    std::lock_guard lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     return acked_ns_.size();
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::unordered_map<int64_t, Nanos> acked_ns_;
+  mutable absl::Mutex mutex_;
+  std::unordered_map<int64_t, Nanos> acked_ns_ ABSL_GUARDED_BY(mutex_);
 };
 
 // What the watch threads and the writer share.
