@@ -20,6 +20,11 @@ struct DeliveryCounts {
 
   // Whether the watchers saw exactly the `expected` events (watchers x acknowledged puts).
   bool Complete(uint64_t expected) const { return delivered == expected && unexpected == 0; }
+  void Add(const DeliveryCounts& other) {
+    delivered += other.delivered;
+    unexpected += other.unexpected;
+    before_ack += other.before_ack;
+  }
 };
 
 // The events of the watchers of one stream (single-threaded).

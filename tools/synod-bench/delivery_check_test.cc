@@ -11,8 +11,8 @@ constexpr Nanos kMs = 1'000'000;
 
 // Puts at revisions 2..6, each answered at revision x 10 ms.
 struct Acks {
-  std::map<int64_t, Nanos> acked_ns{{2, 20 * kMs}, {3, 30 * kMs}, {4, 40 * kMs},
-                                    {5, 50 * kMs}, {6, 60 * kMs}};
+  std::map<int64_t, Nanos> acked_ns{
+      {2, 20 * kMs}, {3, 30 * kMs}, {4, 40 * kMs}, {5, 50 * kMs}, {6, 60 * kMs}};
   DeliveryCheck::AckLookup Lookup() {
     return [this](int64_t revision) -> std::optional<Nanos> {
       const auto found = acked_ns.find(revision);

@@ -17,8 +17,9 @@ namespace {
 using etcdserverpb::Lease;
 
 grpc::ClientContext* WithDeadline(grpc::ClientContext* context, const Options& options) {
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::nanoseconds(static_cast<Nanos>(options.request_timeout_s * 1e9)));
+  context->set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::nanoseconds(static_cast<Nanos>(options.request_timeout_s * 1e9)));
   return context;
 }
 
@@ -109,15 +110,20 @@ class KeepAliveStream {
     }
     const Nanos now = clock_.Now();
     const auto found = index_of_lease_.find(response_.id());
-    SYNOD_ASSERT_MSG(found != index_of_lease_.end(), "keepalive answer for unknown lease {:x}",
-                     response_.id());
+    if (found == index_of_lease_.end() || !leases_[found->second].outstanding) {
+      // A server fault, not ours: an answer nobody asked for. Count it and read on.
+      result_->RecordError(
+          grpc::Status(grpc::StatusCode::INTERNAL,
+                       fmt::format("unrequested keepalive answer for lease {:x}", response_.id())));
+      call_->Read(&response_, &read_);
+      return;
+    }
     LeaseState& lease = leases_[found->second];
-    SYNOD_ASSERT_MSG(lease.outstanding, "unrequested keepalive answer for lease {:x}", lease.id);
     lease.outstanding = false;
     if (response_.ttl() <= 0) {
       // etcd answers a keepalive for an expired or revoked lease with TTL 0.
-      result_->RecordError(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        fmt::format("lease {:x} not found", lease.id)));
+      result_->RecordError(
+          grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("lease {:x} not found", lease.id)));
     } else {
       result_->RecordSuccess(Operation::kKeepAlive, RequestSchedule::Latency(lease.ticket, now));
     }
@@ -133,9 +139,9 @@ class KeepAliveStream {
     // Every keepalive still outstanding failed with the stream. After our WritesDone the server
     // ends it with OK and nothing is outstanding.
     const grpc::Status failure =
-        status_.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
-                                    "the server ended the keepalive stream early")
-                     : status_;
+        status_.ok()
+            ? grpc::Status(grpc::StatusCode::UNKNOWN, "the server ended the keepalive stream early")
+            : status_;
     bool counted = false;
     for (const LeaseState& lease : leases_) {
       if (!lease.outstanding) continue;
@@ -153,7 +159,8 @@ class KeepAliveStream {
   SteadyClock clock_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
-                                                etcdserverpb::LeaseKeepAliveResponse>> call_;
+                                                etcdserverpb::LeaseKeepAliveResponse>>
+      call_;
   etcdserverpb::LeaseKeepAliveResponse response_;
   grpc::Status status_;
   StreamCompletion<KeepAliveStream> started_{this, &KeepAliveStream::OnStarted};
@@ -181,8 +188,8 @@ class KeepAliveThread {
                   lane, lanes) {}
 
   void Add(Lease::Stub* stub, std::vector<int64_t> lease_ids, Progress* progress) {
-    streams_.push_back(std::make_unique<KeepAliveStream>(stub, std::move(lease_ids), &queue_,
-                                                         &result_, progress));
+    streams_.push_back(
+        std::make_unique<KeepAliveStream>(stub, std::move(lease_ids), &queue_, &result_, progress));
   }
 
   void Run() {
@@ -250,8 +257,8 @@ LoadResult RunLeaseKeepAliveLoad(const Options& options,
     etcdserverpb::LeaseGrantRequest request;
     request.set_ttl(options.lease_ttl_s);
     etcdserverpb::LeaseGrantResponse response;
-    const grpc::Status status = stubs[i % stubs.size()]->LeaseGrant(
-        WithDeadline(&context, options), request, &response);
+    const grpc::Status status =
+        stubs[i % stubs.size()]->LeaseGrant(WithDeadline(&context, options), request, &response);
     if (!status.ok()) {
       merged.RecordError(status);
       fmt::print(stderr, "synod-bench: granting a lease failed: {}\n", merged.first_error);

@@ -8,11 +8,16 @@ namespace synod::bench {
 
 const char* OperationName(Operation operation) {
   switch (operation) {
-    case Operation::kPut: return "put";
-    case Operation::kRange: return "range";
-    case Operation::kTxn: return "txn";
-    case Operation::kWatchEvent: return "watch-event";
-    case Operation::kKeepAlive: return "keepalive";
+    case Operation::kPut:
+      return "put";
+    case Operation::kRange:
+      return "range";
+    case Operation::kTxn:
+      return "txn";
+    case Operation::kWatchEvent:
+      return "watch-event";
+    case Operation::kKeepAlive:
+      return "keepalive";
   }
   SYNOD_ASSERT_MSG(false, "unknown operation {}", static_cast<int>(operation));
   return "";
@@ -20,24 +25,42 @@ const char* OperationName(Operation operation) {
 
 const char* StatusCodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::DO_NOT_USE: break;
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::DO_NOT_USE:
+      break;
   }
   return "INVALID_CODE";
 }
@@ -53,8 +76,8 @@ void LoadResult::RecordError(const grpc::Status& status) {
   SYNOD_ASSERT(!status.ok());
   ++errors[status.error_code()];
   if (first_error.empty()) {
-    first_error = fmt::format("{}: {}", StatusCodeName(status.error_code()),
-                              status.error_message());
+    first_error =
+        fmt::format("{}: {}", StatusCodeName(status.error_code()), status.error_message());
   }
 }
 
@@ -67,9 +90,7 @@ void LoadResult::Merge(const LoadResult& other) {
   txn_compare_succeeded += other.txn_compare_succeeded;
   txn_compare_failed += other.txn_compare_failed;
   watch_events_expected += other.watch_events_expected;
-  watch_events_delivered += other.watch_events_delivered;
-  watch_events_unexpected += other.watch_events_unexpected;
-  watch_events_before_ack += other.watch_events_before_ack;
+  watch_delivery.Add(other.watch_delivery);
 }
 
 uint64_t LoadResult::error_count() const {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "delivery_check.h"
 #include "histogram.h"
 #include "schedule.h"
 
@@ -56,8 +57,8 @@ const char* StatusCodeName(grpc::StatusCode code);
 
 // What one load thread measured; merged across threads into the summary.
 struct LoadResult {
-  LatencyHistogram latency_ns;                                // every successful request
-  std::array<LatencyHistogram, kOperationCount> by_operation;  // the same, split by kind
+  LatencyHistogram latency_ns;  // every successful request; for watch, every delivered event
+  std::array<LatencyHistogram, kOperationCount> by_operation;  // split by kind
   uint64_t succeeded = 0;
   std::map<grpc::StatusCode, uint64_t> errors;
   std::string first_error;
@@ -67,9 +68,7 @@ struct LoadResult {
   // watch: events the watchers should have seen (watchers x acknowledged puts) and the
   // DeliveryCounts of what they saw (delivery_check.h).
   uint64_t watch_events_expected = 0;
-  uint64_t watch_events_delivered = 0;
-  uint64_t watch_events_unexpected = 0;
-  uint64_t watch_events_before_ack = 0;
+  DeliveryCounts watch_delivery;
 
   void RecordSuccess(Operation operation, Nanos latency);
   void RecordError(const grpc::Status& status);
@@ -80,7 +79,7 @@ struct LoadResult {
 // Live counters the progress display reads while the load threads run.
 struct Progress {
   std::atomic<uint64_t> completed{0};
-  uint64_t planned = 0;     // 0 when the run is bounded by time
+  uint64_t planned = 0;  // 0 when the run is bounded by time
   Nanos start_ns = 0;
   Nanos duration_ns = 0;
 };
@@ -149,8 +148,9 @@ using PutAckObserver = std::function<void(int64_t revision, Nanos acked_ns)>;
 LoadResult RunUnaryLoad(const Options& options,
                         const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                         Progress* progress, const PutAckObserver& observer = {});
-LoadResult RunWatchLoad(const Options& options, const std::vector<std::shared_ptr<grpc::Channel>>&
-                        channels, Progress* progress);
+LoadResult RunWatchLoad(const Options& options,
+                        const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                        Progress* progress);
 LoadResult RunLeaseKeepAliveLoad(const Options& options,
                                  const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                                  Progress* progress);

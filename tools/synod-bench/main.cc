@@ -11,12 +11,11 @@
 // Exit status: 0 when the run completed (errors are counted and shown), 1 when every request
 // failed or a watcher missed an event, 2 for invalid flags.
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 
-#include "delivery_check.h"
 #include "load.h"
 #include "summary.h"
 
@@ -55,9 +54,12 @@ LoadResult RunWorkload(const Options& options,
     case Workload::kPut:
     case Workload::kRange:
     case Workload::kTxnPut:
-    case Workload::kMixed: return RunUnaryLoad(options, channels, progress);
-    case Workload::kWatch: return RunWatchLoad(options, channels, progress);
-    case Workload::kLeaseKeepAlive: return RunLeaseKeepAliveLoad(options, channels, progress);
+    case Workload::kMixed:
+      return RunUnaryLoad(options, channels, progress);
+    case Workload::kWatch:
+      return RunWatchLoad(options, channels, progress);
+    case Workload::kLeaseKeepAlive:
+      return RunLeaseKeepAliveLoad(options, channels, progress);
   }
   return LoadResult{};
 }
@@ -114,9 +116,9 @@ int Main(int argc, char** argv) {
 
   const std::string name = app.get_subcommands().front()->get_name();
   static const std::map<std::string, Workload> kWorkloads = {
-      {"put", Workload::kPut},     {"range", Workload::kRange},
+      {"put", Workload::kPut},        {"range", Workload::kRange},
       {"txn-put", Workload::kTxnPut}, {"mixed", Workload::kMixed},
-      {"watch", Workload::kWatch}, {"lease-keepalive", Workload::kLeaseKeepAlive}};
+      {"watch", Workload::kWatch},    {"lease-keepalive", Workload::kLeaseKeepAlive}};
   options.workload = kWorkloads.at(name);
   options.workload_name = name;
   options.linearizable = consistency == "l";
@@ -152,9 +154,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (options.workload == Workload::kWatch &&
-      !DeliveryCounts{result.watch_events_delivered, result.watch_events_unexpected,
-                      result.watch_events_before_ack}
-           .Complete(result.watch_events_expected)) {
+      !result.watch_delivery.Complete(result.watch_events_expected)) {
     fmt::print(stderr, "synod-bench: watchers did not see exactly the acknowledged puts\n");
     return 1;
   }
@@ -164,4 +164,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace synod::bench
 
-int main(int argc, char** argv) { return synod::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return synod::bench::Main(argc, argv);
+}

@@ -18,8 +18,8 @@ RequestSchedule::RequestSchedule(const Clock* clock, Nanos start_ns, ScheduleLim
 }
 
 Nanos RequestSchedule::IntendedTime(uint64_t sequence) const {
-  return start_ns_ + static_cast<Nanos>(std::llround(static_cast<double>(sequence) * 1e9 /
-                                                     limits_.rate_per_s));
+  return start_ns_ +
+         static_cast<Nanos>(std::llround(static_cast<double>(sequence) * 1e9 / limits_.rate_per_s));
 }
 
 bool RequestSchedule::done() const {

@@ -55,9 +55,13 @@ std::string LatencyLine(const LatencyHistogram& histogram) {
       f.mean_ms, f.stddev_ms, f.p50_ms, f.p90_ms, f.p99_ms, f.p999_ms, f.max_ms);
 }
 
-uint64_t Attempted(const LoadResult& result) { return result.succeeded + result.error_count(); }
+uint64_t Attempted(const LoadResult& result) {
+  return result.succeeded + result.error_count();
+}
 
-double PerSecond(uint64_t count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
+double PerSecond(uint64_t count, double seconds) {
+  return seconds > 0 ? count / seconds : 0.0;
+}
 
 }  // namespace
 
@@ -76,8 +80,7 @@ std::string FormatText(const RunReport& report) {
   }
   if (!result.first_error.empty()) text += fmt::format("  First error: {}\n", result.first_error);
   text += fmt::format("  Duration:    {:.3f} s\n", report.duration_s);
-  text += fmt::format("  Requests/s:  {:.1f}\n",
-                      PerSecond(result.succeeded, report.duration_s));
+  text += fmt::format("  Requests/s:  {:.1f}\n", PerSecond(result.succeeded, report.duration_s));
   text += fmt::format("  Latency ms:  {}\n", LatencyLine(result.latency_ns));
   int kinds = 0;
   for (const LatencyHistogram& histogram : result.by_operation) kinds += histogram.count() > 0;
@@ -97,8 +100,8 @@ std::string FormatText(const RunReport& report) {
     text += fmt::format(
         "  Watch:       {} events expected, {} delivered, {} unexpected, {} before the put's "
         "answer\n",
-        result.watch_events_expected, result.watch_events_delivered,
-        result.watch_events_unexpected, result.watch_events_before_ack);
+        result.watch_events_expected, result.watch_delivery.delivered,
+        result.watch_delivery.unexpected, result.watch_delivery.before_ack);
   }
   const std::vector<LatencyHistogram::Row> rows = result.latency_ns.PowerOfTwoRows();
   uint64_t widest = 1;
@@ -138,13 +141,13 @@ std::string FormatJson(const RunReport& report) {
       R"("watch":{{"events_expected":{},"events_delivered":{},"events_unexpected":{},)"
       R"("events_before_ack":{}}}}})"
       "\n",
-      JsonString(options.workload_name), fmt::join(endpoints, ","), options.conns,
-      options.clients, options.rate_per_s, Attempted(result), result.succeeded,
-      result.error_count(), fmt::join(errors, ","), JsonString(result.first_error),
-      report.duration_s, PerSecond(result.succeeded, report.duration_s),
-      LatencyJson(result.latency_ns), fmt::join(operations, ","), result.txn_compare_succeeded,
-      result.txn_compare_failed, result.watch_events_expected, result.watch_events_delivered,
-      result.watch_events_unexpected, result.watch_events_before_ack);
+      JsonString(options.workload_name), fmt::join(endpoints, ","), options.conns, options.clients,
+      options.rate_per_s, Attempted(result), result.succeeded, result.error_count(),
+      fmt::join(errors, ","), JsonString(result.first_error), report.duration_s,
+      PerSecond(result.succeeded, report.duration_s), LatencyJson(result.latency_ns),
+      fmt::join(operations, ","), result.txn_compare_succeeded, result.txn_compare_failed,
+      result.watch_events_expected, result.watch_delivery.delivered,
+      result.watch_delivery.unexpected, result.watch_delivery.before_ack);
 }
 
 ProgressDisplay::ProgressDisplay(const Progress* progress, std::FILE* stream)
@@ -152,7 +155,9 @@ ProgressDisplay::ProgressDisplay(const Progress* progress, std::FILE* stream)
   thread_ = std::thread([this] { Run(); });
 }
 
-ProgressDisplay::~ProgressDisplay() { Stop(); }
+ProgressDisplay::~ProgressDisplay() {
+  Stop();
+}
 
 void ProgressDisplay::Stop() {
   if (stop_.HasBeenNotified()) return;

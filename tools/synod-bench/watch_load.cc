@@ -90,10 +90,7 @@ class WatchStream {
   // Once the writer is done and the stream ended: adds what the watchers saw to the result.
   void Settle() {
     check_.Settle();
-    const DeliveryCounts& counts = check_.counts();
-    result_->watch_events_delivered += counts.delivered;
-    result_->watch_events_unexpected += counts.unexpected;
-    result_->watch_events_before_ack += counts.before_ack;
+    result_->watch_delivery.Add(check_.counts());
     result_->by_operation[static_cast<size_t>(Operation::kWatchEvent)].Merge(check_.latency_ns());
   }
 
@@ -132,9 +129,9 @@ class WatchStream {
     const Nanos arrived_ns = clock_.Now();
     if (response_.created()) run_->watchers_created.fetch_add(1);
     if (response_.canceled()) {
-      result_->RecordError(grpc::Status(grpc::StatusCode::CANCELLED,
-                                        "watch canceled by the server: " +
-                                            response_.cancel_reason()));
+      result_->RecordError(
+          grpc::Status(grpc::StatusCode::CANCELLED,
+                       "watch canceled by the server: " + response_.cancel_reason()));
     }
     for (const mvccpb::Event& event : response_.events()) {
       if (check_.OnEvent(response_.watch_id(), event.type() == mvccpb::Event::PUT,
@@ -161,8 +158,9 @@ class WatchStream {
   LoadResult* result_;
   SteadyClock clock_;
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriter<etcdserverpb::WatchRequest,
-                                                etcdserverpb::WatchResponse>> call_;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>>
+      call_;
   etcdserverpb::WatchResponse response_;
   grpc::Status status_;
   StreamCompletion<WatchStream> started_{this, &WatchStream::OnStarted};
@@ -240,7 +238,8 @@ LoadResult RunWatchLoad(const Options& options,
 
   // The writer starts once every watcher exists, so every watcher should see every put.
   SteadyClock clock;
-  const Nanos created_deadline_ns = clock.Now() + static_cast<Nanos>(options.request_timeout_s * 1e9);
+  const Nanos created_deadline_ns =
+      clock.Now() + static_cast<Nanos>(options.request_timeout_s * 1e9);
   while (run.watchers_created.load() < options.watchers && clock.Now() < created_deadline_ns) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -254,10 +253,10 @@ LoadResult RunWatchLoad(const Options& options,
       run.acks.Add(revision, acked_ns);
     });
   } else {
-    merged.RecordError(grpc::Status(
-        grpc::StatusCode::DEADLINE_EXCEEDED,
-        fmt::format("only {} of {} watchers were created within --request-timeout",
-                    run.watchers_created.load(), options.watchers)));
+    merged.RecordError(
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     fmt::format("only {} of {} watchers were created within --request-timeout",
+                                 run.watchers_created.load(), options.watchers)));
   }
   run.events_expected = uint64_t{options.watchers} * run.acks.size();
   run.drain_deadline_ns = clock.Now() + static_cast<Nanos>(options.drain_timeout_s * 1e9);
