@@ -30,7 +30,8 @@ def draw(path, operations, faults, started_ns):
             continue
         latency.scatter([(op["invoke"] - started_ns) / 1e9 for op in chosen],
                         [max(op["complete"] - op["invoke"], 1000) / 1e6 for op in chosen],
-                        s=3, color=colour, label=f"{label}: {len(chosen)}")
+                        s=3, color=colour, label=f"{label}: {len(chosen)}",
+                        rasterized=True)  # a long run has millions of points: one image
     latency.set_yscale("log")
     latency.set_ylabel("latency (ms)")
     latency.set_xlabel("seconds since the first fault could strike")
