@@ -198,6 +198,10 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   bool version = false;
 
   CLI::App app{"synod: a member of a Synod cluster, serving etcd's v3 API", "synod"};
+  app.footer(
+      "Also: synod snapshot restore FILE [flags]   make a member's data dir from an etcd "
+      "snapshot file\n(etcdctl snapshot restore's flags; `synod snapshot restore --help` lists "
+      "them)");
   app.set_help_flag();
   app.allow_windows_style_options(false);
   // Go's flag package lets a later occurrence of a flag replace an earlier one, and scripts that

@@ -146,6 +146,7 @@ TEST(ConfigTest, HelpAndVersionAskToPrintAndExit) {
   ASSERT_TRUE(help.ok());
   ASSERT_TRUE(help->print_and_exit.has_value());
   EXPECT_THAT(*help->print_and_exit, HasSubstr("--initial-cluster"));
+  EXPECT_THAT(*help->print_and_exit, HasSubstr("synod snapshot restore FILE"));
   auto version = Parse({"--version"});
   ASSERT_TRUE(version.ok());
   EXPECT_THAT(version->print_and_exit.value_or(""), HasSubstr(kEtcdCompatibleVersion));
