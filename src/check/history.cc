@@ -9,15 +9,16 @@
 
 namespace synod::check {
 
-bool MayWrite(const Operation& operation) { return operation.kind != OperationKind::kGet; }
+bool MayWrite(const Operation& operation) {
+  return operation.kind != OperationKind::kGet;
+}
 
 Status Validate(const Operation& operation) {
   // etcd refuses an empty key, so a history holding one was not recorded from a real store.
   if (operation.key.empty()) return absl::InvalidArgumentError("the key is empty");
   if (operation.outcome == Outcome::kOk && operation.complete_time < operation.invoke_time) {
-    return absl::InvalidArgumentError(
-        fmt::format("it completes at {}, before it is invoked at {}", operation.complete_time,
-                    operation.invoke_time));
+    return absl::InvalidArgumentError(fmt::format("it completes at {}, before it is invoked at {}",
+                                                  operation.complete_time, operation.invoke_time));
   }
   return absl::OkStatus();
 }
@@ -73,10 +74,9 @@ std::string FormatTable(const std::vector<Operation>& operations) {
   rows.push_back({"invoke", "complete", "client", "operation", "result", "line"});
   for (const Operation* operation : ordered) {
     // An unknown operation has no completion: it may take effect at any later time.
-    const std::string complete =
-        operation->outcome == Outcome::kOk
-            ? fmt::format("+{}", operation->complete_time - base_time)
-            : "-";
+    const std::string complete = operation->outcome == Outcome::kOk
+                                     ? fmt::format("+{}", operation->complete_time - base_time)
+                                     : "-";
     const std::string line =
         operation->source_line == 0 ? "-" : fmt::format("{}", operation->source_line);
     rows.push_back({fmt::format("+{}", operation->invoke_time - base_time), complete,

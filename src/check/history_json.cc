@@ -11,7 +11,9 @@ namespace {
 
 using Json = nlohmann::json;
 
-Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+Status Invalid(std::string message) {
+  return absl::InvalidArgumentError(std::move(message));
+}
 
 Result<std::string> StringField(const Json& object, const char* name) {
   const auto field = object.find(name);

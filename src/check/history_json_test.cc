@@ -54,33 +54,59 @@ std::string ErrorOf(const std::string& json) {
 
 TEST(HistoryJson, RefusesMalformedOperationsWithTheReason) {
   EXPECT_EQ(ErrorOf(R"(["put"])"), "an operation must be a JSON object");
-  EXPECT_EQ(ErrorOf(R"({"op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"client\" is missing");
-  EXPECT_EQ(ErrorOf(R"({"client": -1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"client\" must be a non-negative integer");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "append", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"op\" is \"append\"; expected put, get, delete or cas");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"value\" is missing");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "get", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"value\" is missing (null when the key was absent)");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1})"),
-            "\"complete\" is missing");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1.5, "complete": 2})"),
-            "\"invoke\" must be an integer of at most 64 bits");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 3, "complete": 2})"),
-            "it completes at 2, before it is invoked at 3");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "cas", "key": "k", "expected": "a", "value": "b", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"succeeded\" is missing");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "maybe", "invoke": 1, "complete": 2})"),
-            "\"outcome\" is \"maybe\"; expected ok, failed or unknown");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"client\" is missing");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": -1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"client\" must be a non-negative integer");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "append", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"op\" is \"append\"; expected put, get, delete or cas");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"value\" is missing");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "get", "key": "k", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"value\" is missing (null when the key was absent)");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1})"),
+      "\"complete\" is missing");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 1.5, "complete": 2})"),
+      "\"invoke\" must be an integer of at most 64 bits");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "ok", "invoke": 3, "complete": 2})"),
+      "it completes at 2, before it is invoked at 3");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "cas", "key": "k", "expected": "a", "value": "b", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"succeeded\" is missing");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "value": "a", "outcome": "maybe", "invoke": 1, "complete": 2})"),
+      "\"outcome\" is \"maybe\"; expected ok, failed or unknown");
   // A misspelt result would otherwise be read as a missing one.
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "cas", "key": "k", "expected": "a", "value": "b", "succeded": true, "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "unexpected field \"succeded\"");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "the key is empty");
-  EXPECT_EQ(ErrorOf(R"({"client": 1, "op": "put", "key": "k", "value": 7, "outcome": "ok", "invoke": 1, "complete": 2})"),
-            "\"value\" must be a string");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "cas", "key": "k", "expected": "a", "value": "b", "succeded": true, "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "unexpected field \"succeded\"");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "", "value": "a", "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "the key is empty");
+  EXPECT_EQ(
+      ErrorOf(
+          R"({"client": 1, "op": "put", "key": "k", "value": 7, "outcome": "ok", "invoke": 1, "complete": 2})"),
+      "\"value\" must be a string");
   EXPECT_NE(ErrorOf(R"({"client": 1,)").find("not valid JSON"), std::string::npos);
 }
 

@@ -164,8 +164,7 @@ class ValueUse {
     if (readers_of_value > 0) return false;
     for (const auto& [expected, count] : unsuccessful_expected_) {
       if (count == 0) continue;
-      const int64_t other_writers =
-          CountOf(writers_, expected) - (write.value == expected ? 1 : 0);
+      const int64_t other_writers = CountOf(writers_, expected) - (write.value == expected ? 1 : 0);
       if (other_writers > 0) return false;
     }
     return true;
@@ -287,9 +286,9 @@ class Search {
       op_hash_.push_back(prng.NextU64());
       SYNOD_ASSERT(op == 0 || ops_[op - 1].invoke_time <= ops_[op].invoke_time);
       // The operations invoked no later than this one completes: ties count as concurrent.
-      const auto after_window =
-          std::upper_bound(ops_.begin(), ops_.end(), ops_[op].complete_time,
-                           [](int64_t time, const ModelOp& other) { return time < other.invoke_time; });
+      const auto after_window = std::upper_bound(
+          ops_.begin(), ops_.end(), ops_[op].complete_time,
+          [](int64_t time, const ModelOp& other) { return time < other.invoke_time; });
       window_end_.push_back(static_cast<uint32_t>(after_window - ops_.begin()));
     }
     linearized_.assign((ops_.size() + 63) / 64, 0);

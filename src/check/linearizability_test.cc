@@ -56,23 +56,31 @@ Operation WithOutcome(Operation operation, Outcome outcome) {
   operation.outcome = outcome;
   return operation;
 }
-Operation Unknown(Operation operation) { return WithOutcome(std::move(operation), Outcome::kUnknown); }
-Operation Failed(Operation operation) { return WithOutcome(std::move(operation), Outcome::kFailed); }
+Operation Unknown(Operation operation) {
+  return WithOutcome(std::move(operation), Outcome::kUnknown);
+}
+Operation Failed(Operation operation) {
+  return WithOutcome(std::move(operation), Outcome::kFailed);
+}
 
 Operation OnKey(Operation operation, std::string key) {
   operation.key = std::move(key);
   return operation;
 }
 
-bool Linearizable(const std::vector<Operation>& history) { return CheckHistory(history).linearizable; }
+bool Linearizable(const std::vector<Operation>& history) {
+  return CheckHistory(history).linearizable;
+}
 
 // --- Linearizable histories ---
 
-TEST(Linearizable, EmptyHistory) { EXPECT_TRUE(Linearizable({})); }
+TEST(Linearizable, EmptyHistory) {
+  EXPECT_TRUE(Linearizable({}));
+}
 
 TEST(Linearizable, SequentialWritesAndReads) {
-  EXPECT_TRUE(Linearizable({Get(0, 1, std::nullopt), Put(2, 3, "a"), Get(4, 5, "a"),
-                            Delete(6, 7), Get(8, 9, std::nullopt)}));
+  EXPECT_TRUE(Linearizable({Get(0, 1, std::nullopt), Put(2, 3, "a"), Get(4, 5, "a"), Delete(6, 7),
+                            Get(8, 9, std::nullopt)}));
 }
 
 TEST(Linearizable, OverlappingWritesMayTakeEffectInEitherOrder) {
@@ -82,8 +90,8 @@ TEST(Linearizable, OverlappingWritesMayTakeEffectInEitherOrder) {
 }
 
 TEST(Linearizable, ReadOverlappingAWriteMaySeeTheOldOrTheNewValue) {
-  EXPECT_TRUE(Linearizable({Put(0, 1, "a"), Put(2, 10, "b"), Get(3, 4, "a"), Get(5, 6, "b", 3),
-                            Get(11, 12, "b")}));
+  EXPECT_TRUE(Linearizable(
+      {Put(0, 1, "a"), Put(2, 10, "b"), Get(3, 4, "a"), Get(5, 6, "b", 3), Get(11, 12, "b")}));
 }
 
 TEST(Linearizable, ReadsOverlappingEachOtherAndWritesInAChain) {
@@ -106,18 +114,19 @@ TEST(Linearizable, UnknownWriteThatDidNotTakeEffect) {
 }
 
 TEST(Linearizable, UnknownWriteTakingEffectLongAfterItsClientGaveUp) {
-  EXPECT_TRUE(Linearizable({Put(0, 1, "a"), Unknown(Put(2, 3, "b")), Get(10, 11, "a"),
-                            Get(20, 21, "b")}));
+  EXPECT_TRUE(
+      Linearizable({Put(0, 1, "a"), Unknown(Put(2, 3, "b")), Get(10, 11, "a"), Get(20, 21, "b")}));
 }
 
 TEST(Linearizable, UnknownDeleteAndUnknownCas) {
-  EXPECT_TRUE(Linearizable({Put(0, 1, "a"), Unknown(Delete(2, 3)), Get(4, 5, std::nullopt),
-                            Put(6, 7, "b"), Unknown(Cas(8, 9, "b", "c", false)), Get(10, 11, "c")}));
+  EXPECT_TRUE(
+      Linearizable({Put(0, 1, "a"), Unknown(Delete(2, 3)), Get(4, 5, std::nullopt), Put(6, 7, "b"),
+                    Unknown(Cas(8, 9, "b", "c", false)), Get(10, 11, "c")}));
 }
 
 TEST(Linearizable, FailedOperationsAndUnknownReadsAreLeftOut) {
-  EXPECT_TRUE(Linearizable({Put(0, 1, "a"), Failed(Put(2, 3, "b")), Unknown(Get(4, 5, "z")),
-                            Get(6, 7, "a")}));
+  EXPECT_TRUE(Linearizable(
+      {Put(0, 1, "a"), Failed(Put(2, 3, "b")), Unknown(Get(4, 5, "z")), Get(6, 7, "a")}));
 }
 
 TEST(Linearizable, CasChain) {
@@ -127,9 +136,9 @@ TEST(Linearizable, CasChain) {
 
 TEST(Linearizable, ConcurrentCasesOfWhichOneWins) {
   // Three clients race to move 0 to their own value; one wins, and the others saw its value.
-  EXPECT_TRUE(Linearizable({Put(0, 1, "0"), Cas(2, 10, "0", "x", false, 1),
-                            Cas(2, 10, "0", "y", true, 2), Cas(2, 10, "0", "z", false, 3),
-                            Get(11, 12, "y")}));
+  EXPECT_TRUE(
+      Linearizable({Put(0, 1, "0"), Cas(2, 10, "0", "x", false, 1), Cas(2, 10, "0", "y", true, 2),
+                    Cas(2, 10, "0", "z", false, 3), Get(11, 12, "y")}));
 }
 
 TEST(Linearizable, CasOnAnAbsentKeyDoesNotSucceed) {
@@ -162,8 +171,8 @@ TEST(NotLinearizable, ReadOfAValueNeverWritten) {
 }
 
 TEST(NotLinearizable, CasSucceededTwiceFromTheSameExpectedValue) {
-  EXPECT_FALSE(Linearizable({Put(0, 1, "0"), Cas(2, 10, "0", "x", true, 1),
-                             Cas(2, 10, "0", "y", true, 2)}));
+  EXPECT_FALSE(
+      Linearizable({Put(0, 1, "0"), Cas(2, 10, "0", "x", true, 1), Cas(2, 10, "0", "y", true, 2)}));
 }
 
 TEST(NotLinearizable, CasThatDidNotSucceedAlthoughTheValueWasExpected) {
@@ -185,9 +194,9 @@ TEST(NotLinearizable, ReadsDisagreeOnTheOrderOfConcurrentWrites) {
 }
 
 TEST(NotLinearizable, ReportNamesTheViolatingKeysOnly) {
-  const CheckReport report = CheckHistory({Put(0, 1, "a"), Get(2, 3, "a"),
-                                           OnKey(Put(0, 1, "a"), "y"), OnKey(Get(2, 3, "b"), "y"),
-                                           OnKey(Get(2, 3, "c"), "z")});
+  const CheckReport report =
+      CheckHistory({Put(0, 1, "a"), Get(2, 3, "a"), OnKey(Put(0, 1, "a"), "y"),
+                    OnKey(Get(2, 3, "b"), "y"), OnKey(Get(2, 3, "c"), "z")});
   EXPECT_FALSE(report.linearizable);
   EXPECT_EQ(report.violating_keys, (std::vector<std::string>{"y", "z"}));
   EXPECT_EQ(report.violation.key, "y");
@@ -281,13 +290,12 @@ TEST(Scale, TensOfThousandsOfOperations) {
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(report.linearizable);
   EXPECT_EQ(report.keys, 300u);
-  fmt::print("checked {} operations over {} keys in {:.3f} s, {} configurations\n",
-             history.size(), report.keys, std::chrono::duration<double>(elapsed).count(),
-             report.configurations);
+  fmt::print("checked {} operations over {} keys in {:.3f} s, {} configurations\n", history.size(),
+             report.keys, std::chrono::duration<double>(elapsed).count(), report.configurations);
 
   // The same history with one read answered from a stale copy: caught and shrunk.
-  Operation stale = Get(history.back().complete_time + 1, history.back().complete_time + 2,
-                        "never written", 11);
+  Operation stale =
+      Get(history.back().complete_time + 1, history.back().complete_time + 2, "never written", 11);
   stale.key = "k17";
   history.push_back(stale);
   const CheckReport broken = CheckHistory(history);

@@ -88,14 +88,15 @@ std::vector<Operation> RandomLinearizableHistory(base::Prng& prng,
       plan.operation.outcome = Outcome::kUnknown;
       // Half take effect, at any time after invocation: even well after the client gave up.
       if (prng.Chance(1, 2)) {
-        plan.effect_time = operation.invoke_time +
-                           static_cast<int64_t>(prng.Below(static_cast<uint64_t>(4 * duration) + 1));
+        plan.effect_time =
+            operation.invoke_time +
+            static_cast<int64_t>(prng.Below(static_cast<uint64_t>(4 * duration) + 1));
       }
     } else if (roll < options.unknown_percent + options.failed_percent) {
       plan.operation.outcome = Outcome::kFailed;
     } else {
-      plan.effect_time =
-          operation.invoke_time + static_cast<int64_t>(prng.Below(static_cast<uint64_t>(duration) + 1));
+      plan.effect_time = operation.invoke_time +
+                         static_cast<int64_t>(prng.Below(static_cast<uint64_t>(duration) + 1));
     }
     planned.push_back(std::move(plan));
   }
@@ -104,8 +105,9 @@ std::vector<Operation> RandomLinearizableHistory(base::Prng& prng,
   for (Planned& plan : planned) {
     if (plan.effect_time) by_effect.push_back(&plan);
   }
-  std::stable_sort(by_effect.begin(), by_effect.end(),
-                   [](const Planned* a, const Planned* b) { return *a->effect_time < *b->effect_time; });
+  std::stable_sort(by_effect.begin(), by_effect.end(), [](const Planned* a, const Planned* b) {
+    return *a->effect_time < *b->effect_time;
+  });
   std::map<std::string, std::string> store;
   for (Planned* plan : by_effect) Execute(store, plan->operation);
 

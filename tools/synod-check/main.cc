@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < std::min(keys.size(), kKeysListedMax); ++i) {
     listed += fmt::format("{}\"{}\"", i == 0 ? "" : ", ", keys[i]);
   }
-  if (keys.size() > kKeysListedMax) listed += fmt::format(" and {} more", keys.size() - kKeysListedMax);
+  if (keys.size() > kKeysListedMax)
+    listed += fmt::format(" and {} more", keys.size() - kKeysListedMax);
   fmt::print("NOT linearizable: {} of {} keys: {}\n", keys.size(), report.keys, listed);
   fmt::print("{}\n", figures);
   fmt::print(

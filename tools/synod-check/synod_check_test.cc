@@ -26,7 +26,9 @@ ToolRun RunCheck(const std::string& arguments) {
   return run;
 }
 
-std::string Testdata(const char* name) { return fmt::format("{}/{}", SYNOD_CHECK_TESTDATA, name); }
+std::string Testdata(const char* name) {
+  return fmt::format("{}/{}", SYNOD_CHECK_TESTDATA, name);
+}
 
 TEST(SynodCheckTool, LinearizableHistoryExitsZero) {
   const ToolRun run = RunCheck(Testdata("linearizable.jsonl"));
@@ -42,7 +44,9 @@ TEST(SynodCheckTool, StaleReadExitsOneWithTheShrunkSubHistory) {
   // Put 1, put 2, and the read of 1 after put 2 completed; the other reads are shrunk away.
   const std::string table =
       "Key \"x\": these 3 operations cannot be ordered so that every answer is right "
-      "(a shrunk sub-history; \"line\" is the line in " + Testdata("stale_read.jsonl") + "):\n"
+      "(a shrunk sub-history; \"line\" is the line in " +
+      Testdata("stale_read.jsonl") +
+      "):\n"
       "times are relative to 1000\n"
       "invoke  complete  client  operation    result     line\n"
       "+0      +100      1       put x = \"1\"  ok         1\n"
