@@ -145,14 +145,34 @@ std::vector<ModelOp> Compile(const std::vector<Operation>& operations) {
 // u before w instead of v. None of them reads v (the rule below), so each is a write that ends
 // the stretch, an unknown cas that did nothing in L and can be left out of it (it is optional;
 // it would otherwise write if u is its expected value), or a cas that did not succeed, which
-// saw a value other than its expected one. That last one breaks only if its expected value is
-// u, and u was written by an operation of H other than w (or is absent, which no cas expects).
-// So: if no other operation reads v, and no cas that did not succeed expects a value that
-// another operation writes, H without w is linearizable too.
+// saw a value other than its expected one. That last one, f, breaks only if its expected value
+// is u, which an operation of H other than w wrote (absent is expected by no cas). And f can
+// be in the stretch only if it does not precede w in real time, and no write that always takes
+// effect (a put, a delete, a cas that succeeded) lies between w and f in real time.
+// So: if no other operation reads v, and no such f expects a value another operation writes,
+// H without w is linearizable too.
 class ValueUse {
  public:
-  explicit ValueUse(const std::vector<ModelOp>& ops) {
-    for (const ModelOp& op : ops) Count(op, +1);
+  // The operations in [candidates_begin, candidates_end) may be removed; the others stay, so
+  // only they can separate a write from a later cas.
+  ValueUse(const std::vector<ModelOp>& ops, size_t candidates_begin, size_t candidates_end) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const ModelOp& op = ops[i];
+      if (const std::optional<State> observed = Observed(op)) readers_[*observed] += 1;
+      if (Writes(op)) writers_[op.value] += 1;
+      if (op.kind == ModelOp::Kind::kCompareFails) unsuccessful_.push_back(&op);
+      const bool stays = i < candidates_begin || i >= candidates_end;
+      const bool always_takes_effect = op.required && (op.kind == ModelOp::Kind::kWrite ||
+                                                       op.kind == ModelOp::Kind::kCompareAndSet);
+      if (stays && always_takes_effect) separators_.push_back({op.invoke_time, op.complete_time});
+    }
+    std::sort(separators_.begin(), separators_.end());
+    // Suffix minimum of completion times: the earliest completion of a separator invoked at
+    // or after a given one.
+    for (size_t i = separators_.size(); i-- > 1;) {
+      separators_[i - 1].complete_time =
+          std::min(separators_[i - 1].complete_time, separators_[i].complete_time);
+    }
   }
 
   // Whether `write`, one of the operations counted, may leave them (see above).
@@ -162,51 +182,77 @@ class ValueUse {
     const int64_t readers_of_value =
         CountOf(readers_, write.value) - (own_observation == write.value ? 1 : 0);
     if (readers_of_value > 0) return false;
-    for (const auto& [expected, count] : unsuccessful_expected_) {
-      if (count == 0) continue;
-      const int64_t other_writers = CountOf(writers_, expected) - (write.value == expected ? 1 : 0);
+    const int64_t separated_from = EarliestSeparatorCompletionAfter(write.complete_time);
+    for (const ModelOp* unsuccessful : unsuccessful_) {
+      if (unsuccessful->complete_time < write.invoke_time) continue;
+      if (separated_from < unsuccessful->invoke_time) continue;
+      const int64_t other_writers = CountOf(writers_, unsuccessful->expected) -
+                                    (write.value == unsuccessful->expected ? 1 : 0);
       if (other_writers > 0) return false;
     }
     return true;
   }
 
-  void Remove(const ModelOp& op) { Count(op, -1); }
+  // `op` must be one of the operations counted, by reference.
+  void Remove(const ModelOp& op) {
+    if (const std::optional<State> observed = Observed(op)) readers_[*observed] -= 1;
+    if (Writes(op)) writers_[op.value] -= 1;
+    if (op.kind == ModelOp::Kind::kCompareFails) {
+      unsuccessful_.erase(std::find(unsuccessful_.begin(), unsuccessful_.end(), &op));
+    }
+  }
 
  private:
+  struct Interval {
+    int64_t invoke_time = 0;
+    int64_t complete_time = 0;
+    auto operator<=>(const Interval&) const = default;
+  };
+
   static int64_t CountOf(const std::unordered_map<State, int64_t>& counts, State value) {
     const auto found = counts.find(value);
     return found == counts.end() ? 0 : found->second;
   }
 
-  void Count(const ModelOp& op, int64_t delta) {
-    if (const std::optional<State> observed = Observed(op)) readers_[*observed] += delta;
-    if (Writes(op)) writers_[op.value] += delta;
-    if (op.kind == ModelOp::Kind::kCompareFails) unsuccessful_expected_[op.expected] += delta;
+  // The earliest completion of a separator invoked after `time`; kNever if none.
+  int64_t EarliestSeparatorCompletionAfter(int64_t time) const {
+    const auto first = std::upper_bound(
+        separators_.begin(), separators_.end(), time,
+        [](int64_t value, const Interval& interval) { return value < interval.invoke_time; });
+    return first == separators_.end() ? kNever : first->complete_time;
   }
 
   std::unordered_map<State, int64_t> readers_;
   std::unordered_map<State, int64_t> writers_;
-  std::unordered_map<State, int64_t> unsuccessful_expected_;
+  std::vector<const ModelOp*> unsuccessful_;
+  // Invoke times ascending, each with the suffix minimum of completion times.
+  std::vector<Interval> separators_;
 };
 
 // Leaves out the unknown writes that cannot matter: H with such a write is linearizable iff H
 // without it is (ValueUse gives one direction; the other holds because an unknown write may
 // stay out of a linearization). A write that no one reads only multiplies the search, since
 // an unknown write can be linearized anywhere after its invocation.
-std::vector<ModelOp> WithoutIrrelevantUnknownWrites(std::vector<ModelOp> ops) {
-  ValueUse use(ops);
-  bool removed = true;
-  while (removed) {
-    removed = false;
+std::vector<ModelOp> WithoutIrrelevantUnknownWrites(const std::vector<ModelOp>& ops) {
+  // Unknown writes never separate (they need not take effect), so every operation may stay
+  // a separator while they leave.
+  ValueUse use(ops, 0, 0);
+  std::vector<bool> irrelevant(ops.size(), false);
+  bool progress = true;
+  while (progress) {
+    progress = false;
     for (size_t i = 0; i < ops.size(); ++i) {
-      if (ops[i].required || !use.MayRemoveWrite(ops[i])) continue;
+      if (ops[i].required || irrelevant[i] || !use.MayRemoveWrite(ops[i])) continue;
       use.Remove(ops[i]);
-      ops.erase(ops.begin() + static_cast<ptrdiff_t>(i));
-      removed = true;
-      break;
+      irrelevant[i] = true;
+      progress = true;
     }
   }
-  return ops;
+  std::vector<ModelOp> relevant;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!irrelevant[i]) relevant.push_back(ops[i]);
+  }
+  return relevant;
 }
 
 // Lowe's memoisation: the configurations (linearized set, state) already explored. The search
@@ -303,18 +349,23 @@ class Search {
       SYNOD_ASSERT(event != kHead());
       const Event& current = events_[event];
       if (current.is_call) {
-        if (TryLinearize(event)) {
-          if (required_left_ == 0) return true;
-          event = next_[kHead()];
-        } else {
-          event = next_[event];
+        switch (TryLinearize(event)) {
+          case Attempt::kLinearized:
+            if (required_left_ == 0) return true;
+            event = next_[kHead()];
+            break;
+          case Attempt::kNotHere:
+            event = next_[event];
+            break;
+          case Attempt::kDeadEnd:
+            if (!Backtrack(&event)) return false;
+            break;
         }
         continue;
       }
       // Unknown writes return at +infinity, after every required return.
       SYNOD_ASSERT(ops_[current.op].required);
-      if (stack_.empty()) return false;
-      event = next_[Undo()];
+      if (!Backtrack(&event)) return false;
     }
   }
 
@@ -330,6 +381,13 @@ class Search {
   struct Frame {
     size_t call = 0;
     State state_before = kAbsent;
+    // A read linearized as soon as it was a candidate (see TryLinearize): not a choice.
+    bool forced = false;
+  };
+  enum class Attempt {
+    kLinearized,
+    kNotHere,  // the model refuses it here, or it leads to an explored configuration
+    kDeadEnd,  // the current configuration cannot be completed
   };
 
   size_t kHead() const { return events_.size(); }
@@ -402,10 +460,24 @@ class Search {
     return seen_.Insert(hash_, state, first, exceptions_);
   }
 
-  bool TryLinearize(size_t call) {
+  // A read (a get, or a cas that did not succeed) changes no state, so when the model accepts
+  // it here, linearizing it here loses nothing: every op that must precede it in real time is
+  // already linearized (its return would otherwise have ended the walk), and moving a read
+  // earlier in a linearization breaks no later operation. So the configuration with the read
+  // completes exactly when the current one does; the read is no choice to backtrack over, and
+  // if that configuration was explored before, the current one is a dead end. This partial-order
+  // reduction spares the search the orders of reads among themselves and among the writes
+  // they do not depend on.
+  Attempt TryLinearize(size_t call) {
     const size_t op = events_[call].op;
     const std::optional<State> after = Step(ops_[op], state_);
-    if (!after) return false;
+    if (!after) return Attempt::kNotHere;
+    // An unknown write that would leave the state as it is need not be linearized here:
+    // whatever completes the configuration with it completes the one without it, where it
+    // is still optional.
+    if (!ops_[op].required && *after == state_) return Attempt::kNotHere;
+    const bool read =
+        ops_[op].kind == ModelOp::Kind::kRead || ops_[op].kind == ModelOp::Kind::kCompareFails;
     Flip(op);
     Unlink(call);
     Unlink(events_[call].match);
@@ -413,12 +485,27 @@ class Search {
       Relink(events_[call].match);
       Relink(call);
       Flip(op);
-      return false;
+      return read ? Attempt::kDeadEnd : Attempt::kNotHere;
     }
-    stack_.push_back({call, state_});
+    stack_.push_back({call, state_, read});
     state_ = *after;
     if (ops_[op].required) --required_left_;
-    return true;
+    return Attempt::kLinearized;
+  }
+
+  // Undoes linearizations up to and including the latest choice, and points `event` at the
+  // candidate after it; false when there is no choice left. Undoing a forced read leaves a
+  // configuration that fails as well (see TryLinearize), so it is undone too.
+  bool Backtrack(size_t* event) {
+    while (!stack_.empty()) {
+      const bool forced = stack_.back().forced;
+      const size_t call = Undo();
+      if (!forced) {
+        *event = next_[call];
+        return true;
+      }
+    }
+    return false;
   }
 
   // Undoes the latest linearization; returns its call event.
@@ -460,30 +547,48 @@ bool Linearizable(const std::vector<ModelOp>& ops, uint64_t* configurations) {
   return linearizable;
 }
 
-// Whether the operations [begin, end) may all leave `ops` keeping the proof (see ValueUse):
-// reads always may; each write may once the operations still present do not read its value.
-bool MayRemove(const std::vector<ModelOp>& ops, size_t begin, size_t end) {
-  ValueUse use(ops);
-  std::vector<const ModelOp*> writes;
+// The operations of [begin, end) that may leave `ops` while keeping the proof (see ValueUse),
+// by position: all reads, and each write once the operations still present do not read its
+// value.
+std::vector<size_t> RemovableWithin(const std::vector<ModelOp>& ops, size_t begin, size_t end) {
+  ValueUse use(ops, begin, end);
+  std::vector<size_t> removable;
+  std::vector<size_t> writes;
   for (size_t i = begin; i < end; ++i) {
     if (Writes(ops[i])) {
-      writes.push_back(&ops[i]);
+      writes.push_back(i);
     } else {
       use.Remove(ops[i]);
+      removable.push_back(i);
     }
   }
+  // Latest first: a cas reading an earlier write's value leaves before that write is tried.
   bool progress = true;
-  while (progress && !writes.empty()) {
+  while (progress) {
     progress = false;
-    for (size_t i = 0; i < writes.size(); ++i) {
-      if (!use.MayRemoveWrite(*writes[i])) continue;
-      use.Remove(*writes[i]);
+    for (size_t i = writes.size(); i-- > 0;) {
+      if (!use.MayRemoveWrite(ops[writes[i]])) continue;
+      use.Remove(ops[writes[i]]);
+      removable.push_back(writes[i]);
       writes.erase(writes.begin() + static_cast<ptrdiff_t>(i));
       progress = true;
-      break;
     }
   }
-  return writes.empty();
+  std::sort(removable.begin(), removable.end());
+  return removable;
+}
+
+std::vector<ModelOp> Without(const std::vector<ModelOp>& ops, const std::vector<size_t>& sorted) {
+  std::vector<ModelOp> rest;
+  size_t next = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (next < sorted.size() && sorted[next] == i) {
+      ++next;
+    } else {
+      rest.push_back(ops[i]);
+    }
+  }
+  return rest;
 }
 
 }  // namespace
@@ -502,7 +607,7 @@ bool RemovalKeepsLinearizable(const std::vector<Operation>& operations, size_t i
   // Failed operations and unknown reads are not part of the model at all.
   if (found == ops.end()) return true;
   const size_t position = static_cast<size_t>(found - ops.begin());
-  return MayRemove(ops, position, position + 1);
+  return !RemovableWithin(ops, position, position + 1).empty();
 }
 
 std::vector<Operation> ShrinkViolation(std::vector<Operation> operations) {
@@ -510,21 +615,25 @@ std::vector<Operation> ShrinkViolation(std::vector<Operation> operations) {
   uint64_t configurations = 0;
   SYNOD_ASSERT(!Linearizable(ops, &configurations));
   // Delta debugging (Zeller): try removing runs of operations close in time, halving the run
-  // length down to single operations, which are retried until none can go.
+  // length down to single operations, which are retried until none can go. From each run only
+  // what keeps the proof leaves. Runs go from the latest backwards, so a read leaves before
+  // the write it reads is tried.
   for (size_t run = std::max<size_t>(ops.size() / 2, 1); run >= 1; run /= 2) {
     bool removed = true;
     while (removed) {
       removed = false;
-      for (size_t begin = 0; begin < ops.size();) {
-        const size_t end = std::min(begin + run, ops.size());
-        std::vector<ModelOp> rest(ops.begin(), ops.begin() + static_cast<ptrdiff_t>(begin));
-        rest.insert(rest.end(), ops.begin() + static_cast<ptrdiff_t>(end), ops.end());
-        if (MayRemove(ops, begin, end) && !Linearizable(rest, &configurations)) {
-          ops = std::move(rest);
-          removed = true;
-        } else {
-          begin = end;
+      for (size_t end = ops.size(); end > 0;) {
+        const size_t begin = end > run ? end - run : 0;
+        const std::vector<size_t> removable = RemovableWithin(ops, begin, end);
+        if (!removable.empty()) {
+          std::vector<ModelOp> rest = Without(ops, removable);
+          if (!Linearizable(rest, &configurations)) {
+            ops = std::move(rest);
+            removed = true;
+          }
         }
+        // Removing from [begin, end) moved only the operations after it.
+        end = begin;
       }
       if (run > 1) break;
     }
