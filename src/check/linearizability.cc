@@ -322,7 +322,8 @@ class ConfigurationSet {
 class Search {
  public:
   // Precondition: `ops` are in order of invocation.
-  explicit Search(const std::vector<ModelOp>& ops) : ops_(ops) {
+  Search(const std::vector<ModelOp>& ops, uint64_t configurations_max)
+      : ops_(ops), configurations_max_(configurations_max) {
     SYNOD_ASSERT(ops_.size() < std::numeric_limits<uint32_t>::max());
     BuildEventList();
     // Zobrist hashing keeps the hash of the linearized set current in O(1) per step. A fixed
@@ -340,32 +341,33 @@ class Search {
     linearized_.assign((ops_.size() + 63) / 64, 0);
   }
 
-  bool Run() {
+  Verdict Run() {
     for (const ModelOp& op : ops_) required_left_ += op.required ? 1 : 0;
-    if (required_left_ == 0) return true;
+    if (required_left_ == 0) return Verdict::kLinearizable;
     size_t event = next_[kHead()];
     while (true) {
       // A required operation is not yet linearized, so its return is still in the list ahead.
       SYNOD_ASSERT(event != kHead());
       const Event& current = events_[event];
       if (current.is_call) {
+        if (seen_.size() >= configurations_max_) return Verdict::kUndecided;
         switch (TryLinearize(event)) {
           case Attempt::kLinearized:
-            if (required_left_ == 0) return true;
+            if (required_left_ == 0) return Verdict::kLinearizable;
             event = next_[kHead()];
             break;
           case Attempt::kNotHere:
             event = next_[event];
             break;
           case Attempt::kDeadEnd:
-            if (!Backtrack(&event)) return false;
+            if (!Backtrack(&event)) return Verdict::kNotLinearizable;
             break;
         }
         continue;
       }
       // Unknown writes return at +infinity, after every required return.
       SYNOD_ASSERT(ops_[current.op].required);
-      if (!Backtrack(&event)) return false;
+      if (!Backtrack(&event)) return Verdict::kNotLinearizable;
     }
   }
 
@@ -522,6 +524,7 @@ class Search {
   }
 
   const std::vector<ModelOp>& ops_;
+  const uint64_t configurations_max_;
   std::vector<Event> events_;
   std::vector<size_t> next_;
   std::vector<size_t> previous_;
@@ -539,12 +542,13 @@ class Search {
   std::vector<uint32_t> exceptions_;
 };
 
-bool Linearizable(const std::vector<ModelOp>& ops, uint64_t* configurations) {
+Verdict Decide(const std::vector<ModelOp>& ops, uint64_t configurations_max,
+               uint64_t* configurations) {
   const std::vector<ModelOp> relevant = WithoutIrrelevantUnknownWrites(ops);
-  Search search(relevant);
-  const bool linearizable = search.Run();
+  Search search(relevant, configurations_max);
+  const Verdict verdict = search.Run();
   *configurations += search.configurations();
-  return linearizable;
+  return verdict;
 }
 
 // The operations of [begin, end) that may leave `ops` while keeping the proof (see ValueUse),
@@ -591,12 +595,20 @@ std::vector<ModelOp> Without(const std::vector<ModelOp>& ops, const std::vector<
   return rest;
 }
 
+// The operations `ops` stand for, in order of invocation.
+std::vector<Operation> InOrder(const std::vector<Operation>& operations,
+                               const std::vector<ModelOp>& ops) {
+  std::vector<Operation> in_order;
+  for (const ModelOp& op : ops) in_order.push_back(operations[op.source]);
+  return in_order;
+}
+
 }  // namespace
 
-bool IsLinearizable(const std::vector<Operation>& operations) {
-  if (operations.empty()) return true;
+Verdict DecideKey(const std::vector<Operation>& operations, uint64_t configurations_max) {
+  if (operations.empty()) return Verdict::kLinearizable;
   uint64_t configurations = 0;
-  return Linearizable(Compile(operations), &configurations);
+  return Decide(Compile(operations), configurations_max, &configurations);
 }
 
 bool RemovalKeepsLinearizable(const std::vector<Operation>& operations, size_t index) {
@@ -610,24 +622,31 @@ bool RemovalKeepsLinearizable(const std::vector<Operation>& operations, size_t i
   return !RemovableWithin(ops, position, position + 1).empty();
 }
 
-std::vector<Operation> ShrinkViolation(std::vector<Operation> operations) {
+std::vector<Operation> ShrinkViolation(std::vector<Operation> operations,
+                                       uint64_t configurations_max) {
   std::vector<ModelOp> ops = Compile(operations);
   uint64_t configurations = 0;
-  SYNOD_ASSERT(!Linearizable(ops, &configurations));
+  SYNOD_ASSERT(Decide(ops, std::numeric_limits<uint64_t>::max(), &configurations) ==
+               Verdict::kNotLinearizable);
   // Delta debugging (Zeller): try removing runs of operations close in time, halving the run
   // length down to single operations, which are retried until none can go. From each run only
   // what keeps the proof leaves. Runs go from the latest backwards, so a read leaves before
-  // the write it reads is tried.
+  // the write it reads is tried. All the searches share `configurations_max`: when it is spent,
+  // what is left is still a proof, only a larger one.
+  configurations = 0;
   for (size_t run = std::max<size_t>(ops.size() / 2, 1); run >= 1; run /= 2) {
     bool removed = true;
     while (removed) {
       removed = false;
       for (size_t end = ops.size(); end > 0;) {
+        if (configurations >= configurations_max) return InOrder(operations, ops);
         const size_t begin = end > run ? end - run : 0;
         const std::vector<size_t> removable = RemovableWithin(ops, begin, end);
         if (!removable.empty()) {
           std::vector<ModelOp> rest = Without(ops, removable);
-          if (!Linearizable(rest, &configurations)) {
+          // A search that runs out of budget proves nothing: the run stays.
+          if (Decide(rest, configurations_max - configurations, &configurations) ==
+              Verdict::kNotLinearizable) {
             ops = std::move(rest);
             removed = true;
           }
@@ -638,12 +657,10 @@ std::vector<Operation> ShrinkViolation(std::vector<Operation> operations) {
       if (run > 1) break;
     }
   }
-  std::vector<Operation> shrunk;
-  for (const ModelOp& op : ops) shrunk.push_back(operations[op.source]);
-  return shrunk;
+  return InOrder(operations, ops);
 }
 
-CheckReport CheckHistory(const std::vector<Operation>& history) {
+CheckReport CheckHistory(const std::vector<Operation>& history, uint64_t configurations_max) {
   std::map<std::string, std::vector<Operation>> by_key;
   for (const Operation& operation : history) by_key[operation.key].push_back(operation);
   CheckReport report;
@@ -651,11 +668,20 @@ CheckReport CheckHistory(const std::vector<Operation>& history) {
   for (const auto& [key, operations] : by_key) {
     const std::vector<ModelOp> ops = Compile(operations);
     report.operations_checked += ops.size();
-    if (Linearizable(ops, &report.configurations)) continue;
-    report.linearizable = false;
-    report.violating_keys.push_back(key);
-    if (report.violating_keys.size() == 1) {
-      report.violation = Violation{key, ShrinkViolation(operations)};
+    switch (Decide(ops, configurations_max, &report.configurations)) {
+      case Verdict::kLinearizable:
+        break;
+      case Verdict::kUndecided:
+        report.linearizable = false;
+        report.undecided_keys.push_back(key);
+        break;
+      case Verdict::kNotLinearizable:
+        report.linearizable = false;
+        report.violating_keys.push_back(key);
+        if (report.violating_keys.size() == 1) {
+          report.violation = Violation{key, ShrinkViolation(operations, configurations_max)};
+        }
+        break;
     }
   }
   return report;

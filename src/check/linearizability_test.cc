@@ -203,6 +203,20 @@ TEST(NotLinearizable, ReportNamesTheViolatingKeysOnly) {
   EXPECT_EQ(report.keys, 3u);
 }
 
+// --- The search budget ---
+
+TEST(Budget, SearchOutOfBudgetLeavesTheKeyUndecidedNotLinearizable) {
+  // Three overlapping writes and a read: the search needs more than two configurations.
+  const std::vector<Operation> history = {Put(0, 10, "a", 1), Put(0, 10, "b", 2),
+                                          Put(0, 10, "c", 3), Get(11, 12, "a", 4)};
+  EXPECT_EQ(DecideKey(history), Verdict::kLinearizable);
+  EXPECT_EQ(DecideKey(history, 2), Verdict::kUndecided);
+  const CheckReport report = CheckHistory(history, 2);
+  EXPECT_FALSE(report.linearizable);
+  EXPECT_EQ(report.undecided_keys, (std::vector<std::string>{"k"}));
+  EXPECT_TRUE(report.violating_keys.empty());
+}
+
 // --- The shrunk sub-history ---
 
 // A long, busy history of one key with a single stale read in the middle, plus other keys.
@@ -230,7 +244,7 @@ TEST(Shrink, StaleReadShrinksToTheWritesAndTheReadThatShowIt) {
   ASSERT_FALSE(report.linearizable);
   EXPECT_EQ(report.violation.key, "k");
   const std::vector<Operation>& shrunk = report.violation.operations;
-  EXPECT_FALSE(IsLinearizable(shrunk));
+  EXPECT_EQ(DecideKey(shrunk), Verdict::kNotLinearizable);
   // v28 written, v29 (or a later value) written after it completed, and the stale read.
   ASSERT_EQ(shrunk.size(), 3u) << FormatTable(shrunk);
   EXPECT_EQ(DescribeRequest(shrunk[0]), "put k = \"v28\"");
@@ -243,7 +257,7 @@ TEST(Shrink, KeepsTheWriteThatExplainsARead) {
   // Without "put a" the read of a alone would be a violation, but not this history's.
   const std::vector<Operation> shrunk = ShrinkViolation(
       {Put(0, 1, "a"), Put(2, 3, "b"), Get(4, 5, "b"), Get(6, 7, "a"), Put(8, 9, "c")});
-  EXPECT_FALSE(IsLinearizable(shrunk));
+  EXPECT_EQ(DecideKey(shrunk), Verdict::kNotLinearizable);
   EXPECT_EQ(shrunk.size(), 3u) << FormatTable(shrunk);
   EXPECT_EQ(shrunk[0].value, "a");
 }

@@ -63,6 +63,16 @@ TEST(SynodCheckTool, MalformedLineExitsTwoNamingTheLine) {
                                     Testdata("malformed.jsonl")));
 }
 
+TEST(SynodCheckTool, SearchOutOfBudgetExitsThree) {
+  const ToolRun run = RunCheck("--max-configurations 1 " + Testdata("linearizable.jsonl"));
+  EXPECT_EQ(run.exit_status, 3) << run.output;
+  EXPECT_EQ(run.output.rfind("UNDECIDED: the search of 1 of 2 keys ran out of 1 configurations: "
+                             "\"x\"\n",
+                             0),
+            0u)
+      << run.output;
+}
+
 TEST(SynodCheckTool, MissingFileExitsTwo) {
   const ToolRun run = RunCheck(Testdata("no_such_file.jsonl"));
   EXPECT_EQ(run.exit_status, 2) << run.output;
