@@ -647,6 +647,10 @@ def main():
             print(f"nemesis: synod-check did not finish within {CHECKER_TIMEOUT_S} s",
                   file=sys.stderr)
             return 2
+        if checked.returncode == 3:
+            # The search ran out of its budget on some key: no verdict, which is not a pass.
+            print(f"nemesis: synod-check reached no verdict: {checked.stdout}", file=sys.stderr)
+            return 2
         if checked.returncode not in (0, 1):
             print(f"nemesis: synod-check failed (exit {checked.returncode}): {checked.stderr}",
                   file=sys.stderr)
