@@ -272,10 +272,12 @@ class Client(threading.Thread):
     checker's search is exponential in the operations of one key whose outcome is unknown, so
     each key must see only a bounded number of them, however long the run."""
 
-    OPERATIONS = (["get"] * 4) + (["put"] * 3) + (["cas"] * 2) + ["delete"]
+    WRITES = (["put"] * 3) + (["cas"] * 2) + ["delete"]
 
-    def __init__(self, number, net, size, keys, history, stop, seed, started_ns, key_life_s):
+    def __init__(self, number, net, size, keys, history, stop, seed, started_ns, key_life_s,
+                 read_fraction):
         super().__init__(daemon=True)
+        self.read_fraction = read_fraction
         self.started_ns = started_ns
         self.key_life_ns = int(key_life_s * 1e9)
         self.number = number
@@ -300,7 +302,8 @@ class Client(threading.Thread):
         while not self.stop_event.is_set():
             key = key_name((now_ns() - self.started_ns) // self.key_life_ns,
                            self.random.randrange(self.keys))
-            kind = self.random.choice(self.OPERATIONS)
+            kind = ("get" if self.random.random() < self.read_fraction
+                    else self.random.choice(self.WRITES))
             self.sequence += 1
             # A compare-and-set expects the value this client last saw in the key, so that
             # some succeed and some fail.
@@ -560,6 +563,8 @@ def main():
                         help="comma-separated of " + ",".join(FAULT_KINDS) + ", or all")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--keys", type=int, default=6, help="keys in use at any time")
+    parser.add_argument("--read-fraction", type=float, default=0.4,
+                        help="share of operations that are reads (the rest: put, cas, delete)")
     parser.add_argument("--key-life", type=parse_duration, default=parse_duration("5s"),
                         help="how long keys are used before fresh ones replace them")
     parser.add_argument("--seed", type=int, default=None)
@@ -610,7 +615,7 @@ def main():
         members.learn_ids()
         started = now_ns()
         clients = [Client(n, net, args.members, args.keys, history, stop_clients, seed + n,
-                          started, args.key_life)
+                          started, args.key_life, args.read_fraction)
                    for n in range(args.clients)]
         for client in clients:
             client.start()
