@@ -600,6 +600,9 @@ def main():
     print(f"nemesis: seed {seed}, {args.members} members, {args.duration:.0f} s, "
           f"faults {','.join(kinds)}, results in {results}", flush=True)
 
+    # SIGTERM (a test runner's timeout, a user's kill) stops the run through the cleanup below:
+    # members stopped, namespaces removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     net.setup()
     members = Members(args.binary, net, args.members, work_dir, args.heartbeat_interval,
                       args.election_timeout)
