@@ -35,7 +35,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import etcd3  # noqa: E402  (python3-etcd3, as the fault tests)
-from synod_cluster import Cluster, Member  # noqa: E402
+from synod_cluster import Cluster, Member, terminate_together  # noqa: E402
 
 BASE_PORT = 23790  # m0 client 23790, peer 23791; m1 23792/23793; ...
 HEARTBEAT_MS = 100
@@ -99,15 +99,8 @@ class CompatCluster(Cluster):
             leader = None
         running = [m for m in self.members if m.process is not None]
         for batch in ([m for m in running if m is not leader], [m for m in running if m is leader]):
+            terminate_together([member.process for member in batch])
             for member in batch:
-                if member.process.poll() is None:
-                    member.process.terminate()
-            for member in batch:
-                try:
-                    member.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    member.process.kill()
-                    member.process.wait()
                 member.process = None
 
     def new_member(self, name, index):

@@ -14,6 +14,20 @@ import etcd3
 from etcd3 import etcdrpc
 
 
+def terminate_together(processes, grace_s=10):
+    """SIGTERMs every process still running, then waits for each, SIGKILLing one that has not
+    stopped within `grace_s`: all stop in parallel, none is left behind."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Member:
     def __init__(self, index, name, client_port, peer_port, data_dir, log_path):
         self.index = index
@@ -84,17 +98,9 @@ class Cluster:
         member.process = None
 
     def stop_all(self):
+        terminate_together([m.process for m in self.members if m.process is not None])
         for member in self.members:
-            if member.running():
-                member.process.terminate()
-        for member in self.members:
-            if member.process is not None:
-                try:
-                    member.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    member.process.kill()
-                    member.process.wait()
-                member.process = None
+            member.process = None
 
     @staticmethod
     def status(member):

@@ -35,9 +35,12 @@ import time
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The fault tests' helpers (tests/fault/synod_cluster.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import etcd3  # noqa: E402  (python3-etcd3)
 from etcd3 import etcdrpc  # noqa: E402
 import network  # noqa: E402
+from synod_cluster import terminate_together  # noqa: E402
 import timeline  # noqa: E402
 
 FAULT_KINDS = ["kill", "pause", "partition-halves", "partition-leader", "partition-bridge",
@@ -176,16 +179,9 @@ class Members:
     def stop_all(self):
         for i in range(self.size):
             self.resume(i)
-            if self.running(i):
-                self.processes[i].terminate()
+        terminate_together([p for p in self.processes if p is not None])
         for i in range(self.size):
-            if self.processes[i] is not None:
-                try:
-                    self.processes[i].wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.processes[i].kill()
-                    self.processes[i].wait()
-                self.reap(i)
+            self.reap(i)
 
     def status(self, i, timeout=0.5):
         channel = grpc.insecure_channel(self.net.client_address(i))
