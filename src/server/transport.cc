@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <deque>
 #include <limits>
 #include <system_error>
@@ -19,7 +20,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/time.h"
 #include "base/assert.h"
 #include "server/raft_codec.h"
 #include "synod/peer.grpc.pb.h"
@@ -55,6 +55,13 @@ static_assert(kPeerMessageBytesMax <= static_cast<size_t>(std::numeric_limits<in
               "gRPC takes message size limits as int");
 static_assert(kPeerBatchBytesMaxDefault <= kPeerMessageBytesMax);
 static_assert(kPeerQueuedMessagesMaxDefault <= kPeerQueuedMessagesLimit);
+
+// absl::Mutex under the names std::condition_variable_any needs (this Abseil has no lock()).
+struct MutexAsLockable {
+  absl::Mutex& mutex;
+  void lock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mutex.Lock(); }
+  void unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mutex.Unlock(); }
+};
 
 grpc::Status ToGrpc(const Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
@@ -440,7 +447,7 @@ class Transport::PeerSender {
     absl::MutexLock lock(&mutex_);
     stopping_ = true;
     if (active_context_ != nullptr) active_context_->TryCancel();
-    wake_.Signal();
+    wake_.notify_one();
   }
 
   void SetTargets(std::vector<std::string> targets) {
@@ -451,7 +458,7 @@ class Transport::PeerSender {
     target_index_ = 0;
     targets_changed_ = true;
     if (active_context_ != nullptr) active_context_->TryCancel();
-    wake_.Signal();
+    wake_.notify_one();
   }
 
   // False (the caller counts the drop) when the queue is full or stopping.
@@ -466,7 +473,7 @@ class Transport::PeerSender {
     queued_bytes_ += message.bytes;
     queue_.push_back(std::move(message));
     SYNOD_ASSERT(queue_.size() <= options_.queued_messages_max);
-    wake_.Signal();
+    wake_.notify_one();
     return true;
   }
 
@@ -515,13 +522,11 @@ class Transport::PeerSender {
         absl::MutexLock lock(&mutex_);
         const bool open = stream_ != nullptr;
         const Clock::time_point wake_at = open ? Clock::now() + kIdleCheckInterval : next_attempt;
-        const absl::Time deadline =
-            absl::Now() +
-            absl::FromChrono(std::max(Clock::duration::zero(), wake_at - Clock::now()));
         // Without a stream, queued messages wait for the next attempt rather than wake us.
-        while (!stopping_ && !targets_changed_ && !(open && !queue_.empty())) {
-          if (wake_.WaitWithDeadline(&mutex_, deadline)) break;  // Timed out.
-        }
+        MutexAsLockable lockable{mutex_};
+        wake_.wait_until(lockable, wake_at, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return stopping_ || targets_changed_ || (open && !queue_.empty());
+        });
         if (stopping_) break;
         retarget = targets_changed_;
         if (open && !retarget) {
@@ -771,7 +776,11 @@ class Transport::PeerSender {
   const NodeId id_;
 
   absl::Mutex mutex_;
-  absl::CondVar wake_;
+  // Not an absl::CondVar: this Abseil's timed waits sleep until an absolute CLOCK_REALTIME
+  // instant, so a wall-clock step (NTP, or the nemesis's clock fault) stretched every backoff by
+  // the size of the step, and a member could not reconnect to a restarted peer for that long.
+  // condition_variable_any waits on the steady clock (pthread_cond_clockwait, CLOCK_MONOTONIC).
+  std::condition_variable_any wake_;
   std::vector<std::string> targets_ ABSL_GUARDED_BY(mutex_);
   // Parallel to targets_; created on first use.
   std::vector<std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mutex_);

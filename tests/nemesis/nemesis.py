@@ -11,7 +11,9 @@ outcome. Afterwards it heals everything and checks:
 - linearizability of the whole history (synod-check: per-key Wing & Gong search with Lowe's
   memoisation); reads after healing are in the history, so a lost acknowledged write shows up
   as a read that no order explains;
-- that every member reaches the same revision with the same HashKV (replicas agree).
+- that every member reaches the same revision with the same HashKV (replicas agree);
+- liveness (liveness.py): no outage, a stretch without any successful operation, holds more
+  than --liveness-bound seconds during which every fault was healed.
 Results go to a folder: history.jsonl, faults.json, summary.txt, timeline.svg.
 
 Exit status: 0 when the run found no anomaly, 1 when it found one, 2 when the harness itself
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import etcd3  # noqa: E402  (python3-etcd3)
 from etcd3 import etcdrpc  # noqa: E402
+import liveness  # noqa: E402
 import network  # noqa: E402
 from synod_cluster import terminate_together  # noqa: E402
 import timeline  # noqa: E402
@@ -51,7 +54,9 @@ PROCESS_FAULTS = {"kill", "pause", "fsync", "clock"}
 FIU_PRELOADS = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"]
 FIU_FIFO_PREFIX = "/tmp/fiu-ctrl"
 # libfaketime: the wall clock (CLOCK_REALTIME) jumps to the offset in a file the nemesis writes;
-# the monotonic clock, which timeouts use, is left alone, as an NTP step leaves it.
+# the monotonic clock, which timeouts use, is left alone, as an NTP step leaves it. The
+# clock-step shim (clock_step_shim.cc, --clock-step-shim) moves the process's realtime futex
+# waits with it, which libfaketime alone leaves behind.
 FAKETIME_PRELOAD = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 CLIENT_TIMEOUT_S = 3
 CHECKER_TIMEOUT_S = 600
@@ -77,8 +82,9 @@ def now_ns():
 class Members:
     """The synod processes: start, kill -9, pause, resume, restart; who leads."""
 
-    def __init__(self, binary, net, size, work_dir, heartbeat_ms, election_ms):
+    def __init__(self, binary, net, size, work_dir, heartbeat_ms, election_ms, clock_step_shim):
         self.binary = binary
+        self.clock_step_shim = clock_step_shim
         self.net = net
         self.size = size
         self.work_dir = work_dir
@@ -100,7 +106,8 @@ class Members:
 
     def command(self, i):
         # The preloads go through `env` so that only synod gets them, not `ip netns exec`.
-        preloads = FIU_PRELOADS + [FAKETIME_PRELOAD]
+        preloads = FIU_PRELOADS + ([self.clock_step_shim] if self.clock_step_shim else []) + \
+            [FAKETIME_PRELOAD]
         if not os.path.exists(self.clock_file(i)):
             self.set_clock_offset(i, 0)
         return self.net.command_prefix(i) + [
@@ -570,7 +577,14 @@ def main():
                         metavar=("MIN", "MAX"), help="seconds each fault lasts")
     parser.add_argument("--heartbeat-interval", type=int, default=100)
     parser.add_argument("--election-timeout", type=int, default=1000)
+    parser.add_argument("--clock-step-shim", default=None,
+                        help="synod-clock-step-shim's .so (needed by the clock fault)")
+    parser.add_argument("--liveness-bound", type=float, default=None, metavar="SECONDS",
+                        help="most healed time one outage may hold (default: 8 election "
+                             "timeouts)")
     parser.add_argument("--results", default=None, help="folder for the results (kept)")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the members' data and logs even when no anomaly is found")
     parser.add_argument("--expect-anomaly", action="store_true",
                         help="for a broken build: succeed only if an anomaly is found")
     args = parser.parse_args()
@@ -589,6 +603,10 @@ def main():
         kinds = [k for k in kinds if k in PROCESS_FAULTS]
     if not kinds:
         parser.error("no fault kind left to inject")
+    if "clock" in kinds and not args.clock_step_shim:
+        parser.error("the clock fault needs --clock-step-shim (see clock_step_shim.cc)")
+    liveness_bound_s = (args.liveness_bound if args.liveness_bound is not None
+                        else 8 * args.election_timeout / 1000)
 
     results = args.results or tempfile.mkdtemp(prefix="nemesis-")
     os.makedirs(results, exist_ok=True)
@@ -601,7 +619,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     net.setup()
     members = Members(args.binary, net, args.members, work_dir, args.heartbeat_interval,
-                      args.election_timeout)
+                      args.election_timeout, args.clock_step_shim)
     history = History()
     stop_clients, stop_nemesis = threading.Event(), threading.Event()
     verdict = 2
@@ -628,17 +646,20 @@ def main():
         stop_nemesis.set()
         nemesis.join()
         nemesis.heal()
+        faults_ended = now_ns()
         if nemesis.error is not None:
             raise nemesis.error
         healed = members.wait_healthy(60)
         stop_clients.set()
         for client in clients:
             client.join(timeout=CLIENT_TIMEOUT_S + 5)
-        if not healed:
-            print("nemesis: the cluster did not recover after healing", file=sys.stderr)
-            return 2
-        final_reads(net, args.members, history)
-        replica_problem = check_replicas(members)
+        # A cluster that does not recover is an anomaly of what is under test, not of the
+        # harness: its history is still checked and reported. Without a healthy cluster the
+        # final reads and the replica comparison cannot run.
+        replica_problem = "not compared: the cluster did not recover"
+        if healed:
+            final_reads(net, args.members, history)
+            replica_problem = check_replicas(members)
 
         history_path = os.path.join(results, "history.jsonl")
         history.write(history_path)
@@ -659,19 +680,33 @@ def main():
             print(f"nemesis: synod-check failed (exit {checked.returncode}): {checked.stderr}",
                   file=sys.stderr)
             return 2
-        summary = summarize(args, seed, kinds, history, nemesis.faults, checked, replica_problem)
+        stuck = liveness.outages(history.operations, nemesis.faults, started, faults_ended,
+                                 int(liveness_bound_s * 1e9))
+        longest_gap_s = liveness.longest_gap_ns(history.operations, started, faults_ended) / 1e9
+        liveness_problems = []
+        if stuck:
+            liveness_problems.append("NO PROGRESS: " + "; ".join(
+                f"nothing succeeded from {(a - started) / 1e9:.1f} s to {(b - started) / 1e9:.1f} s"
+                f" although every fault was healed for {healed_ns / 1e9:.1f} s of it"
+                for a, b, healed_ns in stuck[:5]))
+        if not healed:
+            liveness_problems.append("NO RECOVERY: some member answered no linearizable read "
+                                     "within 60 s after every fault was healed")
+        liveness_problem = "; ".join(liveness_problems) or None
+        summary = summarize(args, seed, kinds, history, nemesis.faults, checked, replica_problem,
+                            liveness_problem, longest_gap_s, liveness_bound_s)
         with open(os.path.join(results, "summary.txt"), "w") as out:
             out.write(summary)
         timeline.draw(os.path.join(results, "timeline.svg"), history.operations,
                       nemesis.faults, started)
         print(summary, flush=True)
-        verdict = 1 if checked.returncode == 1 or replica_problem else 0
+        verdict = 1 if checked.returncode == 1 or replica_problem or liveness_problem else 0
     finally:
         stop_nemesis.set()
         stop_clients.set()
         members.stop_all()
         net.teardown()
-        if verdict == 0:
+        if verdict == 0 and not args.keep_data:
             shutil.rmtree(work_dir, ignore_errors=True)
         else:
             print(f"nemesis: member data and logs kept in {work_dir}", file=sys.stderr)
@@ -680,7 +715,8 @@ def main():
     return verdict
 
 
-def summarize(args, seed, kinds, history, faults, checked, replica_problem):
+def summarize(args, seed, kinds, history, faults, checked, replica_problem, liveness_problem,
+              longest_gap_s, liveness_bound_s):
     outcomes = {}
     for operation in history.operations:
         key = (operation["op"], operation["outcome"])
@@ -703,8 +739,12 @@ def summarize(args, seed, kinds, history, faults, checked, replica_problem):
     if checked.returncode != 0:
         lines.append(checked.stdout.rstrip())
     lines.append("replicas: " + (replica_problem or "agree (same HashKV at the same revision)"))
-    lines.append("verdict: " + ("no anomaly" if checked.returncode == 0 and not replica_problem
-                                else "ANOMALY"))
+    lines.append("liveness: " + (liveness_problem or
+                                 f"ok (no outage held more than {liveness_bound_s:.0f} s of "
+                                 f"healed time; the longest stretch without a successful "
+                                 f"operation was {longest_gap_s:.1f} s)"))
+    anomaly = checked.returncode != 0 or replica_problem or liveness_problem
+    lines.append("verdict: " + ("ANOMALY" if anomaly else "no anomaly"))
     return "\n".join(lines) + "\n"
 
 
