@@ -217,6 +217,49 @@ TEST(Budget, SearchOutOfBudgetLeavesTheKeyUndecidedNotLinearizable) {
   EXPECT_TRUE(report.violating_keys.empty());
 }
 
+// --- Symmetry among unknown operations ---
+
+// Forty unknown deletes, all pending from the start, and twenty rounds that each need one of
+// them: put v, read v, read absent. Which delete serves which round does not matter, but a
+// search that tells them apart tries 40 x 39 x ... orders before it can conclude anything. The
+// last read is stale (v0 after v19 was read), so the search must exhaust them all.
+std::vector<Operation> RoundsServedByInterchangeableUnknownDeletes(bool stale_read_at_the_end) {
+  std::vector<Operation> history;
+  for (int i = 0; i < 40; ++i) history.push_back(Unknown(Delete(i, i, 10 + i)));
+  int64_t time = 100;
+  for (int round = 0; round < 20; ++round) {
+    const std::string value = "v" + std::to_string(round);
+    history.push_back(Put(time, time + 1, value, 1));
+    history.push_back(Get(time + 2, time + 3, value, 2));
+    history.push_back(Get(time + 4, time + 5, std::nullopt, 2));
+    time += 10;
+  }
+  if (stale_read_at_the_end) history.push_back(Get(time, time + 1, "v0", 3));
+  return history;
+}
+
+TEST(Symmetry, InterchangeableUnknownDeletesCostOneChoiceEach) {
+  // A budget far below 40! / 20!: only the symmetry reduction decides within it.
+  constexpr uint64_t kBudget = 100'000;
+  EXPECT_EQ(DecideKey(RoundsServedByInterchangeableUnknownDeletes(false), kBudget),
+            Verdict::kLinearizable);
+  EXPECT_EQ(DecideKey(RoundsServedByInterchangeableUnknownDeletes(true), kBudget),
+            Verdict::kNotLinearizable);
+}
+
+TEST(Symmetry, AnUnknownWriteInvokedTooLateIsNoTwinSubstitute) {
+  // Two unknown deletes: the one invoked at 0 can explain the absent read at [5, 6]; the one
+  // invoked at 10 cannot. Linearizable only through the first, which must not be skipped.
+  EXPECT_EQ(DecideKey({Put(0, 1, "a", 1), Unknown(Delete(0, 0, 2)), Get(5, 6, std::nullopt, 3),
+                       Unknown(Delete(10, 10, 4))}),
+            Verdict::kLinearizable);
+  // Unknown deletes invoked only after the absent read completed cannot explain it, however
+  // many of them there are.
+  EXPECT_EQ(DecideKey({Put(0, 1, "a", 1), Get(5, 6, std::nullopt, 3), Unknown(Delete(10, 10, 2)),
+                       Unknown(Delete(11, 11, 4))}),
+            Verdict::kNotLinearizable);
+}
+
 // --- The shrunk sub-history ---
 
 // A long, busy history of one key with a single stale read in the middle, plus other keys.
