@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "base/stop_signals.h"
 #include "server/config.h"
 #include "server/data_dir.h"
 #include "server/members.h"
@@ -251,12 +252,7 @@ int Serve(ServerConfig config) {
                config.cluster_id, fmt::join(UrlStrings(config.listen_client_urls), ","));
 
   // Runs until SIGINT or SIGTERM (blocked in every thread, taken here).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = base::WaitForStopSignal();
   spdlog::info("received signal {}, stopping", signal_number);
   // Order: no client and no peer handler may still run when the node goes; the node's
   // snapshot fetch may still use the transport's sending side until the node is gone.
@@ -273,12 +269,8 @@ int Serve(ServerConfig config) {
 }  // namespace synod::server
 
 int main(int argc, char** argv) {
-  // Block the stop signals before any thread starts, so only sigwait in Serve takes them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Block the stop signals before any thread starts, so only Serve's wait takes them.
+  synod::base::BlockStopSignals();
 
   // `synod snapshot restore FILE ...`: etcdctl's restore, making a synod data dir.
   if (argc >= 3 && std::string_view(argv[1]) == "snapshot" &&
