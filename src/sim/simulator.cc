@@ -619,6 +619,9 @@ void Simulation::CompleteWrite(SimNode& node) {
         return message.type == MessageType::kRequestVoteResponse && !message.reject;
       });
   for (Message& message : ready.messages) Send(std::move(message));
+  // A Ready that only commits persists nothing and is applied at once: the checker must learn
+  // the commit before it sees the entries applied.
+  checker_.ObserveNode(*node.raft);
   Apply(node, ready);
   for (const raft::ReadState& read : ready.read_states) {
     ++stats_.reads_released;

@@ -81,9 +81,13 @@ Result<std::unique_ptr<Raft>> Raft::Create(const Config& config, PersistentState
                                                   state.hard_state.commit, last_index));
   }
   if (state.applied.has_value() &&
-      (*state.applied < meta.index ||
-       *state.applied > std::max(state.hard_state.commit, meta.index))) {
-    return absl::InvalidArgumentError("applied index outside [snapshot index, commit index]");
+      (*state.applied < meta.index || *state.applied > std::max(last_index, meta.index))) {
+    return absl::InvalidArgumentError("applied index outside [snapshot index, last log index]");
+  }
+  // The durable commit index lags (see Ready::hard_state), but whatever the caller applied was
+  // committed, and it is in the durable log: a committed entry is never overwritten.
+  if (state.applied.has_value() && *state.applied > state.hard_state.commit) {
+    state.hard_state.commit = *state.applied;
   }
   return std::unique_ptr<Raft>(new Raft(config, std::move(state)));
 }
@@ -1066,10 +1070,14 @@ void Raft::Send(Message message) {
   outbox_.push_back(std::move(message));
 }
 
+bool Raft::TermOrVoteUnreported() const {
+  return term_ != last_hard_state_.term || voted_for_ != last_hard_state_.voted_for;
+}
+
 bool Raft::HasReady() const {
   if (in_flight_.has_value()) return false;
   if (SoftState{role_, leader_} != last_soft_state_) return true;
-  if (hard_state() != last_hard_state_) return true;
+  if (TermOrVoteUnreported()) return true;
   if (log_.pending_snapshot().has_value()) return true;
   if (log_.stable() < log_.last_index()) return true;
   if (log_.committed() > log_.applied()) return true;
@@ -1093,11 +1101,6 @@ Ready Raft::TakeReady() {
     ready.soft_state = soft_state;
     last_soft_state_ = soft_state;
   }
-  const HardState hard = hard_state();
-  if (hard != last_hard_state_) {
-    ready.hard_state = hard;
-    last_hard_state_ = hard;
-  }
   InFlightReady in_flight;
   if (log_.pending_snapshot().has_value()) {
     ready.snapshot = *log_.pending_snapshot();
@@ -1109,6 +1112,17 @@ Ready Raft::TakeReady() {
   }
   if (!ready.entries.empty()) {
     in_flight.last_entry = LogPosition{ready.entries.back().index, ready.entries.back().term};
+  }
+  // The commit index is volatile state (Raft Figure 2): a hard state that differs from the
+  // last one handed out only in its commit index waits for the next Ready that must be made
+  // durable anyway, for entries, a snapshot, or a new term or vote. Committing then costs no
+  // fsync of its own (etcd raft's MustSync draws the same line). After a crash the commit index
+  // is relearned from the leader, and PersistentState::applied may run ahead of the durable one.
+  const HardState hard = hard_state();
+  if (hard != last_hard_state_ &&
+      (TermOrVoteUnreported() || ready.snapshot.has_value() || !ready.entries.empty())) {
+    ready.hard_state = hard;
+    last_hard_state_ = hard;
   }
   // Every committed entry handed out here is durable once this Ready is persisted: it is
   // either stable already or among ready.entries.

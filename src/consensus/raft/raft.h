@@ -174,6 +174,8 @@ class Raft {
   void TickHeartbeat();
 
   Status ValidateMessage(const Message& message) const;
+  // Whether the term or vote differs from the last hard state handed out in a Ready.
+  bool TermOrVoteUnreported() const;
   void StepStaleTerm(const Message& message);
   void HandleVoteRequest(const Message& message);
   void HandleAppendEntries(Message& message);

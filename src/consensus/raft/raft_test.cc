@@ -996,6 +996,19 @@ void ExpectCreateRefusesEach(const std::vector<Breakage>& breakages) {
   }
 }
 
+// The durable commit index lags (a Ready that only commits persists nothing), so a state
+// machine may have applied beyond it; those entries were committed, and the node starts so.
+TEST(Create, AppliedBeyondTheDurableCommitIndexRaisesIt) {
+  Config config;
+  config.id = kNode1;
+  PersistentState state = StateWithLog(kThreeVoters, {1, 1, 2}, Term(2), Index(1));
+  state.applied = Index(3);
+  auto raft = Raft::Create(config, state);
+  ASSERT_TRUE(raft.ok()) << raft.status();
+  EXPECT_EQ((*raft)->log().committed(), Index(3));
+  EXPECT_EQ((*raft)->log().applied(), Index(3));
+}
+
 TEST(Create, RejectsInvalidConfigWithInvalidArgument) {
   ExpectCreateRefusesEach({
       {"node id 0", [](Config& c, PersistentState&) { c.id = kNoNode; }},
@@ -1035,7 +1048,7 @@ TEST(Create, RejectsInconsistentPersistentStateWithInvalidArgument) {
       {"entry terms decrease", [](Config&, PersistentState& s) { s.entries[2].term = Term(0); }},
       {"commit beyond last entry",
        [](Config&, PersistentState& s) { s.hard_state.commit = Index(4); }},
-      {"applied beyond commit", [](Config&, PersistentState& s) { s.applied = Index(3); }},
+      {"applied beyond last entry", [](Config&, PersistentState& s) { s.applied = Index(4); }},
       {"malformed configuration entry",
        [](Config&, PersistentState& s) {
          s.entries[2].type = EntryType::kConfig;

@@ -204,7 +204,9 @@ struct PersistentState {
   // The durable log after snapshot.meta.index, contiguous.
   std::vector<Entry> entries;
   // How far the caller's state machine has applied, if it is durable beyond the snapshot
-  // (snapshot.meta.index <= applied <= hard_state.commit); nullopt means the snapshot's index.
+  // (snapshot.meta.index <= applied <= the last log index; an applied index beyond the durable
+  // commit index, which lags, raises it, since only committed entries were applied); nullopt
+  // means the snapshot's index.
   std::optional<Index> applied;
 };
 
@@ -218,6 +220,9 @@ struct PersistentState {
 //   4. call Raft::Advance().
 struct Ready {
   std::optional<SoftState> soft_state;
+  // Present when the term or vote changed, or with entries or a snapshot. A change of the
+  // commit index alone rides along with the next of those: it needs no fsync (Raft Figure 2
+  // lists commitIndex as volatile), so a Ready that only commits persists nothing.
   std::optional<HardState> hard_state;
   std::optional<Snapshot> snapshot;
   std::vector<Entry> entries;
