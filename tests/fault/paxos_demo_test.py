@@ -302,6 +302,8 @@ def main():
     if args.tick:
         MEMBER_FLAGS.extend(["--tick", args.tick])
     parts = set(args.parts.split(","))
+    if "adopt" in parts and args.members != 3:
+        parser.error("the adopt part is written for 3 members (n1 and n2 are a majority)")
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="paxos-demo-test-")
     os.makedirs(work_dir, exist_ok=True)
