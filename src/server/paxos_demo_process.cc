@@ -439,9 +439,11 @@ int RunMember(const PaxosDemoOptions& options) {
 
       if (Clock::now() >= next_tick) {
         (*core)->Tick();
-        // After a stall (a slow fsync, a paused process) time resumes from now: the core counts
-        // ticks, and a burst of them would only fire its timeouts at once.
-        next_tick = std::max(next_tick + options.tick, Clock::now());
+        // After a stall (a slow fsync, a paused process) ticks resume from now instead of
+        // catching up: the core counts ticks, and a burst of them would only fire its timeouts
+        // at once.
+        next_tick += options.tick;
+        if (next_tick <= Clock::now()) next_tick = Clock::now() + options.tick;
         if (exit_by.has_value() && ++ticks_since_probe >= kProbeIntervalTicks) {
           ticks_since_probe = 0;
           for (size_t i = 1; i <= options.peers.size(); ++i) {
