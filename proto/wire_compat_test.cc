@@ -31,6 +31,7 @@
 #include "etcd/v3lockpb/v3lock.pb.h"
 #include "synod/request.pb.h"
 #include "synod/peer.pb.h"
+#include "synod/paxos_demo.pb.h"
 
 namespace synod::proto {
 namespace {
@@ -333,7 +334,8 @@ TEST_F(WireCompatTest, LinkedCodeMatchesEtcd) {
       mvccpb::KeyValue::descriptor(),           authpb::User::descriptor(),
       etcdserverpb::RangeRequest::descriptor(), v3lockpb::LockRequest::descriptor(),
       v3electionpb::LeaderKey::descriptor(),    synodpb::Request::descriptor(),
-      synodpb::PeerMessage::descriptor(),       leasepb::Lease::descriptor()};
+      synodpb::PeerMessage::descriptor(),       leasepb::Lease::descriptor(),
+      synodpb::PaxosMessage::descriptor()};
   std::vector<const pb::FileDescriptor*> linked_files;
   for (const pb::FileDescriptorProto& file : our_set_.file()) {
     const pb::FileDescriptor* linked =

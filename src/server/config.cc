@@ -201,7 +201,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   app.footer(
       "Also: synod snapshot restore FILE [flags]   make a member's data dir from an etcd "
       "snapshot file\n(etcdctl snapshot restore's flags; `synod snapshot restore --help` lists "
-      "them)");
+      "them)\nAlso: synod paxos --name N --data-dir D --peers n1=host:port,... --propose V   decide "
+      "one value among processes with Paxos (`synod paxos --help`)");
   app.set_help_flag();
   app.allow_windows_style_options(false);
   // Go's flag package lets a later occurrence of a flag replace an earlier one, and scripts that

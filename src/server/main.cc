@@ -2,7 +2,8 @@
 // etcd 3.4 member starts a synod member (server/config.h lists the flags); with no flags it
 // starts a one-member cluster on 127.0.0.1:2379 with its data in ./default.synod.
 // `synod snapshot restore FILE ...` makes a member's data dir from an etcd snapshot file
-// (server/snapshot_restore.h).
+// (server/snapshot_restore.h). `synod paxos ...` decides one value among processes with
+// single-decree Paxos (server/paxos_demo.h).
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "server/data_dir.h"
 #include "server/members.h"
 #include "server/node.h"
+#include "server/paxos_demo.h"
 #include "server/recipes.h"
 #include "server/services.h"
 #include "server/snapshot_restore.h"
@@ -269,6 +271,11 @@ int Serve(ServerConfig config) {
 }  // namespace synod::server
 
 int main(int argc, char** argv) {
+  // `synod paxos ...`: before the signals are blocked, since the demo keeps SIGTERM's default
+  // action: its state is durable at every step, so being stopped at any moment is safe.
+  if (argc >= 2 && std::string_view(argv[1]) == "paxos") {
+    return synod::server::RunPaxosDemo(argc - 2, argv + 2);
+  }
   // Block the stop signals before any thread starts, so only Serve's wait takes them.
   synod::base::BlockStopSignals();
 

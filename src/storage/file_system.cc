@@ -159,4 +159,22 @@ std::string JoinPath(std::string_view directory, std::string_view name) {
   return fmt::format("{}/{}", directory, name);
 }
 
+Status ReplaceFileDurably(FileSystem& fs, const std::string& directory, std::string_view name,
+                          std::string_view contents) {
+  SYNOD_ASSERT(!name.empty());
+  const std::string path = JoinPath(directory, name);
+  const std::string temporary = path + ".tmp";
+  // OpenForAppend keeps what a file holds, so a leftover temporary file must go first.
+  if (fs.Exists(temporary)) {
+    if (Status status = fs.Remove(temporary); !status.ok()) return status;
+  }
+  auto file = fs.OpenForAppend(temporary);
+  if (!file.ok()) return file.status();
+  if (Status status = (*file)->Append(contents); !status.ok()) return status;
+  if (Status status = (*file)->Sync(); !status.ok()) return status;
+  SYNOD_ASSERT((*file)->size() == contents.size());
+  if (Status status = fs.Rename(temporary, path); !status.ok()) return status;
+  return fs.SyncDirectory(directory);
+}
+
 }  // namespace synod::storage

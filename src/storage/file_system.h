@@ -56,4 +56,12 @@ std::unique_ptr<FileSystem> NewPosixFileSystem();
 
 std::string JoinPath(std::string_view directory, std::string_view name);
 
+// Replaces the file `name` in `directory` with `contents` so that a crash at any moment leaves
+// either the old file or the new one, never a mix: the contents go to "<name>.tmp", which is
+// synced, renamed over `name`, and the directory synced. Returns OK only once the new contents
+// are durable. A "<name>.tmp" left by an earlier crash is discarded. After an error the caller
+// must not assume either version is the durable one until a later call succeeds.
+Status ReplaceFileDurably(FileSystem& fs, const std::string& directory, std::string_view name,
+                          std::string_view contents);
+
 }  // namespace synod::storage
