@@ -176,6 +176,7 @@ void MultiPaxos::BecomeLeader() {
   }
   if (!learned.chosen.empty()) window_end = std::max(window_end, learned.chosen.rbegin()->first);
   phase_one_end_ = window_end;
+  previous_heartbeat_commit_ = last_heartbeat_commit_ = commit_;
   next_slot_ = commit_.next();
   broadcast_from_ = next_slot_;
   // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
@@ -343,6 +344,9 @@ void MultiPaxos::HandlePrepare(const Message& message) {
 void MultiPaxos::StoreSlot(Index index, Slot slot) {
   SYNOD_ASSERT(index > compacted_);
   SYNOD_ASSERT(slot.value.index == index);
+  SYNOD_ASSERT_MSG(slot.accepted <= promised_, "slot {} accepted {} above the promise {}", index,
+                   paxos::ToString(slot.accepted), paxos::ToString(promised_));
+  SYNOD_ASSERT(!slot.accepted.IsNone() || index <= commit_.next());
   slots_[index] = std::move(slot);
   dirty_slots_.insert(index);
 }
@@ -353,14 +357,17 @@ void MultiPaxos::HandleAccept(const Message& message) {
   Message accepted = Reply(message, MessageType::kAccepted);
   for (const Entry& value : message.entries) {
     const Index index = value.index;
-    if (index <= compacted_) continue;
     if (index <= commit_) {
-      // Already known chosen. The leader's value equals it unless the leader's ballot is below
-      // the one that chose it (then its proposal cannot be chosen anyway); either way the
-      // stored chosen value stays.
-      const Slot& stored = slots_.at(index);
-      if (stored.value != value) continue;
-      if (stored.accepted != message.ballot) StoreSlot(index, Slot{message.ballot, value});
+      // Already known chosen. This node learned that from a leader of the choosing ballot or a
+      // later one and so promised at least that ballot; the message's ballot is at least the
+      // promise, so by P2c (PMS 2.2) the leader proposes the chosen value. Acknowledging it,
+      // even where the slot is compacted away here, lets a new leader count the slot chosen.
+      if (index > compacted_) {
+        const Slot& stored = slots_.at(index);
+        SYNOD_ASSERT_MSG(stored.value == value,
+                         "Agreement: ballot {} proposes another value for slot {}, chosen here",
+                         paxos::ToString(message.ballot), index);
+      }
     } else {
       // PMS 2.2: "If an acceptor receives an accept request for a proposal numbered n, it
       // accepts the proposal unless it has already responded to a prepare request having a
@@ -499,7 +506,12 @@ Result<LogPosition> MultiPaxos::Propose(std::string data) {
 
 void MultiPaxos::NoteFollowerCommit(NodeId follower, Index commit) {
   FollowerState& state = followers_[follower];
-  state.commit = std::max(state.commit.value_or(Index()), commit);
+  const bool first_report = !state.commit.has_value();
+  if (!first_report && commit <= *state.commit) return;
+  state.commit = commit;
+  // A lagging follower that made progress gets the next batch of chosen values at once rather
+  // than at the next heartbeat, so catching up takes round trips, not heartbeat intervals.
+  if (!first_report) CatchUp(follower);
 }
 
 void MultiPaxos::HandleAccepted(const Message& message) {
@@ -541,22 +553,30 @@ void MultiPaxos::HandleNack(const Message& message) {
 }
 
 void MultiPaxos::SendAccepts(NodeId to, Index from_slot) {
+  // Pipelining: every slot in flight goes out now, in messages of at most message_entries_max
+  // values; how many are in flight is bounded by uncommitted_entries_max.
   Message accept;
   accept.type = MessageType::kAccept;
   accept.to = to;
   accept.ballot = ballot_;
   accept.commit = commit_;
-  for (auto it = proposals_.lower_bound(from_slot);
-       it != proposals_.end() && accept.entries.size() < config_.message_entries_max; ++it) {
+  for (auto it = proposals_.lower_bound(from_slot); it != proposals_.end(); ++it) {
     if (it->second.accepted_by.contains(to)) continue;
     accept.entries.push_back(slots_.at(it->first).value);
+    if (accept.entries.size() == config_.message_entries_max) {
+      Send(accept);
+      accept.entries.clear();
+    }
   }
   if (!accept.entries.empty()) Send(std::move(accept));
 }
 
 void MultiPaxos::CatchUp(NodeId to) {
+  // A follower below the commit index of the previous heartbeat did not learn those slots from
+  // the leader's ballot (it missed or refused their accepts); one that is merely a heartbeat
+  // behind will learn them from the next heartbeat and needs nothing sent.
   const std::optional<Index> known = followers_[to].commit;
-  if (!known.has_value() || *known >= commit_) return;
+  if (!known.has_value() || *known >= previous_heartbeat_commit_) return;
   Message message;
   message.to = to;
   message.ballot = ballot_;
@@ -576,6 +596,8 @@ void MultiPaxos::CatchUp(NodeId to) {
 }
 
 void MultiPaxos::SendHeartbeats() {
+  previous_heartbeat_commit_ = last_heartbeat_commit_;
+  last_heartbeat_commit_ = commit_;
   for (NodeId follower : Followers()) {
     Message heartbeat;
     heartbeat.type = MessageType::kHeartbeat;
@@ -746,16 +768,22 @@ void MultiPaxos::CheckInvariants() {
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
   SYNOD_ASSERT(applied_ <= commit_);
-  for (const auto& [index, stored] : slots_) {
-    SYNOD_ASSERT(index > compacted_);
-    SYNOD_ASSERT(stored.value.index == index);
+  // Slots at or below the commit index change only through StoreSlot, which checks them; the
+  // ones above it are few (in flight), so checking them all keeps this O(in flight).
+  if (!slots_.empty()) SYNOD_ASSERT(slots_.begin()->first > compacted_);
+  for (auto it = slots_.upper_bound(commit_); it != slots_.end(); ++it) {
+    const Slot& stored = it->second;
+    SYNOD_ASSERT(stored.value.index == it->first);
     SYNOD_ASSERT_MSG(stored.accepted <= promised_, "slot {} accepted {} above the promise {}",
-                     index, paxos::ToString(stored.accepted), paxos::ToString(promised_));
-    SYNOD_ASSERT_MSG(!stored.accepted.IsNone() || index <= commit_,
-                     "slot {} learned as chosen but above the commit index {}", index, commit_);
+                     it->first, paxos::ToString(stored.accepted), paxos::ToString(promised_));
+    SYNOD_ASSERT_MSG(!stored.accepted.IsNone(),
+                     "slot {} learned as chosen but above the commit index {}", it->first,
+                     commit_);
   }
-  // Every chosen slot is stored (or compacted).
-  for (Index index = compacted_.next(); index <= commit_; index = index.next()) {
+  // Every chosen slot is stored (or compacted): checked for the slots chosen since the last
+  // call, which keeps it contiguous by induction.
+  for (Index index = std::max(observed_.commit, compacted_).next(); index <= commit_;
+       index = index.next()) {
     SYNOD_ASSERT_MSG(slots_.contains(index), "chosen slot {} is not stored", index);
   }
   if (role_ != Role::kFollower) {

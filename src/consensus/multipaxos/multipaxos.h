@@ -257,6 +257,9 @@ class MultiPaxos {
     uint64_t read_round_acked = 0;
   };
   std::map<NodeId, FollowerState> followers_;
+  // The commit index the last two heartbeat rounds announced. Invariant: previous <= last.
+  Index last_heartbeat_commit_;
+  Index previous_heartbeat_commit_;
 
   // Leader: ReadIndex (see ReadIndex()). A read waits unassigned until the next TakeReady starts
   // a heartbeat round that every read waiting then shares.

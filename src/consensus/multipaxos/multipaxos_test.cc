@@ -129,21 +129,7 @@ class Cluster {
 
   void Handle(Node& node, Ready ready) {
     // types.h: persist, send, apply, Advance.
-    PersistentState& durable = node.durable;
-    if (ready.snapshot.has_value()) {
-      std::erase_if(durable.slots, [&](const Slot& slot) {
-        return slot.value.index <= ready.snapshot->meta.index;
-      });
-      durable.snapshot = *ready.snapshot;
-    }
-    for (const Slot& slot : ready.slots) {
-      std::erase_if(durable.slots,
-                    [&](const Slot& stored) { return stored.value.index == slot.value.index; });
-      durable.slots.push_back(slot);
-    }
-    std::sort(durable.slots.begin(), durable.slots.end(),
-              [](const Slot& a, const Slot& b) { return a.value.index < b.value.index; });
-    if (ready.hard_state.has_value()) durable.hard_state = *ready.hard_state;
+    PersistInMemory(ready, node.durable);
     for (Message& message : ready.messages) network_.push_back(std::move(message));
     if (ready.snapshot.has_value()) node.applied.clear();
     for (Entry& entry : ready.committed_entries) node.applied.push_back(std::move(entry));

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace synod::multipaxos {
 
 std::string_view ToString(MessageType type) {
@@ -72,6 +74,29 @@ std::string ToString(const Message& m) {
       break;
   }
   return text;
+}
+
+void PersistInMemory(const Ready& ready, PersistentState& state) {
+  auto by_index = [](const Slot& slot, Index index) { return slot.value.index < index; };
+  if (ready.snapshot.has_value()) {
+    state.snapshot = *ready.snapshot;
+    state.slots.erase(state.slots.begin(),
+                      std::upper_bound(state.slots.begin(), state.slots.end(),
+                                       ready.snapshot->meta.index,
+                                       [](Index index, const Slot& slot) {
+                                         return index < slot.value.index;
+                                       }));
+  }
+  // Mostly appends at the end; the slots stay sorted by index.
+  for (const Slot& slot : ready.slots) {
+    auto at = std::lower_bound(state.slots.begin(), state.slots.end(), slot.value.index, by_index);
+    if (at != state.slots.end() && at->value.index == slot.value.index) {
+      *at = slot;
+    } else {
+      state.slots.insert(at, slot);
+    }
+  }
+  if (ready.hard_state.has_value()) state.hard_state = *ready.hard_state;
 }
 
 }  // namespace synod::multipaxos

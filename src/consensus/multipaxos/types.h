@@ -154,4 +154,8 @@ struct Ready {
   bool MustPersist() const { return hard_state || snapshot || !slots.empty(); }
 };
 
+// Step 1 of the Ready contract for a caller that keeps its durable state in memory (the tests
+// and the simulator): folds what `ready` asks to persist into `state`.
+void PersistInMemory(const Ready& ready, PersistentState& state);
+
 }  // namespace synod::multipaxos
