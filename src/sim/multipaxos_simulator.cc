@@ -30,10 +30,6 @@ using multipaxos::Role;
 // As in the other simulators: a tick is 10 units and a message takes 1-4.
 constexpr uint64_t kTickUnits = 10;
 
-bool Enabled(const FaultSet& faults, Fault fault) {
-  return faults.test(static_cast<size_t>(fault));
-}
-
 // Every random choice a seed makes about the run, printed with a failure.
 struct Parameters {
   uint32_t nodes = 3;
@@ -45,25 +41,14 @@ struct Parameters {
   uint32_t read_percent = 20;
   // A node snapshots its state machine after applying this many slots, and compacts its log.
   uint32_t snapshot_interval = 0;
-  uint32_t loss_percent = 0;
-  uint32_t duplicate_percent = 0;
-  uint32_t long_delay_percent = 0;
-  uint64_t long_delay_units_max = 0;
-  uint32_t fault_per_mille = 0;  // chance per tick of starting a fault
-  uint64_t downtime_units_max = 0;
-  // FoundationDB-style "buggify": the chance of a fault of an acceptor right after its promise
-  // or acceptance left, when it has promised something it must not forget.
-  uint32_t acceptor_fault_percent = 0;
+  FaultRates rates;
 
   std::string ToString() const {
     return fmt::format(
         "nodes={} election_timeout={} heartbeat={} message_entries_max={} propose={}% read={}% "
-        "snapshot_interval={} loss={}% dup={}% long_delay={}% long_delay_max={}u "
-        "faults_per_mille={} downtime_max={}u acceptor_faults={}%",
+        "snapshot_interval={} {}",
         nodes, election_timeout_ticks, heartbeat_interval_ticks, message_entries_max,
-        propose_percent, read_percent, snapshot_interval, loss_percent, duplicate_percent,
-        long_delay_percent, long_delay_units_max, fault_per_mille, downtime_units_max,
-        acceptor_fault_percent);
+        propose_percent, read_percent, snapshot_interval, rates.ToString());
   }
 };
 
@@ -78,25 +63,7 @@ Parameters ChooseParameters(const SimOptions& options, base::Prng& prng) {
   p.propose_percent = static_cast<uint32_t>(prng.Between(10, 100));
   p.read_percent = static_cast<uint32_t>(prng.Between(0, 50));
   p.snapshot_interval = prng.Chance(1, 2) ? static_cast<uint32_t>(prng.Between(3, 30)) : 0;
-  const FaultSet& f = options.faults;
-  if (Enabled(f, Fault::kLoss)) p.loss_percent = static_cast<uint32_t>(prng.Between(1, 20));
-  if (Enabled(f, Fault::kDuplicate)) {
-    p.duplicate_percent = static_cast<uint32_t>(prng.Between(1, 10));
-  }
-  if (Enabled(f, Fault::kDelay)) {
-    p.long_delay_percent = static_cast<uint32_t>(prng.Between(1, 20));
-    p.long_delay_units_max = prng.Between(2, 40) * kTickUnits;
-  }
-  const bool events =
-      Enabled(f, Fault::kPartition) || Enabled(f, Fault::kCrash) || Enabled(f, Fault::kPause);
-  p.fault_per_mille = events ? static_cast<uint32_t>(prng.Between(10, 80)) : 0;
-  if (Enabled(f, Fault::kCrash)) {
-    p.downtime_units_max =
-        prng.Chance(1, 2) ? prng.Between(2, 30) : prng.Between(5, 50) * kTickUnits;
-  }
-  if (events && prng.Chance(1, 2)) {
-    p.acceptor_fault_percent = static_cast<uint32_t>(prng.Between(1, 10));
-  }
+  p.rates = ChooseFaultRates(options.faults, kTickUnits, prng);
   return p;
 }
 
@@ -175,7 +142,6 @@ class MultiPaxosSimulation {
   void Unpause(SimNode& node);
   void Nemesis();
   void StartFault(SimNode& node);
-  std::vector<Fault> EnabledNodeFaults() const;
   void AddPartition(PartitionPlan plan);
   void HealEverything();
   bool ProbeAppliedEverywhere() const;
@@ -221,10 +187,10 @@ void MultiPaxosSimulation::Fail(std::string message) {
 
 MultiPaxosSimResult MultiPaxosSimulation::Run() {
   Tracef("seed {} faults {} {}", options_.seed, ToString(options_.faults), parameters_description_);
-  network_.loss_percent = parameters_.loss_percent;
-  network_.duplicate_percent = parameters_.duplicate_percent;
-  network_.long_delay_percent = parameters_.long_delay_percent;
-  network_.long_delay_units_max = parameters_.long_delay_units_max;
+  network_.loss_percent = parameters_.rates.loss_percent;
+  network_.duplicate_percent = parameters_.rates.duplicate_percent;
+  network_.long_delay_percent = parameters_.rates.long_delay_percent;
+  network_.long_delay_units_max = parameters_.rates.long_delay_units_max;
   for (NodeId id : members_) {
     SimNode& node = nodes_[id];
     node.id = id;
@@ -415,7 +381,7 @@ void MultiPaxosSimulation::CompleteWrite(SimNode& node) {
   node.core->Advance();
   MaybeSnapshot(node);
   if (!liveness_phase_ && promised_or_accepted &&
-      prng_.Chance(parameters_.acceptor_fault_percent, 100)) {
+      prng_.Chance(parameters_.rates.acceptor_fault_percent, 100)) {
     StartFault(node);
   }
 }
@@ -465,21 +431,17 @@ void MultiPaxosSimulation::MaybeSnapshot(SimNode& node) {
 
 void MultiPaxosSimulation::Send(Message message) {
   ++stats_.messages_sent;
-  const bool dropped = network_.LinkCut(message.from, message.to) ||
-                       (network_.loss_percent > 0 && prng_.Chance(network_.loss_percent, 100));
-  Tracef("{}{}", multipaxos::ToString(message), dropped ? "  (lost)" : "");
-  if (dropped) {
+  Transmission transmission = network_.Transmit(message.from, message.to, now_, prng_);
+  Tracef("{}{}", multipaxos::ToString(message), transmission.lost ? "  (lost)" : "");
+  if (transmission.lost) {
     ++stats_.messages_dropped;
     return;
   }
-  if (network_.duplicate_percent > 0 && prng_.Chance(network_.duplicate_percent, 100)) {
-    ++stats_.messages_duplicated;
-    Schedule(network_.DeliveryTime(message.from, message.to, now_, 1, prng_),
-             Event{EventKind::kDeliver, message.to, 0, 0, message});
-  }
-  const uint64_t time = network_.DeliveryTime(message.from, message.to, now_, 1, prng_);
+  if (transmission.duplicated) ++stats_.messages_duplicated;
   const NodeId to = message.to;
-  Schedule(time, Event{EventKind::kDeliver, to, 0, 0, std::move(message)});
+  for (uint64_t arrival : transmission.arrivals) {
+    Schedule(arrival, Event{EventKind::kDeliver, to, 0, 0, message});
+  }
 }
 
 void MultiPaxosSimulation::Start(SimNode& node) {
@@ -524,7 +486,7 @@ void MultiPaxosSimulation::Crash(SimNode& node) {
   node.paused = false;
   node.deferred.clear();
   ++node.incarnation;
-  Schedule(now_ + prng_.Between(1, parameters_.downtime_units_max),
+  Schedule(now_ + prng_.Between(1, parameters_.rates.downtime_units_max),
            Event{EventKind::kRestart, node.id, 0, 0, {}});
 }
 
@@ -543,17 +505,9 @@ void MultiPaxosSimulation::Unpause(SimNode& node) {
 // ---------------------------------------------------------------------------------------------
 // Faults.
 
-std::vector<Fault> MultiPaxosSimulation::EnabledNodeFaults() const {
-  std::vector<Fault> enabled;
-  for (Fault fault : {Fault::kPartition, Fault::kCrash, Fault::kPause}) {
-    if (Enabled(options_.faults, fault)) enabled.push_back(fault);
-  }
-  return enabled;
-}
-
 void MultiPaxosSimulation::Nemesis() {
-  if (!prng_.Chance(parameters_.fault_per_mille, 1000)) return;
-  const std::vector<Fault> enabled = EnabledNodeFaults();
+  if (!prng_.Chance(parameters_.rates.fault_per_mille, 1000)) return;
+  const std::vector<Fault> enabled = NodeEventFaults(options_.faults);
   if (enabled.empty()) return;
   // Half the faults hit the leader, where they matter most (a new ballot must take over).
   SimNode* victim = prng_.Chance(1, 2) ? RandomLeader() : nullptr;
@@ -576,7 +530,7 @@ void MultiPaxosSimulation::Nemesis() {
 }
 
 void MultiPaxosSimulation::StartFault(SimNode& node) {
-  const std::vector<Fault> enabled = EnabledNodeFaults();
+  const std::vector<Fault> enabled = NodeEventFaults(options_.faults);
   SYNOD_ASSERT(!enabled.empty());
   switch (enabled[prng_.Below(enabled.size())]) {
     case Fault::kPartition:

@@ -29,10 +29,6 @@ using paxos::Ready;
 // network round trips.
 constexpr uint64_t kTickUnits = 10;
 
-bool Enabled(const FaultSet& faults, Fault fault) {
-  return faults.test(static_cast<size_t>(fault));
-}
-
 // Every random choice a seed makes about the run, printed with a failure.
 struct Parameters {
   uint32_t nodes = 3;
@@ -41,25 +37,12 @@ struct Parameters {
   uint64_t propose_window_ticks = 1;
   uint32_t phase_timeout_ticks = 10;
   uint32_t backoff_ticks_max = 10;
-  uint32_t loss_percent = 0;
-  uint32_t duplicate_percent = 0;
-  uint32_t long_delay_percent = 0;
-  uint64_t long_delay_units_max = 0;
-  uint32_t fault_per_mille = 0;  // chance per tick of starting a fault
-  uint64_t downtime_units_max = 0;
-  // FoundationDB-style "buggify": the chance of a fault (crash, isolation or pause) of an
-  // acceptor right after its promise or acceptance left, the moment at which it has promised
-  // something it must not forget and the proposer's next step is still on the wire.
-  uint32_t acceptor_fault_percent = 0;
+  FaultRates rates;
 
   std::string ToString() const {
-    return fmt::format(
-        "nodes={} proposers={} propose_window={} phase_timeout={} backoff_max={} loss={}% dup={}% "
-        "long_delay={}% long_delay_max={}u faults_per_mille={} downtime_max={}u "
-        "acceptor_faults={}%",
-        nodes, proposers, propose_window_ticks, phase_timeout_ticks, backoff_ticks_max,
-        loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max, fault_per_mille,
-        downtime_units_max, acceptor_fault_percent);
+    return fmt::format("nodes={} proposers={} propose_window={} phase_timeout={} backoff_max={} {}",
+                       nodes, proposers, propose_window_ticks, phase_timeout_ticks,
+                       backoff_ticks_max, rates.ToString());
   }
 };
 
@@ -136,8 +119,6 @@ class PaxosSimulation {
   void Nemesis();
   // A crash, isolation or pause of `node`, whichever of them the run enables.
   void StartFault(SimNode& node);
-  // The faults that start as events (the others are per-message rates).
-  std::vector<Fault> EnabledNodeFaults() const;
   void AddPartition(PartitionPlan plan);
   void HealEverything();
   NodeId RandomRunningNode();
@@ -177,25 +158,7 @@ Parameters ChooseParameters(const SimOptions& options, base::Prng& prng) {
   p.propose_window_ticks = prng.Chance(1, 2) ? prng.Between(1, 5) : prng.Between(10, 150);
   p.phase_timeout_ticks = static_cast<uint32_t>(prng.Between(3, 15));
   p.backoff_ticks_max = static_cast<uint32_t>(prng.Between(2, 32));
-  const FaultSet& f = options.faults;
-  if (Enabled(f, Fault::kLoss)) p.loss_percent = static_cast<uint32_t>(prng.Between(1, 20));
-  if (Enabled(f, Fault::kDuplicate)) {
-    p.duplicate_percent = static_cast<uint32_t>(prng.Between(1, 10));
-  }
-  if (Enabled(f, Fault::kDelay)) {
-    p.long_delay_percent = static_cast<uint32_t>(prng.Between(1, 20));
-    p.long_delay_units_max = prng.Between(2, 40) * kTickUnits;
-  }
-  const bool events =
-      Enabled(f, Fault::kPartition) || Enabled(f, Fault::kCrash) || Enabled(f, Fault::kPause);
-  p.fault_per_mille = events ? static_cast<uint32_t>(prng.Between(10, 80)) : 0;
-  if (Enabled(f, Fault::kCrash)) {
-    p.downtime_units_max =
-        prng.Chance(1, 2) ? prng.Between(2, 30) : prng.Between(5, 50) * kTickUnits;
-  }
-  if (events && prng.Chance(1, 2)) {
-    p.acceptor_fault_percent = static_cast<uint32_t>(prng.Between(1, 20));
-  }
+  p.rates = ChooseFaultRates(options.faults, kTickUnits, prng);
   return p;
 }
 
@@ -210,10 +173,10 @@ void PaxosSimulation::Fail(std::string message) {
 
 PaxosSimResult PaxosSimulation::Run() {
   Tracef("seed {} faults {} {}", options_.seed, ToString(options_.faults), parameters_description_);
-  network_.loss_percent = parameters_.loss_percent;
-  network_.duplicate_percent = parameters_.duplicate_percent;
-  network_.long_delay_percent = parameters_.long_delay_percent;
-  network_.long_delay_units_max = parameters_.long_delay_units_max;
+  network_.loss_percent = parameters_.rates.loss_percent;
+  network_.duplicate_percent = parameters_.rates.duplicate_percent;
+  network_.long_delay_percent = parameters_.rates.long_delay_percent;
+  network_.long_delay_units_max = parameters_.rates.long_delay_units_max;
   for (NodeId id : members_) {
     SimNode& node = nodes_[id];
     node.id = id;
@@ -382,7 +345,7 @@ void PaxosSimulation::CompleteWrite(SimNode& node) {
   }
   node.paxos->Advance();
   if (!liveness_phase_ && promised_or_accepted &&
-      prng_.Chance(parameters_.acceptor_fault_percent, 100)) {
+      prng_.Chance(parameters_.rates.acceptor_fault_percent, 100)) {
     StartFault(node);
   }
 }
@@ -390,21 +353,17 @@ void PaxosSimulation::CompleteWrite(SimNode& node) {
 void PaxosSimulation::Send(Message message) {
   ++stats_.messages_sent;
   checker_.OnSent(message);
-  const bool dropped = network_.LinkCut(message.from, message.to) ||
-                       (network_.loss_percent > 0 && prng_.Chance(network_.loss_percent, 100));
-  Tracef("{}{}", paxos::ToString(message), dropped ? "  (lost)" : "");
-  if (dropped) {
+  Transmission transmission = network_.Transmit(message.from, message.to, now_, prng_);
+  Tracef("{}{}", paxos::ToString(message), transmission.lost ? "  (lost)" : "");
+  if (transmission.lost) {
     ++stats_.messages_dropped;
     return;
   }
-  if (network_.duplicate_percent > 0 && prng_.Chance(network_.duplicate_percent, 100)) {
-    ++stats_.messages_duplicated;
-    Schedule(network_.DeliveryTime(message.from, message.to, now_, 1, prng_),
-             Event{EventKind::kDeliver, message.to, 0, 0, message});
-  }
-  const uint64_t time = network_.DeliveryTime(message.from, message.to, now_, 1, prng_);
+  if (transmission.duplicated) ++stats_.messages_duplicated;
   const NodeId to = message.to;
-  Schedule(time, Event{EventKind::kDeliver, to, 0, 0, std::move(message)});
+  for (uint64_t arrival : transmission.arrivals) {
+    Schedule(arrival, Event{EventKind::kDeliver, to, 0, 0, message});
+  }
 }
 
 void PaxosSimulation::Start(SimNode& node) {
@@ -449,7 +408,7 @@ void PaxosSimulation::Crash(SimNode& node) {
   node.paused = false;
   node.deferred.clear();
   ++node.incarnation;
-  Schedule(now_ + prng_.Between(1, parameters_.downtime_units_max),
+  Schedule(now_ + prng_.Between(1, parameters_.rates.downtime_units_max),
            Event{EventKind::kRestart, node.id, 0, 0, {}});
 }
 
@@ -479,17 +438,9 @@ NodeId PaxosSimulation::RandomRunningNode() {
   return running[prng_.Below(running.size())];
 }
 
-std::vector<Fault> PaxosSimulation::EnabledNodeFaults() const {
-  std::vector<Fault> enabled;
-  for (Fault fault : {Fault::kPartition, Fault::kCrash, Fault::kPause}) {
-    if (Enabled(options_.faults, fault)) enabled.push_back(fault);
-  }
-  return enabled;
-}
-
 void PaxosSimulation::Nemesis() {
-  if (!prng_.Chance(parameters_.fault_per_mille, 1000)) return;
-  const std::vector<Fault> enabled = EnabledNodeFaults();
+  if (!prng_.Chance(parameters_.rates.fault_per_mille, 1000)) return;
+  const std::vector<Fault> enabled = NodeEventFaults(options_.faults);
   if (enabled.empty()) return;
   const Fault fault = enabled[prng_.Below(enabled.size())];
   if (fault == Fault::kPartition) {
@@ -506,7 +457,7 @@ void PaxosSimulation::Nemesis() {
 }
 
 void PaxosSimulation::StartFault(SimNode& node) {
-  const std::vector<Fault> enabled = EnabledNodeFaults();
+  const std::vector<Fault> enabled = NodeEventFaults(options_.faults);
   SYNOD_ASSERT(!enabled.empty());
   switch (enabled[prng_.Below(enabled.size())]) {
     case Fault::kPartition:
