@@ -327,6 +327,30 @@ TEST(MultiPaxosTest, LaggingNodeBehindTheCompactionPointGetsTheSnapshot) {
   EXPECT_EQ(cluster.AppliedCommands(3), std::vector<std::string>{"d"});
 }
 
+// An acceptor that knows a slot chosen acknowledges a later ballot's accept for it even after
+// compacting it away: its promise is at least the choosing ballot, so by P2c the accept carries
+// the chosen value, and without the acknowledgement a new leader could not count the slot.
+TEST(MultiPaxosTest, AcceptorAcknowledgesAChosenSlotItCompacted) {
+  PersistentState state = NewMember(3);
+  state.snapshot.meta.index = Index(3);
+  state.hard_state = HardState{BallotNumber{Ballot(1), NodeId(1)}, Index(3)};
+  auto acceptor = MustCreate(TestConfig(NodeId(2)), state);
+  Message accept;
+  accept.type = MessageType::kAccept;
+  accept.from = NodeId(3);
+  accept.to = NodeId(2);
+  accept.ballot = BallotNumber{Ballot(2), NodeId(3)};
+  accept.entries.push_back(Entry{Term(1), Index(2), EntryType::kNormal, "chosen earlier", {}});
+  accept.entries.push_back(Entry{Term(2), Index(4), EntryType::kNormal, "new", {}});
+  ASSERT_TRUE(acceptor->Step(accept).ok());
+  std::vector<Message> replies = Drain(*acceptor);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].type, MessageType::kAccepted);
+  EXPECT_EQ(replies[0].acked, (std::vector<Index>{Index(2), Index(4)}));
+  EXPECT_EQ(acceptor->slot(Index(2)), nullptr);
+  EXPECT_EQ(acceptor->slot(Index(4))->accepted, accept.ballot);
+}
+
 TEST(MultiPaxosTest, SnapshotsAreLimitedToTheAppliedPrefix) {
   Cluster cluster(1);
   cluster.ElectLeader(1);
