@@ -47,4 +47,42 @@ Result<FaultSet> ParseFaults(std::string_view spec) {
   return faults;
 }
 
+std::vector<Fault> NodeEventFaults(const FaultSet& faults) {
+  std::vector<Fault> enabled;
+  for (Fault fault : {Fault::kPartition, Fault::kCrash, Fault::kPause}) {
+    if (Enabled(faults, fault)) enabled.push_back(fault);
+  }
+  return enabled;
+}
+
+std::string FaultRates::ToString() const {
+  return fmt::format(
+      "loss={}% dup={}% long_delay={}% long_delay_max={}u faults_per_mille={} downtime_max={}u "
+      "acceptor_faults={}%",
+      loss_percent, duplicate_percent, long_delay_percent, long_delay_units_max, fault_per_mille,
+      downtime_units_max, acceptor_fault_percent);
+}
+
+FaultRates ChooseFaultRates(const FaultSet& f, uint64_t tick_units, base::Prng& prng) {
+  FaultRates r;
+  if (Enabled(f, Fault::kLoss)) r.loss_percent = static_cast<uint32_t>(prng.Between(1, 20));
+  if (Enabled(f, Fault::kDuplicate)) {
+    r.duplicate_percent = static_cast<uint32_t>(prng.Between(1, 10));
+  }
+  if (Enabled(f, Fault::kDelay)) {
+    r.long_delay_percent = static_cast<uint32_t>(prng.Between(1, 20));
+    r.long_delay_units_max = prng.Between(2, 40) * tick_units;
+  }
+  const bool events = !NodeEventFaults(f).empty();
+  r.fault_per_mille = events ? static_cast<uint32_t>(prng.Between(10, 80)) : 0;
+  if (Enabled(f, Fault::kCrash)) {
+    r.downtime_units_max =
+        prng.Chance(1, 2) ? prng.Between(2, 30) : prng.Between(5, 50) * tick_units;
+  }
+  if (events && prng.Chance(1, 2)) {
+    r.acceptor_fault_percent = static_cast<uint32_t>(prng.Between(1, 20));
+  }
+  return r;
+}
+
 }  // namespace synod::sim

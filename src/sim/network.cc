@@ -94,4 +94,18 @@ void SimNetwork::HealAll() {
   cut_links_.clear();
 }
 
+Transmission SimNetwork::Transmit(NodeId from, NodeId to, uint64_t now, base::Prng& prng) {
+  Transmission transmission;
+  if (LinkCut(from, to) || (loss_percent > 0 && prng.Chance(loss_percent, 100))) {
+    transmission.lost = true;
+    return transmission;
+  }
+  if (duplicate_percent > 0 && prng.Chance(duplicate_percent, 100)) {
+    transmission.duplicated = true;
+    transmission.arrivals.push_back(DeliveryTime(from, to, now, 1, prng));
+  }
+  transmission.arrivals.push_back(DeliveryTime(from, to, now, 1, prng));
+  return transmission;
+}
+
 }  // namespace synod::sim

@@ -32,6 +32,14 @@ PartitionPlan ChoosePartition(const std::vector<NodeId>& ids,
 // Cuts every link to and from `id`.
 PartitionPlan IsolationOf(NodeId id, const std::vector<NodeId>& ids);
 
+// The fate of one message: lost (a cut link, or the loss rate), or delivered at each time of
+// `arrivals` (twice when the duplicate rate struck).
+struct Transmission {
+  bool lost = false;
+  bool duplicated = false;
+  std::vector<uint64_t> arrivals;
+};
+
 class SimNetwork {
  public:
   // Per-message fault rates; all zero means a perfect network.
@@ -44,6 +52,8 @@ class SimNetwork {
   // When a message sent now from `from` to `to` arrives: 1-4 units times `slowness`, after the
   // link's previous in-order message, or, with long_delay_percent, much later and out of order.
   uint64_t DeliveryTime(NodeId from, NodeId to, uint64_t now, uint64_t slowness, base::Prng& prng);
+  // Decides what happens to a message sent now from `from` to `to` at normal speed.
+  Transmission Transmit(NodeId from, NodeId to, uint64_t now, base::Prng& prng);
   // Cuts the plan's links until HealPartition(id); returns the id.
   uint64_t AddPartition(std::vector<Link> links);
   // False if the partition was already healed (HealAll).

@@ -4,6 +4,7 @@
 //                                            exit status 0 only if every seed passed
 //   synod-sim --seed 42 --faults all --trace replays seed 42 and prints who sent what to whom
 //   synod-sim --protocol paxos --seeds 500    the same for the single-decree Paxos core
+//   synod-sim --protocol multipaxos --seeds 500   the same for the Multi-Paxos engine
 //
 // Seeds run in parallel on --jobs threads; each seed's run is independent and deterministic, so
 // the thread count changes only the wall time.
@@ -19,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "sim/multipaxos_simulator.h"
 #include "sim/paxos_simulator.h"
 #include "sim/simulator.h"
 
@@ -154,35 +156,60 @@ int RunPaxos(const Settings& settings) {
   return RunSeeds(settings, run, describe, summarize);
 }
 
+int RunMultiPaxos(const Settings& settings) {
+  auto run = [&](uint64_t seed, std::ostream* trace) {
+    return synod::sim::RunMultiPaxosSimulation(OptionsFor(settings, seed, trace));
+  };
+  auto describe = [](const synod::sim::MultiPaxosSimStats& s) {
+    return fmt::format(
+        "leaders={} chosen={} proposals={} reads={} snapshots={} messages={} dropped={} "
+        "duplicated={} crashes={} pauses={} partitions={} liveness_ticks={}",
+        s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.snapshots_installed,
+        s.messages_sent, s.messages_dropped, s.messages_duplicated, s.crashes, s.pauses,
+        s.partitions, s.liveness_ticks);
+  };
+  auto summarize = [](const synod::sim::MultiPaxosSimStats& totals) {
+    return fmt::format(
+        "{} leaders elected, {} slots chosen, {} reads checked, {} snapshots installed, {} "
+        "crashes, {} pauses, {} partitions; slowest recovery {} ticks",
+        totals.leaders_elected, totals.chosen, totals.reads_released, totals.snapshots_installed,
+        totals.crashes, totals.pauses, totals.partitions, totals.liveness_ticks);
+  };
+  return RunSeeds(settings, run, describe, summarize);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Deterministic simulator for Synod's Raft and single-decree Paxos cores"};
+  CLI::App app{"Deterministic simulator for Synod's Raft, single-decree Paxos and Multi-Paxos cores"};
   Settings settings;
   settings.jobs = std::max(1u, std::thread::hardware_concurrency());
   std::optional<uint64_t> single_seed;
   std::optional<uint64_t> ticks;
   std::optional<uint64_t> liveness_ticks;
-  app.add_option("--protocol", settings.protocol, "raft, or paxos (single-decree)")
-      ->check(CLI::IsMember({"raft", "paxos"}))
+  app.add_option("--protocol", settings.protocol,
+                 "raft, paxos (single-decree) or multipaxos")
+      ->check(CLI::IsMember({"raft", "paxos", "multipaxos"}))
       ->default_val("raft");
   app.add_option("--seeds", settings.seeds, "Run this many seeds, from --first-seed on");
   app.add_option("--first-seed", settings.first_seed, "The first seed of --seeds")->default_val(1);
   app.add_option("--seed", single_seed, "Run (replay) just this seed");
   app.add_option("--faults", settings.faults_spec,
                  "all, none, or a comma-separated list of: loss, duplicate, delay, partition, "
-                 "crash, pause, slow, membership, transfer, disk (paxos uses the first six)")
+                 "crash, pause, slow, membership, transfer, disk (paxos and multipaxos use the "
+                 "first six)")
       ->default_val("all");
   app.add_option("--nodes", settings.nodes,
-                 "Voters (raft) or nodes (paxos) at start: 3, 5 or 7; 0 lets each seed choose")
+                 "Voters (raft) or nodes (paxos, multipaxos) at start: 3, 5 or 7; 0 lets each seed choose")
       ->check(CLI::IsMember({0, 3, 5, 7}))
       ->default_val(0);
   app.add_option("--ticks", ticks,
-                 "Ticks of the safety phase (with faults); default 1000 for raft, 300 for paxos")
+                 "Ticks of the safety phase (with faults); default 1000 for raft, 300 for paxos, "
+                 "500 for multipaxos")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
   app.add_option("--liveness-ticks", liveness_ticks,
                  "Ticks the cluster may take to recover once faults stop; default 500 for raft, "
-                 "300 for paxos")
+                 "300 for paxos and multipaxos")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
   app.add_option("--jobs", settings.jobs, "Seeds run in parallel")->check(CLI::Range(1u, 256u));
   app.add_flag("--trace", settings.trace, "Print a readable trace of the run (with --seed)");
@@ -205,13 +232,16 @@ int main(int argc, char** argv) {
   }
   settings.faults = *faults;
   const bool paxos = settings.protocol == "paxos";
-  settings.ticks = ticks.value_or(paxos ? 300 : 1000);
-  settings.liveness_ticks = liveness_ticks.value_or(paxos ? 300 : 500);
+  const bool multipaxos = settings.protocol == "multipaxos";
+  settings.ticks = ticks.value_or(paxos ? 300 : multipaxos ? 500 : 1000);
+  settings.liveness_ticks = liveness_ticks.value_or(paxos || multipaxos ? 300 : 500);
   if (single_seed.has_value()) {
     settings.single_seed = true;
     settings.first_seed = *single_seed;
     settings.seeds = 1;
     settings.jobs = 1;
   }
-  return paxos ? RunPaxos(settings) : RunRaft(settings);
+  if (paxos) return RunPaxos(settings);
+  if (multipaxos) return RunMultiPaxos(settings);
+  return RunRaft(settings);
 }

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "base/assert.h"
+#include "base/quorum.h"
 
 namespace synod::raft {
 namespace {
@@ -15,17 +16,6 @@ bool IsVoteRequest(MessageType type) {
 bool IsFromLeader(MessageType type) {
   return type == MessageType::kAppendEntries || type == MessageType::kHeartbeat ||
          type == MessageType::kInstallSnapshot;
-}
-
-// The largest value that at least `quorum` of `values` reach: sorting descending, the
-// quorum-th one. Used for the commit index (Raft 5.3: "a majority of matchIndex[i] >= N") and
-// for the confirmed ReadIndex round.
-template <typename T>
-T QuorumValue(std::vector<T> values, size_t quorum) {
-  SYNOD_ASSERT(quorum >= 1);
-  if (values.size() < quorum) return T{};
-  std::sort(values.begin(), values.end(), std::greater<T>());
-  return values[quorum - 1];
 }
 
 }  // namespace
@@ -665,7 +655,7 @@ bool Raft::MaybeCommit() {
   for (NodeId voter : membership.voters) {
     matches.push_back(voter == config_.id ? SelfMatch() : progress_.at(voter).match());
   }
-  const Index quorum_match = QuorumValue(std::move(matches), membership.QuorumSize());
+  const Index quorum_match = base::QuorumValue(std::move(matches), membership.QuorumSize());
   if (quorum_match <= log_.committed()) return false;
 #ifdef SYNOD_BROKEN_COMMIT_PREVIOUS_TERM
     // Deliberately broken build: commits entries of earlier terms by counting replicas, the
@@ -958,7 +948,7 @@ void Raft::ReleaseConfirmedReads() {
   for (NodeId voter : membership.voters) {
     acked.push_back(voter == config_.id ? read_round_ : progress_.at(voter).read_round_acked);
   }
-  const uint64_t confirmed = QuorumValue(std::move(acked), membership.QuorumSize());
+  const uint64_t confirmed = base::QuorumValue(std::move(acked), membership.QuorumSize());
   size_t released = 0;
   while (released < reads_waiting_.size() && reads_waiting_[released].round <= confirmed) {
     PendingRead& read = reads_waiting_[released];

@@ -1,0 +1,821 @@
+#include "consensus/multipaxos/multipaxos.h"
+
+#include <algorithm>
+
+#include "base/assert.h"
+#include "base/quorum.h"
+
+namespace synod::multipaxos {
+Status Validate(const Config& config) {
+  if (config.id == kNoNode) return absl::InvalidArgumentError("node id must not be 0");
+  if (config.election_timeout_ticks < 2) {
+    return absl::InvalidArgumentError("election timeout must be at least 2 ticks");
+  }
+  if (config.heartbeat_interval_ticks == 0 ||
+      config.heartbeat_interval_ticks >= config.election_timeout_ticks) {
+    return absl::InvalidArgumentError(
+        "heartbeat interval must be at least 1 tick and shorter than the election timeout");
+  }
+  if (config.message_entries_max == 0 || config.uncommitted_entries_max == 0 ||
+      config.pending_reads_max == 0) {
+    return absl::InvalidArgumentError("every limit must be positive");
+  }
+  return absl::OkStatus();
+}
+
+Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
+                                                       PersistentState state) {
+  if (Status status = Validate(config); !status.ok()) return status;
+  const Membership& membership = state.snapshot.meta.membership;
+  if (!membership.IsWellFormed() || !membership.learners.empty()) {
+    return absl::InvalidArgumentError("the group must be a well-formed list of voters");
+  }
+  if (!membership.IsVoter(config.id)) {
+    return absl::InvalidArgumentError(fmt::format("node {} is not a voter", config.id));
+  }
+  const Index snapshot_index = state.snapshot.meta.index;
+  if (state.hard_state.commit < snapshot_index) {
+    return absl::InvalidArgumentError("commit index below the snapshot's index");
+  }
+  Index previous = snapshot_index;
+  for (const Slot& slot : state.slots) {
+    if (slot.value.index <= previous) {
+      return absl::InvalidArgumentError(
+          fmt::format("slots not ascending above the snapshot at slot {}", slot.value.index));
+    }
+    if (slot.accepted > state.hard_state.promised) {
+      return absl::InvalidArgumentError(
+          fmt::format("slot {} accepted above the promise", slot.value.index));
+    }
+    previous = slot.value.index;
+  }
+  // Every chosen slot must be stored: the commit index says the caller persisted it.
+  Index expected = snapshot_index.next();
+  for (const Slot& slot : state.slots) {
+    if (slot.value.index != expected || expected > state.hard_state.commit) break;
+    expected = expected.next();
+  }
+  if (expected <= state.hard_state.commit) {
+    return absl::InvalidArgumentError(
+        fmt::format("chosen slot {} (<= commit {}) is not stored", expected,
+                    state.hard_state.commit));
+  }
+  if (state.applied.has_value() &&
+      (*state.applied < snapshot_index || *state.applied > state.hard_state.commit)) {
+    return absl::InvalidArgumentError("applied index outside [snapshot index, commit index]");
+  }
+  return std::unique_ptr<MultiPaxos>(new MultiPaxos(config, std::move(state)));
+}
+
+MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
+    : config_(config),
+      prng_(config.seed),
+      promised_(state.hard_state.promised),
+      commit_(state.hard_state.commit),
+      snapshot_(std::move(state.snapshot)),
+      compacted_(snapshot_.meta.index),
+      applied_(state.applied.value_or(snapshot_.meta.index)) {
+  for (Slot& slot : state.slots) {
+    // A value learned as chosen but whose commit index did not reach the disk is not known
+    // chosen after all; it was never accepted by this acceptor, so it is dropped.
+    if (slot.accepted.IsNone() && slot.value.index > commit_) continue;
+    const Index index = slot.value.index;
+    slots_.emplace(index, std::move(slot));
+  }
+#ifdef SYNOD_BROKEN_FORGET_PROMISE
+  // Deliberately broken build: a restarted acceptor forgets its promise and keeps only what it
+  // accepted (PMS 2.3: "an acceptor must remember this information even if it fails and then
+  // restarts"), so it may accept or promise below a ballot it promised before the crash.
+  promised_ = BallotNumber{};
+  for (const auto& [index, stored] : slots_) promised_ = std::max(promised_, stored.accepted);
+#endif
+  round_seen_ = promised_.round;
+  BecomeFollower(kNoNode);
+  last_soft_state_ = {role_, leader_};
+  last_hard_state_ = hard_state();
+  observed_ = {promised_, commit_, std::nullopt};
+  if (const Slot* at_commit = slot(commit_)) observed_.commit_value = at_commit->value;
+}
+
+const Slot* MultiPaxos::slot(Index index) const {
+  auto it = slots_.find(index);
+  return it == slots_.end() ? nullptr : &it->second;
+}
+
+std::vector<NodeId> MultiPaxos::Followers() const {
+  std::vector<NodeId> followers;
+  for (NodeId voter : membership().voters) {
+    if (voter != config_.id) followers.push_back(voter);
+  }
+  return followers;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles.
+
+uint32_t MultiPaxos::RandomizedElectionTimeout() {
+  return config_.election_timeout_ticks +
+         static_cast<uint32_t>(prng_.Below(config_.election_timeout_ticks));
+}
+
+void MultiPaxos::ResetElectionTimer() {
+  election_elapsed_ = 0;
+  randomized_election_timeout_ = RandomizedElectionTimeout();
+}
+
+void MultiPaxos::BecomeFollower(NodeId leader) {
+  role_ = Role::kFollower;
+  leader_ = leader;
+  ResetElectionTimer();
+  phase_one_ = {};
+  proposals_.clear();
+  followers_.clear();
+  reads_unassigned_.clear();
+  reads_waiting_.clear();
+}
+
+void MultiPaxos::Campaign() {
+  // PMS 2.4: a proposer "can always choose a larger number than any it has seen", and the
+  // (round, id) pair keeps it distinct from every other proposer's.
+  round_seen_ = std::max(round_seen_, promised_.round).next();
+  BecomeFollower(kNoNode);
+  role_ = Role::kCandidate;
+  ballot_ = BallotNumber{round_seen_, config_.id};
+  // PMS 3: one phase 1 for every instance from the first one this node has not learned chosen.
+  Message prepare;
+  prepare.type = MessageType::kPrepare;
+  prepare.ballot = ballot_;
+  prepare.index = commit_.next();
+  // Its own acceptor promises first: the promise is in this Ready, durable before any peer can
+  // see the ballot, so a restarted node never reuses it (its rounds start above the promise).
+  prepare.from = prepare.to = config_.id;
+  HandlePrepare(prepare);
+  SYNOD_ASSERT(promised_ == ballot_);
+  for (NodeId peer : Followers()) {
+    prepare.to = peer;
+    Send(prepare);
+  }
+}
+
+void MultiPaxos::BecomeLeader() {
+  SYNOD_ASSERT(role_ == Role::kCandidate);
+  SYNOD_ASSERT(phase_one_.promised_by.size() >= QuorumSize());
+  PhaseOne learned = std::move(phase_one_);
+  role_ = Role::kLeader;
+  leader_ = config_.id;
+  heartbeat_elapsed_ = 0;
+  for (NodeId follower : Followers()) {
+    FollowerState& state = followers_[follower];
+    if (auto it = learned.commits.find(follower); it != learned.commits.end()) {
+      state.commit = it->second;
+    }
+  }
+  Index window_end = commit_;
+  if (!learned.highest_accepted.empty()) {
+    window_end = std::max(window_end, learned.highest_accepted.rbegin()->first);
+  }
+  if (!learned.chosen.empty()) window_end = std::max(window_end, learned.chosen.rbegin()->first);
+  phase_one_end_ = window_end;
+  previous_heartbeat_commit_ = last_heartbeat_commit_ = commit_;
+  next_slot_ = commit_.next();
+  broadcast_from_ = next_slot_;
+  // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
+  // value; a value some acceptor already knows chosen is that value), else a no-op.
+  std::vector<Entry> values;
+  for (Index index = commit_.next(); index <= window_end; index = index.next()) {
+    std::optional<Entry> value;
+#ifndef SYNOD_BROKEN_IGNORE_ACCEPTED_VALUES
+    if (auto chosen = learned.chosen.find(index); chosen != learned.chosen.end()) {
+      value = chosen->second;
+    } else if (auto accepted = learned.highest_accepted.find(index);
+               accepted != learned.highest_accepted.end()) {
+      value = accepted->second.value;
+    }
+#endif
+    // In the deliberately broken build the new leader ignores what phase 1 reported (violating
+    // PMS 2.2's P2c) and fills the whole window with no-ops, overwriting chosen commands.
+    if (!value.has_value()) {
+      value = Entry{Term(ballot_.round.value()), index, EntryType::kEmpty, {}, {}};
+    }
+    values.push_back(std::move(*value));
+  }
+  ProposeInBallot(std::move(values));
+}
+
+void MultiPaxos::Follow(const BallotNumber& ballot) {
+  SYNOD_ASSERT(ballot >= promised_);
+  if (ballot > promised_) promised_ = ballot;
+  if ((role_ != Role::kFollower && ballot != ballot_) || leader_ != ballot.proposer) {
+    BecomeFollower(ballot.proposer);
+  }
+  election_elapsed_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time.
+
+void MultiPaxos::Tick() {
+  if (role_ == Role::kLeader) {
+    if (++heartbeat_elapsed_ >= config_.heartbeat_interval_ticks) {
+      heartbeat_elapsed_ = 0;
+      SendHeartbeats();
+    }
+  } else if (++election_elapsed_ >= randomized_election_timeout_) {
+    // PML 3: a replica that has not heard from the master for a while tries to become master.
+    Campaign();
+  }
+  if (config_.check_invariants) CheckInvariants();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+Status MultiPaxos::ValidateMessage(const Message& message) const {
+  if (message.to != config_.id) {
+    return absl::InvalidArgumentError(fmt::format("message for node {}", message.to));
+  }
+  if (message.from == config_.id || !membership().IsVoter(message.from)) {
+    return absl::InvalidArgumentError(fmt::format("message from non-member {}", message.from));
+  }
+  if (message.ballot.IsNone() || !membership().IsVoter(message.ballot.proposer)) {
+    return absl::InvalidArgumentError("message without a valid ballot");
+  }
+  if (message.type == MessageType::kInstallSnapshot && !message.snapshot.has_value()) {
+    return absl::InvalidArgumentError("InstallSnapshot without a snapshot");
+  }
+  for (size_t i = 1; i < message.entries.size(); ++i) {
+    if (message.entries[i].index <= message.entries[i - 1].index) {
+      return absl::InvalidArgumentError("entries not in ascending slot order");
+    }
+  }
+  return absl::OkStatus();
+}
+
+Status MultiPaxos::Step(Message message) {
+  if (Status status = ValidateMessage(message); !status.ok()) return status;
+  Dispatch(message);
+  if (config_.check_invariants) CheckInvariants();
+  return absl::OkStatus();
+}
+
+void MultiPaxos::Dispatch(const Message& message) {
+  round_seen_ = std::max({round_seen_, message.ballot.round, message.promised.round});
+  switch (message.type) {
+    case MessageType::kPrepare:
+      HandlePrepare(message);
+      return;
+    case MessageType::kAccept:
+      HandleAccept(message);
+      return;
+    case MessageType::kHeartbeat:
+      HandleHeartbeat(message);
+      return;
+    case MessageType::kChosen:
+      HandleChosen(message);
+      return;
+    case MessageType::kInstallSnapshot:
+      HandleInstallSnapshot(message);
+      return;
+    case MessageType::kPromise:
+      HandlePromise(message);
+      return;
+    case MessageType::kAccepted:
+      HandleAccepted(message);
+      return;
+    case MessageType::kHeartbeatResponse:
+      HandleHeartbeatResponse(message);
+      return;
+    case MessageType::kNack:
+      HandleNack(message);
+      return;
+  }
+}
+
+Message MultiPaxos::Reply(const Message& to, MessageType type) const {
+  Message reply;
+  reply.type = type;
+  reply.from = config_.id;
+  reply.to = to.from;
+  reply.ballot = to.ballot;
+  reply.commit = commit_;
+  return reply;
+}
+
+void MultiPaxos::Send(Message message) {
+  message.from = config_.id;
+  outbox_.push_back(std::move(message));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acceptor.
+
+bool MultiPaxos::RefusedBelowPromise(const Message& message) {
+  if (message.ballot >= promised_) return false;
+  // PMS 2.2, P1a: "An acceptor can accept a proposal numbered n iff it has not responded to a
+  // prepare request having a number greater than n."
+  Message nack = Reply(message, MessageType::kNack);
+  nack.promised = promised_;
+  Send(std::move(nack));
+  return true;
+}
+
+void MultiPaxos::HandlePrepare(const Message& message) {
+  if (RefusedBelowPromise(message)) return;
+  // PMS 2.2: "it responds with a promise not to accept any more proposals numbered less than n
+  // and with the highest-numbered proposal (if any) that it has accepted", here for every slot
+  // from message.index on at once.
+  const bool higher = message.ballot > promised_;
+  if (higher) promised_ = message.ballot;
+  // A higher ballot of another node preempts this node's own and its current leader's; the
+  // candidate gets an election timeout to finish before this node competes. (A repeated
+  // prepare of the ballot already promised changes nothing.)
+  if (higher && message.from != config_.id) BecomeFollower(kNoNode);
+  Message promise = Reply(message, MessageType::kPromise);
+  const Index from = std::max(message.index, compacted_.next());
+  for (auto it = slots_.lower_bound(from); it != slots_.end(); ++it) {
+    promise.slots.push_back(it->second);
+  }
+  // The candidate asked about slots this node has compacted: they are chosen and in the
+  // snapshot, which it must install to know them.
+  if (message.index <= compacted_) promise.snapshot = snapshot_;
+  Send(std::move(promise));
+}
+
+void MultiPaxos::StoreSlot(Index index, Slot slot) {
+  SYNOD_ASSERT(index > compacted_);
+  SYNOD_ASSERT(slot.value.index == index);
+  SYNOD_ASSERT_MSG(slot.accepted <= promised_, "slot {} accepted {} above the promise {}", index,
+                   paxos::ToString(slot.accepted), paxos::ToString(promised_));
+  SYNOD_ASSERT(!slot.accepted.IsNone() || index <= commit_.next());
+  slots_[index] = std::move(slot);
+  dirty_slots_.insert(index);
+}
+
+void MultiPaxos::HandleAccept(const Message& message) {
+  if (RefusedBelowPromise(message)) return;
+  if (message.from != config_.id) Follow(message.ballot);
+  Message accepted = Reply(message, MessageType::kAccepted);
+  for (const Entry& value : message.entries) {
+    const Index index = value.index;
+    if (index <= commit_) {
+      // Already known chosen. This node learned that from a leader of the choosing ballot or a
+      // later one and so promised at least that ballot; the message's ballot is at least the
+      // promise, so by P2c (PMS 2.2) the leader proposes the chosen value. Acknowledging it,
+      // even where the slot is compacted away here, lets a new leader count the slot chosen.
+      if (index > compacted_) {
+        const Slot& stored = slots_.at(index);
+        SYNOD_ASSERT_MSG(stored.value == value,
+                         "Agreement: ballot {} proposes another value for slot {}, chosen here",
+                         paxos::ToString(message.ballot), index);
+      }
+    } else {
+      // PMS 2.2: "If an acceptor receives an accept request for a proposal numbered n, it
+      // accepts the proposal unless it has already responded to a prepare request having a
+      // number greater than n."
+      StoreSlot(index, Slot{message.ballot, value});
+    }
+    accepted.acked.push_back(index);
+  }
+  if (message.from != config_.id) AdvanceFollowerCommit(message.ballot, message.commit);
+  accepted.commit = commit_;
+  Send(std::move(accepted));
+}
+
+void MultiPaxos::AdvanceFollowerCommit(const BallotNumber& ballot, Index leader_commit) {
+  // A slot accepted in the leader's ballot holds the one value that ballot proposed there, so
+  // once the leader says the slot is chosen, that value is the chosen one. A slot accepted in
+  // another ballot may hold a value that lost; it waits for kChosen.
+  while (commit_ < leader_commit) {
+    auto it = slots_.find(commit_.next());
+    if (it == slots_.end() || it->second.accepted != ballot) break;
+    commit_ = commit_.next();
+  }
+}
+
+void MultiPaxos::HandleHeartbeat(const Message& message) {
+  if (RefusedBelowPromise(message)) return;
+  Follow(message.ballot);
+  AdvanceFollowerCommit(message.ballot, message.commit);
+  Message response = Reply(message, MessageType::kHeartbeatResponse);
+  response.read_round = message.read_round;
+  Send(std::move(response));
+}
+
+void MultiPaxos::HandleChosen(const Message& message) {
+  if (RefusedBelowPromise(message)) return;
+  Follow(message.ballot);
+  // PMS 3: a server learns the commands it missed from the leader. These are chosen, so they
+  // replace whatever this acceptor accepted there; the none ballot records that it learned them
+  // rather than accepted them.
+  for (const Entry& value : message.entries) {
+    if (value.index <= commit_) continue;
+    if (value.index != commit_.next()) break;
+    auto it = slots_.find(value.index);
+    if (it == slots_.end() || it->second.value != value) {
+      StoreSlot(value.index, Slot{BallotNumber{}, value});
+    }
+    commit_ = value.index;
+  }
+  AdvanceFollowerCommit(message.ballot, message.commit);
+  Send(Reply(message, MessageType::kHeartbeatResponse));
+}
+
+void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
+  SYNOD_ASSERT(snapshot.meta.index > commit_);
+  SYNOD_ASSERT(snapshot.meta.membership == membership());
+  snapshot_ = snapshot;
+  snapshot_to_persist_ = snapshot;
+  compacted_ = snapshot.meta.index;
+  commit_ = snapshot.meta.index;
+  applied_ = snapshot.meta.index;
+  // Slots above the snapshot stay: they are acceptor state that may be part of a choice.
+  slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
+  std::erase_if(dirty_slots_, [this](Index index) { return index <= compacted_; });
+}
+
+void MultiPaxos::HandleInstallSnapshot(const Message& message) {
+  if (RefusedBelowPromise(message)) return;
+  Follow(message.ballot);
+  if (message.snapshot->meta.index > commit_) InstallSnapshot(*message.snapshot);
+  Send(Reply(message, MessageType::kHeartbeatResponse));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proposer.
+
+void MultiPaxos::HandlePromise(const Message& message) {
+  if (role_ != Role::kCandidate || message.ballot != ballot_) return;
+  if (message.snapshot.has_value() && message.snapshot->meta.index > commit_) {
+    InstallSnapshot(*message.snapshot);
+  }
+  PhaseOne& phase = phase_one_;
+  for (const Slot& reported : message.slots) {
+    const Index index = reported.value.index;
+    if (index <= commit_) continue;
+    if (index <= message.commit) {
+      phase.chosen[index] = reported.value;
+      continue;
+    }
+    // PMS 2.2, P2c: the value of the highest-numbered proposal accepted by the majority.
+    auto [it, inserted] = phase.highest_accepted.try_emplace(index, reported);
+    if (!inserted && reported.accepted > it->second.accepted) it->second = reported;
+  }
+  phase.commits[message.from] = message.commit;
+  phase.promised_by.insert(message.from);
+  if (phase.promised_by.size() >= QuorumSize()) BecomeLeader();
+}
+
+void MultiPaxos::ProposeInBallot(std::vector<Entry> values) {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  if (values.empty()) return;
+  Message accept;
+  accept.type = MessageType::kAccept;
+  accept.from = accept.to = config_.id;
+  accept.ballot = ballot_;
+  accept.commit = commit_;
+  for (Entry& value : values) {
+    SYNOD_ASSERT(value.index == next_slot_);
+    proposals_.emplace(value.index, Proposal{});
+    next_slot_ = next_slot_.next();
+    accept.entries.push_back(std::move(value));
+  }
+  // The leader's own acceptor accepts now; its kAccepted reaches the leader at Advance, once the
+  // slots are durable.
+  HandleAccept(accept);
+}
+
+Status MultiPaxos::NotLeaderError() const {
+  return absl::FailedPreconditionError(
+      leader_ == kNoNode ? std::string("not the leader; no leader known")
+                         : fmt::format("not the leader; the leader is {}", leader_));
+}
+
+Result<LogPosition> MultiPaxos::Propose(std::string data) {
+  if (role_ != Role::kLeader) {
+    return NotLeaderError();
+  }
+  if (proposals_.size() >= config_.uncommitted_entries_max) {
+    return absl::ResourceExhaustedError("too many proposals not yet chosen");
+  }
+  const Index index = next_slot_;
+  const Term term(ballot_.round.value());
+  ProposeInBallot({Entry{term, index, EntryType::kNormal, std::move(data), {}}});
+  if (config_.check_invariants) CheckInvariants();
+  return LogPosition{index, term};
+}
+
+void MultiPaxos::NoteFollowerCommit(NodeId follower, Index commit) {
+  FollowerState& state = followers_[follower];
+  const bool first_report = !state.commit.has_value();
+  if (!first_report && commit <= *state.commit) return;
+  state.commit = commit;
+  // A lagging follower that made progress gets the next batch of chosen values at once rather
+  // than at the next heartbeat, so catching up takes round trips, not heartbeat intervals.
+  if (!first_report) CatchUp(follower);
+}
+
+void MultiPaxos::HandleAccepted(const Message& message) {
+  if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  if (message.from != config_.id) NoteFollowerCommit(message.from, message.commit);
+  for (Index index : message.acked) {
+    auto it = proposals_.find(index);
+    if (it == proposals_.end()) continue;
+    it->second.accepted_by.insert(message.from);
+    // PMS 2.3: a value is chosen when a majority of acceptors have accepted it (in one ballot).
+    if (it->second.accepted_by.size() >= QuorumSize()) it->second.chosen = true;
+  }
+  MaybeAdvanceLeaderCommit();
+}
+
+void MultiPaxos::MaybeAdvanceLeaderCommit() {
+  // Chosen slots are applied in slot order (PMS 3: a server executes command i only once it
+  // has learned commands 1 through i-1).
+  while (!proposals_.empty() && proposals_.begin()->first == commit_.next() &&
+         proposals_.begin()->second.chosen) {
+    commit_ = commit_.next();
+    proposals_.erase(proposals_.begin());
+  }
+}
+
+void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
+  if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  NoteFollowerCommit(message.from, message.commit);
+  FollowerState& state = followers_[message.from];
+  state.read_round_acked = std::max(state.read_round_acked, message.read_round);
+  ReleaseConfirmedReads();
+}
+
+void MultiPaxos::HandleNack(const Message& message) {
+  if (role_ == Role::kFollower || message.ballot != ballot_ || message.promised <= ballot_) return;
+  // Preempted (PMS 2.4: a proposer "should abandon its proposal" on learning of a higher
+  // number). It waits a random election timeout before competing again: the randomized backoff.
+  BecomeFollower(kNoNode);
+}
+
+void MultiPaxos::SendAccepts(NodeId to, Index from_slot) {
+  // Pipelining: every slot in flight goes out now, in messages of at most message_entries_max
+  // values; how many are in flight is bounded by uncommitted_entries_max.
+  Message accept;
+  accept.type = MessageType::kAccept;
+  accept.to = to;
+  accept.ballot = ballot_;
+  accept.commit = commit_;
+  for (auto it = proposals_.lower_bound(from_slot); it != proposals_.end(); ++it) {
+    if (it->second.accepted_by.contains(to)) continue;
+    accept.entries.push_back(slots_.at(it->first).value);
+    if (accept.entries.size() == config_.message_entries_max) {
+      Send(accept);
+      accept.entries.clear();
+    }
+  }
+  if (!accept.entries.empty()) Send(std::move(accept));
+}
+
+void MultiPaxos::CatchUp(NodeId to) {
+  // A follower below the commit index of the previous heartbeat did not learn those slots from
+  // the leader's ballot (it missed or refused their accepts); one that is merely a heartbeat
+  // behind will learn them from the next heartbeat and needs nothing sent.
+  const std::optional<Index> known = followers_[to].commit;
+  if (!known.has_value() || *known >= previous_heartbeat_commit_) return;
+  Message message;
+  message.to = to;
+  message.ballot = ballot_;
+  message.commit = commit_;
+  if (*known < compacted_) {
+    message.type = MessageType::kInstallSnapshot;
+    message.snapshot = snapshot_;
+  } else {
+    message.type = MessageType::kChosen;
+    for (Index index = known->next();
+         index <= commit_ && message.entries.size() < config_.message_entries_max;
+         index = index.next()) {
+      message.entries.push_back(slots_.at(index).value);
+    }
+  }
+  Send(std::move(message));
+}
+
+void MultiPaxos::SendHeartbeats() {
+  previous_heartbeat_commit_ = last_heartbeat_commit_;
+  last_heartbeat_commit_ = commit_;
+  for (NodeId follower : Followers()) {
+    Message heartbeat;
+    heartbeat.type = MessageType::kHeartbeat;
+    heartbeat.to = follower;
+    heartbeat.ballot = ballot_;
+    heartbeat.commit = commit_;
+    heartbeat.read_round = read_round_;
+    Send(std::move(heartbeat));
+    // Accepts or their answers may have been lost: resend what this follower has not accepted.
+    SendAccepts(follower, commit_.next());
+    CatchUp(follower);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+Status MultiPaxos::ReadIndex(std::string context) {
+  if (role_ != Role::kLeader) {
+    return NotLeaderError();
+  }
+  if (reads_unassigned_.size() + reads_waiting_.size() >= config_.pending_reads_max) {
+    return absl::ResourceExhaustedError("too many reads waiting");
+  }
+  // Every slot chosen before this moment is at most the end of the phase 1 window (a slot
+  // chosen in an earlier ballot was reported there) or was proposed by this leader and has been
+  // counted into commit_.
+  reads_unassigned_.push_back({std::max(commit_, phase_one_end_), 0, std::move(context)});
+  return absl::OkStatus();
+}
+
+void MultiPaxos::StartReadRound() {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  ++read_round_;
+  for (PendingRead& read : reads_unassigned_) {
+    read.round = read_round_;
+    reads_waiting_.push_back(std::move(read));
+  }
+  reads_unassigned_.clear();
+  heartbeat_elapsed_ = 0;
+  SendHeartbeats();
+  ReleaseConfirmedReads();
+}
+
+void MultiPaxos::ReleaseConfirmedReads() {
+  std::vector<uint64_t> rounds{read_round_};
+  for (const auto& [id, state] : followers_) rounds.push_back(state.read_round_acked);
+  uint64_t confirmed = base::QuorumValue(std::move(rounds), QuorumSize());
+#ifdef SYNOD_BROKEN_READ_WITHOUT_QUORUM
+  // Deliberately broken build: the leader answers reads without confirming that a majority
+  // still holds its ballot, so a deposed leader serves stale reads.
+  confirmed = read_round_;
+#endif
+  while (!reads_waiting_.empty() && reads_waiting_.front().round <= confirmed) {
+    PendingRead& read = reads_waiting_.front();
+    read_states_.push_back(ReadState{read.index, std::move(read.context)});
+    reads_waiting_.erase(reads_waiting_.begin());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots.
+
+Status MultiPaxos::SetSnapshot(Index index, std::string data) {
+  if (index > applied_) {
+    return absl::InvalidArgumentError(
+        fmt::format("snapshot at {} is beyond the applied index {}", index, applied_));
+  }
+  if (index <= snapshot_.meta.index) {
+    return absl::InvalidArgumentError(
+        fmt::format("snapshot at {} is not newer than the one at {}", index,
+                    snapshot_.meta.index));
+  }
+  const Slot& at_index = slots_.at(index);
+  snapshot_.meta.index = index;
+  snapshot_.meta.term = at_index.value.term;
+  snapshot_.data = std::move(data);
+  return absl::OkStatus();
+}
+
+Status MultiPaxos::CompactLog(Index index) {
+  if (index > snapshot_.meta.index) {
+    return absl::InvalidArgumentError(fmt::format(
+        "cannot compact to {} beyond the snapshot at {}", index, snapshot_.meta.index));
+  }
+  if (index <= compacted_) return absl::OkStatus();
+  compacted_ = index;
+  slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
+  std::erase_if(dirty_slots_, [this](Index slot) { return slot <= compacted_; });
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output.
+
+bool MultiPaxos::HasReady() const {
+  if (awaiting_advance_) return false;
+  return !outbox_.empty() || !dirty_slots_.empty() || snapshot_to_persist_.has_value() ||
+         commit_ > applied_ || !read_states_.empty() || hard_state() != last_hard_state_ ||
+         SoftState{role_, leader_} != last_soft_state_ ||
+         (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty()));
+}
+
+Ready MultiPaxos::TakeReady() {
+  SYNOD_ASSERT(HasReady());
+  if (role_ == Role::kLeader) {
+    // Proposal batching: every slot proposed since the last Ready goes to each follower in one
+    // kAccept.
+    if (broadcast_from_ < next_slot_) {
+      for (NodeId follower : Followers()) SendAccepts(follower, broadcast_from_);
+      broadcast_from_ = next_slot_;
+    }
+    if (!reads_unassigned_.empty()) StartReadRound();
+  }
+  Ready ready;
+  const SoftState soft_state{role_, leader_};
+  if (soft_state != last_soft_state_) {
+    ready.soft_state = soft_state;
+    last_soft_state_ = soft_state;
+  }
+  if (hard_state() != last_hard_state_) {
+    ready.hard_state = hard_state();
+    last_hard_state_ = hard_state();
+  }
+  if (snapshot_to_persist_.has_value()) {
+    ready.snapshot = std::move(*snapshot_to_persist_);
+    snapshot_to_persist_.reset();
+  }
+  for (Index index : dirty_slots_) ready.slots.push_back(slots_.at(index));
+  dirty_slots_.clear();
+  for (Index index = applied_.next(); index <= commit_; index = index.next()) {
+    ready.committed_entries.push_back(slots_.at(index).value);
+  }
+  applied_ = commit_;
+  for (Message& message : outbox_) {
+    if (message.to == config_.id) {
+      to_self_after_advance_.push_back(std::move(message));
+    } else {
+      ready.messages.push_back(std::move(message));
+    }
+  }
+  outbox_.clear();
+  ready.read_states = std::move(read_states_);
+  read_states_.clear();
+  awaiting_advance_ = true;
+  return ready;
+}
+
+void MultiPaxos::Advance() {
+  SYNOD_ASSERT(awaiting_advance_);
+  awaiting_advance_ = false;
+  std::vector<Message> to_self = std::move(to_self_after_advance_);
+  to_self_after_advance_.clear();
+  for (const Message& message : to_self) {
+    // Only its own acceptor's answers: its ballot is its promise, so it never refuses itself.
+    SYNOD_ASSERT(message.type == MessageType::kPromise || message.type == MessageType::kAccepted);
+    Dispatch(message);
+  }
+  if (config_.check_invariants) CheckInvariants();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants.
+
+void MultiPaxos::CheckInvariants() {
+  SYNOD_ASSERT(membership().IsVoter(config_.id));
+  SYNOD_ASSERT(round_seen_ >= promised_.round);
+  SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
+  SYNOD_ASSERT(snapshot_.meta.index <= applied_);
+  SYNOD_ASSERT(applied_ <= commit_);
+  // Slots at or below the commit index change only through StoreSlot, which checks them; the
+  // ones above it are few (in flight), so checking them all keeps this O(in flight).
+  if (!slots_.empty()) SYNOD_ASSERT(slots_.begin()->first > compacted_);
+  for (auto it = slots_.upper_bound(commit_); it != slots_.end(); ++it) {
+    const Slot& stored = it->second;
+    SYNOD_ASSERT(stored.value.index == it->first);
+    SYNOD_ASSERT_MSG(stored.accepted <= promised_, "slot {} accepted {} above the promise {}",
+                     it->first, paxos::ToString(stored.accepted), paxos::ToString(promised_));
+    SYNOD_ASSERT_MSG(!stored.accepted.IsNone(),
+                     "slot {} learned as chosen but above the commit index {}", it->first,
+                     commit_);
+  }
+  // Every chosen slot is stored (or compacted): checked for the slots chosen since the last
+  // call, which keeps it contiguous by induction.
+  for (Index index = std::max(observed_.commit, compacted_).next(); index <= commit_;
+       index = index.next()) {
+    SYNOD_ASSERT_MSG(slots_.contains(index), "chosen slot {} is not stored", index);
+  }
+  if (role_ != Role::kFollower) {
+    SYNOD_ASSERT(ballot_.proposer == config_.id);
+    SYNOD_ASSERT_MSG(ballot_ == promised_, "proposer ballot {} but promised {}",
+                     paxos::ToString(ballot_), paxos::ToString(promised_));
+  }
+  if (role_ == Role::kLeader) {
+    SYNOD_ASSERT(leader_ == config_.id);
+    SYNOD_ASSERT(next_slot_ > commit_);
+    for (const auto& [index, proposal] : proposals_) {
+      SYNOD_ASSERT(index > commit_ && index < next_slot_);
+      SYNOD_ASSERT_MSG(slots_.at(index).accepted == ballot_,
+                       "proposed slot {} is not accepted in the leader's own ballot", index);
+    }
+  } else {
+    SYNOD_ASSERT(proposals_.empty());
+    SYNOD_ASSERT(reads_waiting_.empty() && reads_unassigned_.empty());
+  }
+  // Delta checks against the previous call.
+  SYNOD_ASSERT_MSG(promised_ >= observed_.promised, "promise fell from {} to {}",
+                   paxos::ToString(observed_.promised), paxos::ToString(promised_));
+  SYNOD_ASSERT_MSG(commit_ >= observed_.commit, "commit index fell from {} to {}",
+                   observed_.commit, commit_);
+  if (observed_.commit_value.has_value()) {
+    if (const Slot* stored = slot(observed_.commit)) {
+      SYNOD_ASSERT_MSG(stored->value == *observed_.commit_value,
+                       "the chosen value of slot {} changed", observed_.commit);
+    }
+  }
+  observed_ = {promised_, commit_, std::nullopt};
+  if (const Slot* at_commit = slot(commit_)) observed_.commit_value = at_commit->value;
+}
+
+}  // namespace synod::multipaxos

@@ -1,0 +1,295 @@
+// Multi-Paxos (Lamport, "Paxos Made Simple" 2001, section 3, "Implementing a State Machine") as
+// a pure state machine behind the same contract as the Raft core (consensus/raft/raft.h), so
+// that the server can run on either engine.
+//
+// The structure is the one of "Paxos Made Live" (Chandra, Griesemer, Redstone 2007) and "Paxos
+// Made Moderately Complex" (van Renesse and Altinbuken 2015): a sequence of single-decree
+// instances, one per log slot, driven by a stable distinguished proposer (the leader).
+//   - A node that suspects the leader is gone picks a ballot (round, its id) above every ballot
+//     it has seen and runs phase 1 once for every slot from its first unchosen one on (PMS 3:
+//     "phase 1 for infinitely many instances"; PMMC's scout).
+//   - With promises from a majority it is leader. For each slot in the window the promises
+//     report it re-proposes the value of the highest ballot reported, and fills the gaps with
+//     no-ops (PMS 3: "fill the gaps ... by proposing a special no-op command"). Slots above the
+//     window were accepted by no one in the majority, so it proposes client commands there.
+//   - Phase 2 then runs per slot, pipelined and batched (PMMC's commander; PML 3's "the master
+//     ... can skip phase 1 for subsequent instances").
+//   - A slot is chosen when a majority accepted it in one ballot. The leader learns that by
+//     counting acceptances and tells the others its commit index; a follower marks a slot chosen
+//     only when it accepted that slot in the leader's own ballot (one ballot proposes one value
+//     per slot, so that value is the chosen one), and otherwise receives the chosen value from
+//     the leader (kChosen), or a snapshot when the leader has compacted it away.
+//
+// Like the Raft core it owns no sockets, files, threads or clocks: time is Tick(); randomness
+// (the election timeout, which is also the backoff of a preempted proposer) comes from a
+// generator seeded by Config::seed; output leaves as a Ready batch (types.h). One seed replays
+// one run. It is not thread-safe: one event loop owns it.
+//
+// The leader's own acceptor is treated as the caller treats the others: what it promises and
+// accepts is in the Ready to persist, and the leader counts its own promise or acceptance only
+// at Advance, after that state is durable (the rule the Paxos core follows too).
+//
+// Not yet covered: membership changes (the voters are those of the snapshot a node starts from),
+// and ReadIndex on a follower (it is refused; the caller asks the leader).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/ids.h"
+#include "base/prng.h"
+#include "base/status.h"
+#include "consensus/multipaxos/types.h"
+#include "consensus/raft/raft.h"
+
+namespace synod::multipaxos {
+
+struct Config {
+  NodeId id;
+  // A follower that hears nothing from a leader, or a candidate whose phase 1 has not gathered a
+  // majority, for a timeout drawn from [election_timeout_ticks, 2 * election_timeout_ticks)
+  // starts phase 1 with a higher ballot. A proposer preempted by a higher ballot waits such a
+  // random timeout too: this is the randomized backoff that breaks dueling proposers (PMS 2.4).
+  uint32_t election_timeout_ticks = 10;
+  // The leader's heartbeat, which also resends unacknowledged accepts and catches up lagging
+  // nodes. Invariant: heartbeat_interval_ticks < election_timeout_ticks.
+  uint32_t heartbeat_interval_ticks = 1;
+  // Limits (TigerBeetle: put a limit on everything).
+  // Values in one kAccept or kChosen message.
+  uint32_t message_entries_max = 256;
+  // Proposals are refused while this many slots are proposed but not chosen.
+  uint64_t uncommitted_entries_max = 8192;
+  uint32_t pending_reads_max = 8192;
+  uint64_t seed = 0;
+  // Run CheckInvariants() after every input. Always on in the simulator.
+  bool check_invariants = false;
+};
+
+// Invalid configuration is rejected at start-up, never silently adjusted.
+Status Validate(const Config& config);
+
+// Where a proposal landed, as in the Raft core: `term` is the proposing leader's round, kept in
+// the Entry. Ballots of one round from two nodes share that round, so the caller tells its own
+// command from another by the Entry's data, not by the position alone.
+using raft::LogPosition;
+
+class MultiPaxos {
+ public:
+  // Builds a node from what it persisted. A node of a new group passes a snapshot at index 0
+  // whose membership's voters are the group. Fails with InvalidArgument on an invalid config or
+  // inconsistent state.
+  static Result<std::unique_ptr<MultiPaxos>> Create(const Config& config, PersistentState state);
+
+  MultiPaxos(const MultiPaxos&) = delete;
+  MultiPaxos& operator=(const MultiPaxos&) = delete;
+
+  // ---- Inputs ----
+
+  // Advances logical time by one tick: election timeouts, the leader's heartbeat.
+  void Tick();
+
+  // Delivers a message from a peer. Messages may arrive lost, duplicated, reordered or stale;
+  // all of that is handled. Returns InvalidArgument for a malformed message (it is dropped).
+  Status Step(Message message);
+
+  // Assigns a client command the next free slot and starts phase 2 for it (sent in one batch
+  // with the other proposals of this Ready). Refused with FailedPrecondition when this node is
+  // not the leader (naming the leader if known), ResourceExhausted when too many slots are
+  // proposed and not chosen.
+  Result<LogPosition> Propose(std::string data);
+
+  // A linearizable read (the Raft thesis 6.4's ReadIndex, for Paxos): the read index is the
+  // highest slot that may have been chosen when the read arrived (the leader's commit index, or
+  // the end of the window its phase 1 learned, whichever is higher). A ReadState with `context`
+  // appears in a later Ready once a majority has answered a heartbeat sent after the read
+  // arrived, proving that no higher ballot had taken over then. Reads waiting at the same
+  // moment share one heartbeat round. Fails with FailedPrecondition on a non-leader.
+  Status ReadIndex(std::string context);
+
+  // Starts phase 1 now, as if the election timeout fired.
+  void Campaign();
+
+  // Records the caller's snapshot of its state machine at `index` (<= the applied index),
+  // used to catch up nodes that need compacted slots. The caller has made it durable.
+  Status SetSnapshot(Index index, std::string data);
+  // Discards stored slots up to `index` (<= the snapshot's index). The caller does likewise.
+  Status CompactLog(Index index);
+
+  // ---- Output ----
+
+  // True when TakeReady would return something to do. False while a Ready awaits Advance.
+  bool HasReady() const;
+  // Hands out everything accumulated since the last Ready. Precondition: HasReady().
+  Ready TakeReady();
+  // The caller has done everything the last Ready asked (types.h). Promises and acceptances of
+  // this node's own acceptor in that Ready count toward its own quorums now.
+  void Advance();
+
+  // ---- Inspection ----
+
+  NodeId id() const { return config_.id; }
+  Role role() const { return role_; }
+  NodeId leader() const { return leader_; }
+  // The ballot of this node's current or last phase 1.
+  BallotNumber ballot() const { return ballot_; }
+  BallotNumber promised() const { return promised_; }
+  Index commit() const { return commit_; }
+  Index applied() const { return applied_; }
+  const Membership& membership() const { return snapshot_.meta.membership; }
+  const Snapshot& snapshot() const { return snapshot_; }
+  // The stored slot, if any (nullptr below the compaction point or where nothing was accepted).
+  const Slot* slot(Index index) const;
+  HardState hard_state() const { return {promised_, commit_}; }
+  size_t QuorumSize() const { return membership().QuorumSize(); }
+
+  // Asserts every invariant of the state and the step-to-step ("delta") invariants against the
+  // state at the previous call: the promise never decreases, the commit index never decreases,
+  // the value of a chosen slot never changes.
+  void CheckInvariants();
+
+ private:
+  MultiPaxos(const Config& config, PersistentState state);
+
+  Status ValidateMessage(const Message& message) const;
+  void Dispatch(const Message& message);
+
+  // Roles.
+  void BecomeFollower(NodeId leader);
+  void BecomeLeader();
+  void ResetElectionTimer();
+  // Acts on a message of a leader or candidate in `ballot` >= the promise: raises the promise
+  // to it and follows its sender, stepping down from a lower ballot of its own.
+  void Follow(const BallotNumber& ballot);
+
+  // Acceptor (PMS 2.2, once per slot; the promise is shared by all slots).
+  void HandlePrepare(const Message& message);
+  void HandleAccept(const Message& message);
+  void HandleHeartbeat(const Message& message);
+  void HandleChosen(const Message& message);
+  void HandleInstallSnapshot(const Message& message);
+  // Answers `message` with a kNack if its ballot is below the promise; returns whether it did.
+  bool RefusedBelowPromise(const Message& message);
+  // A follower's learner: marks chosen the slots up to `leader_commit` it accepted in `ballot`.
+  void AdvanceFollowerCommit(const BallotNumber& ballot, Index leader_commit);
+  void InstallSnapshot(const Snapshot& snapshot);
+  void StoreSlot(Index index, Slot slot);
+
+  // Proposer: candidate and leader.
+  void HandlePromise(const Message& message);
+  void HandleAccepted(const Message& message);
+  void HandleHeartbeatResponse(const Message& message);
+  void HandleNack(const Message& message);
+  // Proposes `values` (ascending slots) in the leader's ballot: its own acceptor accepts them
+  // now, the followers get them in the next Ready's batch.
+  void ProposeInBallot(std::vector<Entry> values);
+  void MaybeAdvanceLeaderCommit();
+  void NoteFollowerCommit(NodeId follower, Index commit);
+  // The heartbeat: liveness, ReadIndex round, resent accepts, catch-up.
+  void SendHeartbeats();
+  void SendAccepts(NodeId to, Index from_slot);
+  void CatchUp(NodeId to);
+  void StartReadRound();
+  void ReleaseConfirmedReads();
+
+  // FailedPrecondition naming the leader, if one is known.
+  Status NotLeaderError() const;
+  void Send(Message message);
+  Message Reply(const Message& to, MessageType type) const;
+  uint32_t RandomizedElectionTimeout();
+  std::vector<NodeId> Followers() const;
+
+  Config config_;
+  base::Prng prng_;
+
+  // Acceptor and learner state (persistent: HardState, the snapshot and the slots).
+  // Invariant: every slot's accepted ballot <= promised_.
+  BallotNumber promised_;
+  // Invariant: compacted_ < every key; every index in (compacted_, commit_] is a key.
+  Index commit_;
+  std::map<Index, Slot> slots_;
+  // Invariant: compacted_ <= snapshot_.meta.index <= applied_ <= commit_.
+  Snapshot snapshot_;
+  Index compacted_;
+  // The last slot handed out in committed_entries (or restored from the snapshot).
+  Index applied_;
+  // The highest round in any ballot seen; a new ballot takes the next one (PMS 2.4).
+  // Invariant: round_seen_ >= promised_.round.
+  Ballot round_seen_;
+
+  Role role_ = Role::kFollower;
+  NodeId leader_;
+  // Candidate and leader: the ballot of this node's phase 1. Invariant there: == promised_.
+  BallotNumber ballot_;
+  uint32_t election_elapsed_ = 0;
+  uint32_t randomized_election_timeout_ = 0;
+  uint32_t heartbeat_elapsed_ = 0;
+
+  // Candidate: what phase 1 learned so far. For each slot above the commit index, the value of
+  // the highest ballot reported (PMS 2.2, P2c), or the chosen value if a promiser knew it.
+  struct PhaseOne {
+    std::set<NodeId> promised_by;
+    std::map<Index, Slot> highest_accepted;
+    std::map<Index, Entry> chosen;
+    std::map<NodeId, Index> commits;
+  };
+  PhaseOne phase_one_;
+
+  // Leader: the slots proposed in ballot_ and not yet chosen in order.
+  // Invariant: keys in (commit_, next_slot_); each value is slots_[key].value accepted in ballot_.
+  struct Proposal {
+    std::set<NodeId> accepted_by;
+    bool chosen = false;
+  };
+  std::map<Index, Proposal> proposals_;
+  Index next_slot_;
+  // The last slot of the window the leader's phase 1 re-proposed.
+  Index phase_one_end_;
+  // Slots from here on were proposed since the last Ready and go out in one batch then.
+  Index broadcast_from_;
+  struct FollowerState {
+    // What the follower last reported as its commit index, if it did in this ballot.
+    std::optional<Index> commit;
+    uint64_t read_round_acked = 0;
+  };
+  std::map<NodeId, FollowerState> followers_;
+  // The commit index the last two heartbeat rounds announced. Invariant: previous <= last.
+  Index last_heartbeat_commit_;
+  Index previous_heartbeat_commit_;
+
+  // Leader: ReadIndex (see ReadIndex()). A read waits unassigned until the next TakeReady starts
+  // a heartbeat round that every read waiting then shares.
+  struct PendingRead {
+    Index index;
+    uint64_t round = 0;
+    std::string context;
+  };
+  std::vector<PendingRead> reads_unassigned_;
+  std::vector<PendingRead> reads_waiting_;  // Invariant: rounds ascending.
+  uint64_t read_round_ = 0;
+
+  // Output accumulated for the next Ready.
+  std::vector<Message> outbox_;
+  std::set<Index> dirty_slots_;
+  std::optional<Snapshot> snapshot_to_persist_;
+  std::vector<ReadState> read_states_;
+  SoftState last_soft_state_;
+  HardState last_hard_state_;
+  // Messages to this node itself from the Ready awaiting Advance.
+  std::vector<Message> to_self_after_advance_;
+  bool awaiting_advance_ = false;
+
+  // The state at the previous CheckInvariants call, for delta checks.
+  struct Observed {
+    BallotNumber promised;
+    Index commit;
+    std::optional<Entry> commit_value;
+  };
+  Observed observed_;
+};
+
+}  // namespace synod::multipaxos

@@ -1,0 +1,403 @@
+// Tests of the Multi-Paxos core, each naming the rule of "Paxos Made Simple" (PMS) it checks.
+// A small harness plays the caller: it persists each Ready, delivers the messages (except on
+// cut links), applies committed entries and calls Advance.
+#include "consensus/multipaxos/multipaxos.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+
+namespace synod::multipaxos {
+namespace {
+
+Membership Voters(size_t count) {
+  Membership membership;
+  for (size_t i = 1; i <= count; ++i) membership.voters.push_back(NodeId(i));
+  return membership;
+}
+
+PersistentState NewMember(size_t group_size) {
+  PersistentState state;
+  state.snapshot.meta.membership = Voters(group_size);
+  return state;
+}
+
+Config TestConfig(NodeId id) {
+  Config config;
+  config.id = id;
+  config.election_timeout_ticks = 10;
+  config.heartbeat_interval_ticks = 1;
+  config.seed = id.value();
+  config.check_invariants = true;
+  return config;
+}
+
+std::unique_ptr<MultiPaxos> MustCreate(const Config& config, PersistentState state) {
+  auto created = MultiPaxos::Create(config, std::move(state));
+  EXPECT_TRUE(created.ok()) << created.status();
+  return std::move(*created);
+}
+
+class Cluster {
+ public:
+  explicit Cluster(size_t size) : size_(size) {
+    for (size_t i = 1; i <= size; ++i) {
+      Node& node = nodes_[NodeId(i)];
+      node.durable = NewMember(size);
+      node.core = MustCreate(TestConfig(NodeId(i)), node.durable);
+    }
+  }
+
+  MultiPaxos& core(uint64_t id) { return *nodes_.at(NodeId(id)).core; }
+  const PersistentState& durable(uint64_t id) { return nodes_.at(NodeId(id)).durable; }
+  // The data of the client commands node `id` applied, in order (no-ops left out).
+  std::vector<std::string> AppliedCommands(uint64_t id) {
+    std::vector<std::string> commands;
+    for (const Entry& entry : nodes_.at(NodeId(id)).applied) {
+      if (entry.type == EntryType::kNormal) commands.push_back(entry.data);
+    }
+    return commands;
+  }
+  const std::vector<ReadState>& reads(uint64_t id) { return nodes_.at(NodeId(id)).reads; }
+
+  void Isolate(uint64_t id) { isolated_.insert(NodeId(id)); }
+  void Heal() { isolated_.clear(); }
+
+  void Crash(uint64_t id) {
+    Node& node = nodes_.at(NodeId(id));
+    node.core.reset();
+    node.applied.clear();
+  }
+  void Restart(uint64_t id) {
+    Node& node = nodes_.at(NodeId(id));
+    node.core = MustCreate(TestConfig(NodeId(id)), node.durable);
+  }
+
+  // Processes every Ready and delivers every message until nothing is left to do.
+  void Settle() {
+    for (int round = 0; round < 1000; ++round) {
+      bool progress = false;
+      for (auto& [id, node] : nodes_) {
+        if (node.core == nullptr) continue;
+        while (node.core->HasReady()) {
+          progress = true;
+          Handle(node, node.core->TakeReady());
+        }
+      }
+      while (!network_.empty()) {
+        progress = true;
+        Message message = std::move(network_.front());
+        network_.pop_front();
+        Node& to = nodes_.at(message.to);
+        if (to.core == nullptr || isolated_.contains(message.to) ||
+            isolated_.contains(message.from)) {
+          continue;
+        }
+        EXPECT_TRUE(to.core->Step(std::move(message)).ok());
+      }
+      if (!progress) return;
+    }
+    ADD_FAILURE() << "the cluster did not settle";
+  }
+
+  // Ticks every running node `ticks` times, settling after each tick.
+  void Tick(int ticks) {
+    for (int i = 0; i < ticks; ++i) {
+      for (auto& [id, node] : nodes_) {
+        if (node.core != nullptr) node.core->Tick();
+      }
+      Settle();
+    }
+  }
+
+  void ElectLeader(uint64_t id) {
+    core(id).Campaign();
+    Settle();
+    ASSERT_EQ(core(id).role(), Role::kLeader);
+  }
+
+ private:
+  struct Node {
+    std::unique_ptr<MultiPaxos> core;
+    PersistentState durable;
+    std::vector<Entry> applied;
+    std::vector<ReadState> reads;
+  };
+
+  void Handle(Node& node, Ready ready) {
+    // types.h: persist, send, apply, Advance.
+    PersistInMemory(ready, node.durable);
+    for (Message& message : ready.messages) network_.push_back(std::move(message));
+    if (ready.snapshot.has_value()) node.applied.clear();
+    for (Entry& entry : ready.committed_entries) node.applied.push_back(std::move(entry));
+    for (ReadState& read : ready.read_states) node.reads.push_back(std::move(read));
+    node.core->Advance();
+  }
+
+  size_t size_;
+  std::map<NodeId, Node> nodes_;
+  std::deque<Message> network_;
+  std::set<NodeId> isolated_;
+};
+
+// Takes every Ready of `core` without delivering anything, returning the messages.
+std::vector<Message> Drain(MultiPaxos& core) {
+  std::vector<Message> messages;
+  while (core.HasReady()) {
+    Ready ready = core.TakeReady();
+    for (Message& message : ready.messages) messages.push_back(std::move(message));
+    core.Advance();
+  }
+  return messages;
+}
+
+Message PromiseFrom(uint64_t from, const MultiPaxos& candidate, std::vector<Slot> slots) {
+  Message promise;
+  promise.type = MessageType::kPromise;
+  promise.from = NodeId(from);
+  promise.to = candidate.id();
+  promise.ballot = candidate.ballot();
+  promise.slots = std::move(slots);
+  return promise;
+}
+
+Slot Accepted(uint64_t round, uint64_t proposer, uint64_t index, std::string data) {
+  return Slot{BallotNumber{Ballot(round), NodeId(proposer)},
+              Entry{Term(round), Index(index), EntryType::kNormal, std::move(data), {}}};
+}
+
+TEST(MultiPaxosTest, OneNodeElectsItselfAndCommits) {
+  Cluster cluster(1);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Settle();
+  EXPECT_EQ(cluster.AppliedCommands(1), std::vector<std::string>{"a"});
+}
+
+TEST(MultiPaxosTest, LeaderReplicatesABatchToEveryNode) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  for (const char* command : {"a", "b", "c"}) ASSERT_TRUE(cluster.core(1).Propose(command).ok());
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(1).commit(), Index(3));
+  // Followers learn the commit index from the next message of the leader.
+  cluster.Tick(1);
+  const std::vector<std::string> expected{"a", "b", "c"};
+  for (uint64_t id = 1; id <= 3; ++id) EXPECT_EQ(cluster.AppliedCommands(id), expected) << id;
+}
+
+// PMS 2.3: the acceptor's promise must survive a crash, so it is in the Ready that carries the
+// Promise message, which the caller sends only after persisting.
+TEST(MultiPaxosTest, PromiseIsPersistedInTheReadyThatSendsIt) {
+  auto candidate = MustCreate(TestConfig(NodeId(1)), NewMember(3));
+  candidate->Campaign();
+  std::vector<Message> prepares = Drain(*candidate);
+  ASSERT_EQ(prepares.size(), 2u);
+  auto acceptor = MustCreate(TestConfig(NodeId(2)), NewMember(3));
+  ASSERT_TRUE(acceptor->Step(prepares[0]).ok());
+  Ready ready = acceptor->TakeReady();
+  ASSERT_TRUE(ready.hard_state.has_value());
+  EXPECT_EQ(ready.hard_state->promised, candidate->ballot());
+  ASSERT_EQ(ready.messages.size(), 1u);
+  EXPECT_EQ(ready.messages[0].type, MessageType::kPromise);
+}
+
+// PMS 3: a new leader fills the slots that phase 1 reports nothing for with no-ops, and
+// re-proposes what was reported.
+TEST(MultiPaxosTest, NewLeaderReproposesReportedValuesAndFillsGapsWithNoOps) {
+  auto candidate = MustCreate(TestConfig(NodeId(3)), NewMember(3));
+  candidate->Campaign();
+  Drain(*candidate);  // its own promise is counted at Advance
+  ASSERT_EQ(candidate->role(), Role::kCandidate);
+  ASSERT_TRUE(candidate->Step(PromiseFrom(2, *candidate, {Accepted(1, 1, 3, "c")})).ok());
+  ASSERT_EQ(candidate->role(), Role::kLeader);
+  for (uint64_t index : {1, 2}) {
+    ASSERT_NE(candidate->slot(Index(index)), nullptr);
+    EXPECT_EQ(candidate->slot(Index(index))->value.type, EntryType::kEmpty);
+  }
+  ASSERT_NE(candidate->slot(Index(3)), nullptr);
+  EXPECT_EQ(candidate->slot(Index(3))->value.data, "c");
+  EXPECT_EQ(candidate->slot(Index(3))->accepted, candidate->ballot());
+  // New commands go after the window.
+  Result<LogPosition> position = candidate->Propose("d");
+  ASSERT_TRUE(position.ok());
+  EXPECT_EQ(position->index, Index(4));
+}
+
+// PMS 2.2, P2c: of the values reported for a slot, the one of the highest ballot.
+TEST(MultiPaxosTest, NewLeaderTakesTheHighestBallotValuePerSlot) {
+  PersistentState state = NewMember(3);
+  state.hard_state.promised = BallotNumber{Ballot(1), NodeId(1)};
+  state.slots.push_back(Accepted(1, 1, 1, "older"));
+  auto candidate = MustCreate(TestConfig(NodeId(3)), state);
+  candidate->Campaign();
+  Drain(*candidate);
+  ASSERT_TRUE(candidate->Step(PromiseFrom(2, *candidate, {Accepted(1, 2, 1, "newer")})).ok());
+  ASSERT_EQ(candidate->role(), Role::kLeader);
+  EXPECT_EQ(candidate->slot(Index(1))->value.data, "newer");
+}
+
+// The scenario P2c exists for: a value chosen by a majority that the old leader never announced
+// survives the leader's crash.
+TEST(MultiPaxosTest, ValueChosenBeforeTheLeaderCrashedSurvives) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  ASSERT_TRUE(cluster.core(1).Propose("x").ok());
+  cluster.Settle();
+  ASSERT_EQ(cluster.core(1).commit(), Index(1));
+  EXPECT_EQ(cluster.core(2).commit(), Index(0));  // n2 accepted, but has not heard it is chosen
+  cluster.Crash(1);
+  cluster.Heal();
+  cluster.ElectLeader(3);
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(3), std::vector<std::string>{"x"});
+  EXPECT_EQ(cluster.AppliedCommands(2), std::vector<std::string>{"x"});
+}
+
+// PMS 2.4: a proposer that learns of a higher ballot abandons its own.
+TEST(MultiPaxosTest, HigherBallotPreemptsTheLeader) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.ElectLeader(2);
+  cluster.Tick(1);
+  EXPECT_EQ(cluster.core(1).role(), Role::kFollower);
+  EXPECT_EQ(cluster.core(1).leader(), NodeId(2));
+  EXPECT_GT(cluster.core(2).ballot(), cluster.core(1).ballot());
+  EXPECT_FALSE(cluster.core(1).Propose("late").ok());
+}
+
+// PMS 2.3: a restarted acceptor keeps its promise and refuses lower ballots.
+TEST(MultiPaxosTest, RestartedAcceptorKeepsItsPromise) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  const BallotNumber old_ballot = cluster.core(1).ballot();
+  cluster.ElectLeader(2);
+  cluster.Crash(3);
+  cluster.Restart(3);
+  EXPECT_EQ(cluster.core(3).promised(), cluster.core(2).ballot());
+  Message accept;
+  accept.type = MessageType::kAccept;
+  accept.from = NodeId(1);
+  accept.to = NodeId(3);
+  accept.ballot = old_ballot;
+  accept.entries.push_back(Entry{Term(1), Index(1), EntryType::kNormal, "stale", {}});
+  ASSERT_TRUE(cluster.core(3).Step(accept).ok());
+  std::vector<Message> replies = Drain(cluster.core(3));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].type, MessageType::kNack);
+  EXPECT_EQ(cluster.core(3).slot(Index(1)), nullptr);
+}
+
+// PMS 3: a node that missed chosen commands learns them from the leader.
+TEST(MultiPaxosTest, LaggingNodeCatchesUpWithChosenValues) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  for (const char* command : {"a", "b", "c", "d"}) {
+    ASSERT_TRUE(cluster.core(1).Propose(command).ok());
+  }
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.core(3).commit(), Index(0));
+  cluster.Heal();
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.AppliedCommands(3), (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+TEST(MultiPaxosTest, LaggingNodeBehindTheCompactionPointGetsTheSnapshot) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  for (const char* command : {"a", "b", "c"}) ASSERT_TRUE(cluster.core(1).Propose(command).ok());
+  cluster.Tick(2);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_EQ(leader.applied(), Index(3));
+  ASSERT_TRUE(leader.SetSnapshot(Index(3), "image@3").ok());
+  ASSERT_TRUE(leader.CompactLog(Index(3)).ok());
+  EXPECT_EQ(leader.slot(Index(2)), nullptr);
+  cluster.Heal();
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.durable(3).snapshot.data, "image@3");
+  EXPECT_EQ(cluster.core(3).commit(), Index(3));
+  ASSERT_TRUE(leader.Propose("d").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(3), std::vector<std::string>{"d"});
+}
+
+// An acceptor that knows a slot chosen acknowledges a later ballot's accept for it even after
+// compacting it away: its promise is at least the choosing ballot, so by P2c the accept carries
+// the chosen value, and without the acknowledgement a new leader could not count the slot.
+TEST(MultiPaxosTest, AcceptorAcknowledgesAChosenSlotItCompacted) {
+  PersistentState state = NewMember(3);
+  state.snapshot.meta.index = Index(3);
+  state.hard_state = HardState{BallotNumber{Ballot(1), NodeId(1)}, Index(3)};
+  auto acceptor = MustCreate(TestConfig(NodeId(2)), state);
+  Message accept;
+  accept.type = MessageType::kAccept;
+  accept.from = NodeId(3);
+  accept.to = NodeId(2);
+  accept.ballot = BallotNumber{Ballot(2), NodeId(3)};
+  accept.entries.push_back(Entry{Term(1), Index(2), EntryType::kNormal, "chosen earlier", {}});
+  accept.entries.push_back(Entry{Term(2), Index(4), EntryType::kNormal, "new", {}});
+  ASSERT_TRUE(acceptor->Step(accept).ok());
+  std::vector<Message> replies = Drain(*acceptor);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].type, MessageType::kAccepted);
+  EXPECT_EQ(replies[0].acked, (std::vector<Index>{Index(2), Index(4)}));
+  EXPECT_EQ(acceptor->slot(Index(2)), nullptr);
+  EXPECT_EQ(acceptor->slot(Index(4))->accepted, accept.ballot);
+}
+
+TEST(MultiPaxosTest, SnapshotsAreLimitedToTheAppliedPrefix) {
+  Cluster cluster(1);
+  cluster.ElectLeader(1);
+  EXPECT_FALSE(cluster.core(1).SetSnapshot(Index(5), "too far").ok());
+  EXPECT_FALSE(cluster.core(1).CompactLog(Index(1)).ok());
+}
+
+// Raft thesis 6.4 for Paxos: a read is answered only after a majority confirms the ballot.
+TEST(MultiPaxosTest, ReadIndexWaitsForAMajority) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Settle();
+  cluster.Isolate(1);
+  ASSERT_TRUE(cluster.core(1).ReadIndex("r1").ok());
+  cluster.Settle();
+  EXPECT_TRUE(cluster.reads(1).empty());
+  cluster.Heal();
+  cluster.Tick(1);
+  ASSERT_EQ(cluster.reads(1).size(), 1u);
+  EXPECT_EQ(cluster.reads(1)[0].context, "r1");
+  EXPECT_EQ(cluster.reads(1)[0].index, Index(1));
+  EXPECT_FALSE(cluster.core(2).ReadIndex("on a follower").ok());
+}
+
+TEST(MultiPaxosTest, FollowerStartsPhaseOneWhenTheLeaderFallsSilent) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Crash(1);
+  cluster.Tick(25);
+  const bool two_leads = cluster.core(2).role() == Role::kLeader;
+  const bool three_leads = cluster.core(3).role() == Role::kLeader;
+  EXPECT_NE(two_leads, three_leads);
+}
+
+TEST(MultiPaxosTest, RejectsInvalidConfigurationAndState) {
+  Config config = TestConfig(NodeId(1));
+  config.heartbeat_interval_ticks = config.election_timeout_ticks;
+  EXPECT_FALSE(MultiPaxos::Create(config, NewMember(3)).ok());
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(4)), NewMember(3)).ok());
+  PersistentState chosen_but_missing = NewMember(3);
+  chosen_but_missing.hard_state.commit = Index(2);
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), chosen_but_missing).ok());
+  PersistentState above_promise = NewMember(3);
+  above_promise.slots.push_back(Accepted(1, 1, 1, "a"));
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), above_promise).ok());
+}
+
+}  // namespace
+}  // namespace synod::multipaxos

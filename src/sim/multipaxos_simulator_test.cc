@@ -1,0 +1,84 @@
+#include "sim/multipaxos_simulator.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+
+namespace synod::sim {
+namespace {
+
+SimOptions Options(uint64_t seed, const std::string& faults) {
+  SimOptions options;
+  options.seed = seed;
+  options.faults = *ParseFaults(faults);
+  options.safety_ticks = 300;
+  options.liveness_ticks_max = 300;
+  return options;
+}
+
+std::string TraceOf(SimOptions options) {
+  std::ostringstream trace;
+  options.trace = &trace;
+  const MultiPaxosSimResult result = RunMultiPaxosSimulation(options);
+  EXPECT_TRUE(result.passed) << result.failure;
+  return trace.str();
+}
+
+// One seed replays one run exactly, to the last message.
+TEST(MultiPaxosSimulator, OneSeedReplaysExactly) {
+  const std::string first = TraceOf(Options(7, "all"));
+  const std::string second = TraceOf(Options(7, "all"));
+  EXPECT_GT(first.size(), 5000u);
+  EXPECT_EQ(first, second);
+}
+
+TEST(MultiPaxosSimulator, DifferentSeedsRunDifferently) {
+  EXPECT_NE(TraceOf(Options(7, "all")), TraceOf(Options(8, "all")));
+}
+
+TEST(MultiPaxosSimulator, WithoutFaultsOneLeaderServesEveryCommandAndRead) {
+  for (uint32_t nodes : {3u, 5u, 7u}) {
+    SimOptions options = Options(3, "none");
+    options.nodes = nodes;
+    const MultiPaxosSimResult result = RunMultiPaxosSimulation(options);
+    ASSERT_TRUE(result.passed) << result.failure;
+    EXPECT_EQ(result.stats.crashes + result.stats.partitions + result.stats.pauses, 0u);
+    EXPECT_EQ(result.stats.messages_dropped, 0u);
+    // With nothing going wrong the first leader keeps its ballot for the whole run.
+    EXPECT_EQ(result.stats.leaders_elected, 1u);
+    EXPECT_GT(result.stats.chosen, 20u);
+    EXPECT_GE(result.stats.chosen, result.stats.proposals);
+  }
+}
+
+TEST(MultiPaxosSimulator, FaultsAreInjectedAndSurvived) {
+  MultiPaxosSimStats totals;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const MultiPaxosSimResult result = RunMultiPaxosSimulation(Options(seed, "all"));
+    ASSERT_TRUE(result.passed) << "seed " << seed << ": " << result.failure;
+    totals.Add(result.stats);
+  }
+  EXPECT_GT(totals.crashes, 0u);
+  EXPECT_GT(totals.partitions, 0u);
+  EXPECT_GT(totals.pauses, 0u);
+  EXPECT_GT(totals.messages_dropped, 0u);
+  EXPECT_GT(totals.messages_duplicated, 0u);
+  // Leaders were replaced, lagging nodes caught up from snapshots, reads were answered.
+  EXPECT_GT(totals.leaders_elected, 20u);
+  EXPECT_GT(totals.snapshots_installed, 0u);
+  EXPECT_GT(totals.reads_released, 0u);
+}
+
+// Liveness is checked too: a run whose liveness bound is too short fails as such.
+TEST(MultiPaxosSimulator, ARunThatCannotRecoverInTimeFailsLiveness) {
+  SimOptions options = Options(5, "none");
+  options.safety_ticks = 1;
+  options.liveness_ticks_max = 1;
+  const MultiPaxosSimResult result = RunMultiPaxosSimulation(options);
+  EXPECT_FALSE(result.passed);
+  EXPECT_TRUE(result.failure.starts_with("Liveness:")) << result.failure;
+}
+
+}  // namespace
+}  // namespace synod::sim
