@@ -12,7 +12,7 @@ import os
 def environment(shim, data_dir, log_path):
     """The environment variables that put a process's data_dir under the model. The shim needs a
     canonical absolute directory, since it compares it with the paths the kernel reports."""
-    return {"LD_PRELOAD": shim, "SYNOD_POWERLOSS_DIR": os.path.realpath(data_dir),
+    return {"LD_PRELOAD": os.path.abspath(shim), "SYNOD_POWERLOSS_DIR": os.path.realpath(data_dir),
             "SYNOD_POWERLOSS_LOG": os.path.abspath(log_path)}
 
 
