@@ -18,9 +18,10 @@
 // price is one assumption, that files under the directory are appended to and never overwritten
 // in place. It holds for the write-ahead log's segments (src/storage/wal.h) and for RocksDB's
 // files with synod's options (WAL without recycling, SST, MANIFEST), and the shim checks it:
-// positioned writes below the end of a tracked file, and files opened with O_SYNC, O_DSYNC or
-// O_DIRECT (durable at every write, which the log cannot express), stop the process with a
-// message instead of giving a wrong model.
+// positioned writes below the end of a tracked file, and files opened with O_SYNC or O_DSYNC
+// (durable at every write) or O_DIRECT (past the page cache), which the log cannot express, stop
+// the process with a message instead of giving a wrong model. (An overwrite through write()
+// after lseek is not caught; synod and RocksDB's writable files never seek back.)
 //
 // What it does not model: directory entries (creation, rename and removal count as durable at
 // once; the nemesis tests target lost data, not lost names); sync() and syncfs(); calls that do
