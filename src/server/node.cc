@@ -37,6 +37,24 @@ int64_t MonotonicMs() {
 // A snapshot fetch that stalls this long is abandoned; the leader sends the snapshot again.
 constexpr std::chrono::minutes kSnapshotFetchTimeout{5};
 
+#ifdef SYNOD_BROKEN_ACKS_BEFORE_FSYNC
+// Deliberately broken, never in a product (src/server/node.cmake): the log's writes reach the
+// page cache and are reported done at once, and an fsync follows only once the previous one is
+// a second old, like a periodic fsync ("appendfsync everysec"). So this member acknowledges
+// entries, votes and client writes before they are durable, against Raft's Figure 2 (persistent
+// state is "updated on stable storage before responding to RPCs"): a power cut of the whole
+// cluster loses what it acknowledged in the last second. The nemesis's powerloss fault must catch it.
+constexpr std::chrono::seconds kBrokenFsyncInterval{1};
+
+Status BrokenWriteSyncingLater(storage::Wal* wal) {
+  // Only the storage thread calls this, and the broken binary runs one member per process.
+  static Clock::time_point synced_at = Clock::now();
+  if (Clock::now() - synced_at < kBrokenFsyncInterval) return wal->Write();
+  synced_at = Clock::now();
+  return wal->Sync();
+}
+#endif
+
 }  // namespace
 
 Node::Node(NodeOptions options, Transport* transport)
@@ -150,7 +168,11 @@ Status Node::Recover() {
             release_segments = true;
           }
         }
+#ifdef SYNOD_BROKEN_ACKS_BEFORE_FSYNC
+        if (Status status = BrokenWriteSyncingLater(wal_.get()); !status.ok()) return status;
+#else
         if (Status status = wal_->Sync(); !status.ok()) return status;
+#endif
         if (release_segments) {
           if (auto released = wal_->ReleaseCoveredSegments(); !released.ok()) {
             return released.status();

@@ -41,4 +41,25 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
   add_executable(synod-broken-read-without-quorum main.cc)
   target_link_libraries(synod-broken-read-without-quorum
     PRIVATE synod_node_broken_read_without_quorum synod_server_config)
+
+  # A member that acknowledges before fsync: its log is written at once and synced at most once
+  # a second (node.cc, SYNOD_BROKEN_ACKS_BEFORE_FSYNC), so a power cut loses what it acknowledged
+  # last. kill -9 alone cannot show that (the page cache survives); the nemesis's powerloss fault
+  # must catch it. Only node.cc is compiled again; every other object is the product's.
+  add_library(synod_node_loop_broken_acks_before_fsync OBJECT node.cc)
+  target_compile_definitions(synod_node_loop_broken_acks_before_fsync
+    PRIVATE SYNOD_BROKEN_ACKS_BEFORE_FSYNC)
+  # An object library linked to an object library takes its usage requirements, not its objects.
+  target_link_libraries(synod_node_loop_broken_acks_before_fsync PRIVATE synod_node_objects)
+  add_library(synod_node_broken_acks_before_fsync STATIC
+    $<FILTER:$<TARGET_OBJECTS:synod_node_objects>,EXCLUDE,/node\.cc\.o$>
+    $<TARGET_OBJECTS:synod_node_loop_broken_acks_before_fsync>)
+  # What synod_node_objects links (above, and synod_etcd_snapshot_file in snapshot.cmake).
+  target_link_libraries(synod_node_broken_acks_before_fsync
+    PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
+      spdlog::spdlog synod_etcd_snapshot_file synod_raft
+    PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
+  add_executable(synod-broken-acks-before-fsync main.cc)
+  target_link_libraries(synod-broken-acks-before-fsync
+    PRIVATE synod_node_broken_acks_before_fsync synod_server_config)
 endif()

@@ -5,7 +5,8 @@ Runs a cluster of 3 or 5 synod members (each in its own network namespace, see n
 drives concurrent clients doing put, get, delete and compare-and-set on a few keys for a set
 duration, and injects faults on a schedule: kill -9 and restart (of the leader or another
 member), SIGSTOP/SIGCONT pauses longer than the election timeout, partitions (halves, leader
-isolated, bridge, ring, one-way), packet loss and delay on peer links. Every client operation is
+isolated, bridge, ring, one-way), packet loss and delay on peer links, and, with the power-loss
+model (--powerloss-shim), power cuts of the whole cluster. Every client operation is
 recorded with its invocation and completion time (one monotonic clock, this process's) and
 outcome. Afterwards it heals everything and checks:
 - linearizability of the whole history (synod-check: per-key Wing & Gong search with Lowe's
@@ -43,12 +44,16 @@ import etcd3  # noqa: E402  (python3-etcd3)
 from etcd3 import etcdrpc  # noqa: E402
 import liveness  # noqa: E402
 import network  # noqa: E402
+import powerloss  # noqa: E402  (tests/fault/powerloss.py)
 from synod_cluster import terminate_together  # noqa: E402
 import timeline  # noqa: E402
 
 FAULT_KINDS = ["kill", "pause", "partition-halves", "partition-leader", "partition-bridge",
-               "partition-ring", "partition-one-way", "loss", "delay", "fsync", "clock"]
-PROCESS_FAULTS = {"kill", "pause", "fsync", "clock"}
+               "partition-ring", "partition-one-way", "loss", "delay", "fsync", "clock",
+               "powerloss"]
+PROCESS_FAULTS = {"kill", "pause", "fsync", "clock", "powerloss"}
+# Fault kinds that need --powerloss-shim (a power cut is kill -9 plus the model's restore).
+POWERLOSS_FAULTS = {"powerloss"}
 # libfiu's preloads (fiu-utils): fsync and fdatasync fail on command (fiu-ctrl), through a FIFO
 # named after the process id.
 FIU_PRELOADS = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"]
@@ -82,9 +87,13 @@ def now_ns():
 class Members:
     """The synod processes: start, kill -9, pause, resume, restart; who leads."""
 
-    def __init__(self, binary, net, size, work_dir, heartbeat_ms, election_ms, clock_step_shim):
+    def __init__(self, binary, net, size, work_dir, heartbeat_ms, election_ms, clock_step_shim,
+                 powerloss_shim=None):
         self.binary = binary
         self.clock_step_shim = clock_step_shim
+        # With the power-loss model (tests/fault/powerloss_shim.cc) every kill -9 is a power
+        # cut: before a member starts again, what it wrote but did not fsync is cut away.
+        self.powerloss_shim = powerloss_shim
         self.net = net
         self.size = size
         self.work_dir = work_dir
@@ -104,17 +113,31 @@ class Members:
         with open(self.clock_file(i), "w") as out:
             out.write(f"{offset_s:+d}s\n" if offset_s else "+0\n")
 
+    def data_dir(self, i):
+        return os.path.join(self.work_dir, f"m{i}")
+
+    def powerloss_log(self, i):
+        return os.path.join(self.work_dir, f"m{i}.powerloss")
+
     def command(self, i):
         # The preloads go through `env` so that only synod gets them, not `ip netns exec`.
         preloads = FIU_PRELOADS + ([self.clock_step_shim] if self.clock_step_shim else []) + \
             [FAKETIME_PRELOAD]
+        powerloss_env = []
+        if self.powerloss_shim:
+            # First, so that its fsync sees libfiu's injected failures as failures.
+            model = powerloss.environment(self.powerloss_shim, self.data_dir(i),
+                                          self.powerloss_log(i))
+            preloads = [model.pop("LD_PRELOAD")] + preloads
+            powerloss_env = [f"{name}={value}" for name, value in model.items()]
         if not os.path.exists(self.clock_file(i)):
             self.set_clock_offset(i, 0)
         return self.net.command_prefix(i) + [
-            "env", f"LD_PRELOAD={' '.join(preloads)}", f"FIU_CTRL_FIFO={FIU_FIFO_PREFIX}",
+            "env", f"LD_PRELOAD={' '.join(preloads)}", *powerloss_env,
+            f"FIU_CTRL_FIFO={FIU_FIFO_PREFIX}",
             "FIU_ENABLE=", f"FAKETIME_TIMESTAMP_FILE={self.clock_file(i)}",
             "FAKETIME_DONT_FAKE_MONOTONIC=1", "FAKETIME_CACHE_DURATION=1",
-            self.binary, "--name", f"m{i}", "--data-dir", os.path.join(self.work_dir, f"m{i}"),
+            self.binary, "--name", f"m{i}", "--data-dir", self.data_dir(i),
             "--listen-client-urls", self.net.client_url(i),
             "--advertise-client-urls", self.net.client_url(i),
             "--listen-peer-urls", self.net.listen_peer_url(i),
@@ -126,6 +149,10 @@ class Members:
             "--log-level", "info"]
 
     def start(self, i):
+        if self.powerloss_shim:
+            lost = powerloss.restore(self.data_dir(i), self.powerloss_log(i))
+            if lost:
+                print(f"nemesis: m{i} lost {lost} unsynced bytes to the power cut", flush=True)
         log = open(os.path.join(self.work_dir, f"m{i}.log"), "ab")
         self.processes[i] = subprocess.Popen(self.command(i), stdout=log, stderr=log)
         log.close()
@@ -138,6 +165,16 @@ class Members:
             self.processes[i].send_signal(signal.SIGKILL)
             self.processes[i].wait()
         self.paused.discard(i)
+
+    def power_cut(self):
+        """kill -9 of every member at once; under the model, their unsynced writes are lost
+        when they start again."""
+        running = [i for i in range(self.size) if self.running(i)]
+        for i in running:
+            self.processes[i].send_signal(signal.SIGKILL)
+        for i in running:
+            self.processes[i].wait()
+            self.paused.discard(i)
 
     def fail_fsync(self, i, enable):
         """Makes fsync and fdatasync fail (or work again) in member i."""
@@ -481,6 +518,9 @@ class Nemesis(threading.Thread):
             target, role = self.pick_target()
             self.members.fail_fsync(target, True)
             return f"fsync fails on m{target} ({role})"
+        if kind == "powerloss":
+            self.members.power_cut()
+            return "power cut: kill -9 of every member, unsynced writes lost"
         if kind == "clock":
             target, role = self.pick_target()
             offset = self.random.choice([-1, 1]) * self.random.choice([5, 60, 3600, 86400])
@@ -544,14 +584,18 @@ def check_replicas(members, timeout_s=30):
 
 def final_reads(net, size, history):
     """A linearizable read of every key used, on every member, after healing: a lost write
-    shows up here."""
+    shows up here. A member whose read fails is asked nothing more: it is one the cluster did
+    not recover, and would time out on every key."""
     keys = sorted({operation["key"] for operation in history.operations})
     for member in range(size):
         host, port = net.client_address(member).rsplit(":", 1)
         client = etcd3.client(host=host, port=int(port), timeout=CLIENT_TIMEOUT_S)
         try:
             for key in keys:
-                history.add(perform(client, 1000 + member, "get", key, ""))
+                read = perform(client, 1000 + member, "get", key, "")
+                history.add(read)
+                if read["outcome"] != "ok":
+                    break
         finally:
             client.close()
 
@@ -585,6 +629,9 @@ def main():
     parser.add_argument("--results", default=None, help="folder for the results (kept)")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep the members' data and logs even when no anomaly is found")
+    parser.add_argument("--powerloss-shim", default=None,
+                        help="the power-loss model's library (synod_powerloss_shim): every kill "
+                             "-9 loses what was not fsynced, and the powerloss fault is possible")
     parser.add_argument("--expect-anomaly", action="store_true",
                         help="for a broken build: succeed only if an anomaly is found")
     args = parser.parse_args()
@@ -594,6 +641,10 @@ def main():
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown:
         parser.error(f"unknown faults {unknown}; known: {','.join(FAULT_KINDS)}")
+    if not args.powerloss_shim:
+        if args.faults != "all" and POWERLOSS_FAULTS & set(kinds):
+            parser.error(f"faults {','.join(sorted(POWERLOSS_FAULTS))} need --powerloss-shim")
+        kinds = [k for k in kinds if k not in POWERLOSS_FAULTS]
     if network.namespaces_available():
         net = network.Network(args.members, seed)
     else:
@@ -619,7 +670,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     net.setup()
     members = Members(args.binary, net, args.members, work_dir, args.heartbeat_interval,
-                      args.election_timeout, args.clock_step_shim)
+                      args.election_timeout, args.clock_step_shim, args.powerloss_shim)
     history = History()
     stop_clients, stop_nemesis = threading.Event(), threading.Event()
     verdict = 2
@@ -653,12 +704,13 @@ def main():
         stop_clients.set()
         for client in clients:
             client.join(timeout=CLIENT_TIMEOUT_S + 5)
-        # A cluster that does not recover is an anomaly of what is under test, not of the
-        # harness: its history is still checked and reported. Without a healthy cluster the
-        # final reads and the replica comparison cannot run.
+        # A cluster that does not recover is an anomaly of what is under test (see liveness
+        # below), not of the harness: its history is still checked, and the members that answer
+        # still get the final reads (a build that loses acknowledged writes can also wedge a
+        # member whose log the others no longer match).
+        final_reads(net, args.members, history)
         replica_problem = "not compared: the cluster did not recover"
         if healed:
-            final_reads(net, args.members, history)
             replica_problem = check_replicas(members)
 
         history_path = os.path.join(results, "history.jsonl")
