@@ -11,7 +11,9 @@ outcome. Afterwards it heals everything and checks:
 - linearizability of the whole history (synod-check: per-key Wing & Gong search with Lowe's
   memoisation); reads after healing are in the history, so a lost acknowledged write shows up
   as a read that no order explains;
-- that every member reaches the same revision with the same HashKV (replicas agree).
+- that every member reaches the same revision with the same HashKV (replicas agree);
+- with --workload lock or both, that lock holders never overlap when each write under etcd's
+  Lock is fenced by the lock key's revision (lock_workload.py, lock-history.jsonl).
 Results go to a folder: history.jsonl, faults.json, summary.txt, timeline.svg.
 
 Exit status: 0 when the run found no anomaly, 1 when it found one, 2 when the harness itself
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import etcd3  # noqa: E402  (python3-etcd3)
 from etcd3 import etcdrpc  # noqa: E402
+import lock_workload  # noqa: E402
 import network  # noqa: E402
 from synod_cluster import terminate_together  # noqa: E402
 import timeline  # noqa: E402
@@ -340,19 +343,23 @@ def perform(client, number, kind, key, value, expected=""):
             record["succeeded"] = bool(succeeded)
         record["outcome"] = "ok"
     except Exception as error:  # noqa: BLE001 (grpc, etcd3 and socket errors alike)
-        # python-etcd3 raises its own exceptions while handling grpc's (so grpc's is the
-        # context), and grpc's carries the server's message.
-        cause = error.__context__ if isinstance(error.__context__, grpc.RpcError) else error
-        details = cause.details() if isinstance(cause, grpc.RpcError) else str(error)
-        if any(text in (details or "") for text in DEFINITE_FAILURES):
-            record["outcome"] = "failed"
-        else:
-            # No answer, or an error after which the request may still commit (a forwarded
-            # proposal, a leader that changed): it may or may not have taken effect.
-            record["outcome"] = "unknown"
-        errors.note(cause, record["outcome"])
+        record["outcome"] = outcome_of(error)
     record["complete"] = now_ns()
     return record
+
+
+def outcome_of(error):
+    """What a request that ended in `error` did: "failed" (certainly nothing) or "unknown";
+    counted for the summary."""
+    # python-etcd3 raises its own exceptions while handling grpc's (so grpc's is the context),
+    # and grpc's carries the server's message.
+    cause = error.__context__ if isinstance(error.__context__, grpc.RpcError) else error
+    details = cause.details() if isinstance(cause, grpc.RpcError) else str(error)
+    # Otherwise no answer, or an error after which the request may still commit (a forwarded
+    # proposal, a leader that changed): it may or may not have taken effect.
+    outcome = "failed" if any(text in (details or "") for text in DEFINITE_FAILURES) else "unknown"
+    errors.note(cause, outcome)
+    return outcome
 
 
 class ErrorCounts:
@@ -557,6 +564,10 @@ def main():
     parser.add_argument("--duration", type=parse_duration, default=parse_duration("60s"))
     parser.add_argument("--faults", default="all",
                         help="comma-separated of " + ",".join(FAULT_KINDS) + ", or all")
+    parser.add_argument("--workload", choices=("kv", "lock", "both"), default="kv",
+                        help="kv: put/get/delete/cas, checked for linearizability; lock: etcd "
+                        "Lock with fenced writes (lock_workload.py); both at once")
+    lock_workload.add_arguments(parser)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--keys", type=int, default=6, help="keys in use at any time")
     parser.add_argument("--read-fraction", type=float, default=0.4,
@@ -615,9 +626,11 @@ def main():
         started = now_ns()
         clients = [Client(n, net, args.members, args.keys, history, stop_clients, seed + n,
                           started, args.key_life, args.read_fraction)
-                   for n in range(args.clients)]
+                   for n in range(args.clients if args.workload != "lock" else 0)]
         for client in clients:
             client.start()
+        locks = lock_workload.LockWorkload(net, args.members, args, seed, outcome_of, History())
+        locks.start()
         nemesis = Nemesis(members, net, kinds, seed, stop_nemesis, args.election_timeout,
                           tuple(args.quiet), tuple(args.fault_length))
         nemesis.start()
@@ -634,10 +647,20 @@ def main():
         stop_clients.set()
         for client in clients:
             client.join(timeout=CLIENT_TIMEOUT_S + 5)
+        locks.stop()
         if not healed:
             print("nemesis: the cluster did not recover after healing", file=sys.stderr)
             return 2
         final_reads(net, args.members, history)
+        lock_lines, lock_problems = [], []
+        if args.workload != "kv":
+            store_problem = locks.record_store(0)
+            locks.history.write(os.path.join(results, "lock-history.jsonl"))
+            if store_problem is not None:
+                print(f"nemesis: {store_problem}", file=sys.stderr)
+                return 2
+            lock_problems, lock_figures = lock_workload.check(locks.history.operations)
+            lock_lines = lock_workload.report(lock_problems, lock_figures)
         replica_problem = check_replicas(members)
 
         history_path = os.path.join(results, "history.jsonl")
@@ -659,13 +682,14 @@ def main():
             print(f"nemesis: synod-check failed (exit {checked.returncode}): {checked.stderr}",
                   file=sys.stderr)
             return 2
-        summary = summarize(args, seed, kinds, history, nemesis.faults, checked, replica_problem)
+        summary = summarize(args, seed, kinds, history, nemesis.faults, checked, replica_problem,
+                            lock_lines, lock_problems)
         with open(os.path.join(results, "summary.txt"), "w") as out:
             out.write(summary)
         timeline.draw(os.path.join(results, "timeline.svg"), history.operations,
                       nemesis.faults, started)
         print(summary, flush=True)
-        verdict = 1 if checked.returncode == 1 or replica_problem else 0
+        verdict = 1 if checked.returncode == 1 or replica_problem or lock_problems else 0
     finally:
         stop_nemesis.set()
         stop_clients.set()
@@ -680,7 +704,8 @@ def main():
     return verdict
 
 
-def summarize(args, seed, kinds, history, faults, checked, replica_problem):
+def summarize(args, seed, kinds, history, faults, checked, replica_problem, lock_lines,
+              lock_problems):
     outcomes = {}
     for operation in history.operations:
         key = (operation["op"], operation["outcome"])
@@ -703,8 +728,9 @@ def summarize(args, seed, kinds, history, faults, checked, replica_problem):
     if checked.returncode != 0:
         lines.append(checked.stdout.rstrip())
     lines.append("replicas: " + (replica_problem or "agree (same HashKV at the same revision)"))
+    lines.extend(lock_lines)
     lines.append("verdict: " + ("no anomaly" if checked.returncode == 0 and not replica_problem
-                                else "ANOMALY"))
+                                and not lock_problems else "ANOMALY"))
     return "\n".join(lines) + "\n"
 
 
