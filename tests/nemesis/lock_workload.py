@@ -11,17 +11,20 @@ src/server/recipes.h), and the store can check it itself: a Txn that compares th
 create_revision with the token and only then writes.
 
 Workload (LockWorkload): each client takes a lease (LEASE_TTL_S, the store's minimum, kept alive
-every KEEPALIVE_INTERVAL_S by a thread of its own), calls Lock(LOCK_NAME, lease), reads the
-lock key's create_revision (its fencing revision), and while holding the lock increments a
-protected counter a few times: read the resource, then a Txn "if the lock key still has that
-create_revision then put resource = previous + 1, naming the client, fencing revision and write
-id". The read is not part of the Txn: mutual exclusion alone must make read-then-write safe,
-which is what the fence is there to guarantee. Then it lets go: Unlock mostly, sometimes it
-revokes the lease, sometimes it walks away and lets the lease expire. Some holds stall: the
-client stops its keepalives and sleeps past the lease TTL before its next write (the pause of
-Kleppmann's example), so the lock is lost mid-hold on purpose; the faults of the nemesis lose
-it by accident. With `--unfenced` the Txn has no comparison (a deliberately broken client), so
-a stalled holder's write lands while another client holds the lock.
+every KEEPALIVE_INTERVAL_S by a thread of its own through the client's member), calls
+Lock(LOCK_NAME, lease), reads the lock key's create_revision (its fencing revision), and while
+holding the lock increments a protected counter a few times, each after some work (WORK_S):
+read the resource, then a Txn "if the lock key still has that create_revision then put
+resource = previous + 1, naming the client, fencing revision and write id". The read is not
+part of the Txn: mutual exclusion alone must make read-then-write safe, which is what the fence
+is there to guarantee. Then it lets go: Unlock mostly, sometimes it revokes the lease, sometimes
+it walks away and lets the lease expire. Some holds stall: the client stops its keepalives and
+sleeps past the lease TTL before its next write (the pause of Kleppmann's example), so the lock
+is lost mid-hold on purpose. The nemesis loses it by accident: a member paused or cut off
+while a holder's request waits in it gets no keepalives either, the lease runs out, a waiter
+takes the lock, and the request is served after the member comes back (REQUEST_TIMEOUT_S
+outlasts most pauses). With `--unfenced` the Txn has no comparison (a deliberately broken
+client), so such a late write lands while another client holds the lock.
 
 History (one JSON object per line, written by the nemesis as lock-history.jsonl):
 - client events, "source": "client": "lock" (the Lock call: lease, key, fencing revision or
@@ -69,8 +72,13 @@ LEASE_TTL_S = 2
 KEEPALIVE_INTERVAL_S = 0.5
 # A waiter can queue behind every other client's hold, stalls included.
 LOCK_TIMEOUT_S = 15
-REQUEST_TIMEOUT_S = 3
+# Longer than the lease TTL and most pauses: a request stuck in a paused member is then still
+# answered after its SIGCONT, when the lock may have moved on (the case fencing is for).
+REQUEST_TIMEOUT_S = 5
 WRITES_PER_HOLD_MAX = 3
+# The work a holder does before each write: holding the lock most of the time, clients are
+# often mid-hold when a fault freezes or cuts off their member.
+WORK_S = (0.1, 0.4)
 # Past the TTL, with room for the leader's expiry check and the revoke to commit.
 STALL_S = LEASE_TTL_S + 1.5
 RELEASES = ["unlock"] * 8 + ["revoke", "expire"]
@@ -138,8 +146,11 @@ class Connection:
         self.unlock = unlock_call(self.channel)
 
     def move_on(self):
+        self.move_to((self.member + 1) % self.size)
+
+    def move_to(self, member):
         self.channel.close()
-        self.member = (self.member + 1) % self.size
+        self.member = member
         self.connect()
 
     def close(self):
@@ -147,7 +158,9 @@ class Connection:
 
 
 class KeepAlive(threading.Thread):
-    """Renews the client's current lease until told to stop (etcd's session keepalive)."""
+    """Renews the client's current lease until told to stop (etcd's session keepalive), through
+    the member the client uses, as one etcd client does: when that member is paused or cut off,
+    the lease runs out while the client's own request to it waits."""
 
     def __init__(self, net, size, member, stop):
         super().__init__(daemon=True)
@@ -155,24 +168,32 @@ class KeepAlive(threading.Thread):
         self.stop_event = stop
         self.mutex = threading.Lock()
         self.lease = None
+        self.member = member
 
     def keep(self, lease):
+        """Renews `lease` from now on (None: none)."""
         with self.mutex:
             self.lease = lease
+
+    def follow(self, member):
+        with self.mutex:
+            self.member = member
 
     def run(self):
         while not self.stop_event.wait(KEEPALIVE_INTERVAL_S):
             with self.mutex:
-                lease = self.lease
+                lease, member = self.lease, self.member
             if lease is None:
                 continue
+            if member != self.connection.member:
+                self.connection.move_to(member)
             try:
                 for _ in self.connection.lease.LeaseKeepAlive(
                         iter([etcdrpc.LeaseKeepAliveRequest(ID=lease)]),
                         timeout=KEEPALIVE_INTERVAL_S * 2):
                     break
             except grpc.RpcError:
-                self.connection.move_on()
+                pass  # the client moves to another member when its own requests fail
         self.connection.close()
 
 
@@ -195,7 +216,7 @@ class LockClient(threading.Thread):
 
     def run(self):
         self.connection = Connection(self.net, self.size, self.number % self.size)
-        self.keepalive = KeepAlive(self.net, self.size, (self.number + 1) % self.size,
+        self.keepalive = KeepAlive(self.net, self.size, self.connection.member,
                                    self.stop_event)
         self.keepalive.start()
         try:
@@ -218,6 +239,7 @@ class LockClient(threading.Thread):
         except (grpc.RpcError, grpc.FutureCancelledError) as error:
             outcome = self.classify(error)
             self.connection.move_on()
+            self.keepalive.follow(self.connection.member)
             return None, outcome
 
     def event(self, kind, invoke, **fields):
@@ -228,7 +250,7 @@ class LockClient(threading.Thread):
         granted, _ = self.call(self.connection.lease.LeaseGrant,
                                etcdrpc.LeaseGrantRequest(TTL=LEASE_TTL_S))
         if granted is None:
-            time.sleep(0.1)
+            self.stop_event.wait(0.1)
             return
         lease = granted.ID
         self.keepalive.keep(lease)
@@ -240,8 +262,9 @@ class LockClient(threading.Thread):
             self.release(lease, None, "revoke")
             return
         key = locked.key
-        # The fencing token: the lock key's create_revision, read after the grant. Absent means
-        # the lease expired while waiting (Lock still answers then, as etcd 3.4's does).
+        # The fencing token: the lock key's create_revision, read after the grant. None when
+        # the key is gone, the lease having expired while waiting (Lock still answers then, as
+        # etcd 3.4's does), or when the read failed: the client then lets go without writing.
         found, outcome = self.call(self.connection.kv.Range, etcdrpc.RangeRequest(key=key))
         fence = found.kvs[0].create_revision if found is not None and found.kvs else None
         self.event("lock", invoke, lease=lease, key=key.decode(), outcome="ok",
@@ -253,7 +276,8 @@ class LockClient(threading.Thread):
             for number in range(writes):
                 if number == stall_before:
                     self.stall()
-                if self.stop_event.is_set() or not self.write(key, fence):
+                if (self.stop_event.wait(self.random.uniform(*WORK_S))
+                        or not self.write(key, fence)):
                     break
         self.release(lease, key, self.random.choice(RELEASES))
 
