@@ -695,7 +695,8 @@ def main():
         stop_clients.set()
         members.stop_all()
         net.teardown()
-        if verdict == 0:
+        # The data of a run that went as expected (a broken build caught) is not needed.
+        if verdict == (1 if args.expect_anomaly else 0):
             shutil.rmtree(work_dir, ignore_errors=True)
         else:
             print(f"nemesis: member data and logs kept in {work_dir}", file=sys.stderr)
