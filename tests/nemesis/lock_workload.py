@@ -290,8 +290,14 @@ class LockClient(threading.Thread):
 
     def write(self, key, fence):
         """One fenced increment of the resource; True if the client may go on writing."""
-        current, _ = self.call(self.connection.kv.Range, etcdrpc.RangeRequest(key=RESOURCE_KEY))
-        if current is None:
+        # A read changes nothing, so a failed one is tried again on the next member (call()
+        # moved there), once per member: a holder whose member died still holds the lock.
+        for _ in range(self.size):
+            current, _ = self.call(self.connection.kv.Range,
+                                   etcdrpc.RangeRequest(key=RESOURCE_KEY))
+            if current is not None:
+                break
+        else:
             return False
         count = json.loads(current.kvs[0].value)["count"] if current.kvs else 0
         self.writes += 1
@@ -335,6 +341,9 @@ def add_arguments(parser):
                         help="share of lock holds that stall past the lease TTL before a write")
     parser.add_argument("--unfenced", action="store_true",
                         help="lock writes without the fencing comparison (a broken client)")
+    parser.add_argument("--lock-min-refused", type=int, default=0,
+                        help="no verdict unless the fence refused at least this many writes "
+                        "(proof that the run lost locks mid-hold)")
 
 
 class LockWorkload:
@@ -345,6 +354,7 @@ class LockWorkload:
         self.net = net
         self.size = size
         self.history = history
+        self.min_refused = args.lock_min_refused
         self.stop_event = threading.Event()
         clients = args.lock_clients if args.workload != "kv" else 0
         self.clients = [LockClient(n, net, size, self.history, self.stop_event, seed + 7919 * n,
@@ -359,6 +369,20 @@ class LockWorkload:
         self.stop_event.set()
         for client in self.clients:
             client.join(timeout=LOCK_TIMEOUT_S + 5)
+
+    def check(self, path):
+        """After healing: reads the store's side, writes the history to `path` and checks it.
+        Returns (summary lines, violations, why there is no verdict or None)."""
+        no_verdict = self.record_store(0)
+        self.history.write(path)
+        if no_verdict is not None:
+            return [], [], no_verdict
+        problems, figures = check(self.history.operations)
+        refused = figures["writes refused by the fence"]
+        if not problems and refused < self.min_refused:
+            no_verdict = (f"the fence refused {refused} writes, fewer than --lock-min-refused "
+                          f"{self.min_refused}: this run did not show the fence at work")
+        return report(problems, figures), problems, no_verdict
 
     def record_store(self, member):
         """Adds every change under PREFIX, from revision 1 on, as the store events; after

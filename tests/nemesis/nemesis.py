@@ -654,13 +654,11 @@ def main():
         final_reads(net, args.members, history)
         lock_lines, lock_problems = [], []
         if args.workload != "kv":
-            store_problem = locks.record_store(0)
-            locks.history.write(os.path.join(results, "lock-history.jsonl"))
-            if store_problem is not None:
-                print(f"nemesis: {store_problem}", file=sys.stderr)
+            lock_lines, lock_problems, no_verdict = locks.check(
+                os.path.join(results, "lock-history.jsonl"))
+            if no_verdict is not None:
+                print(f"nemesis: {no_verdict}", file=sys.stderr)
                 return 2
-            lock_problems, lock_figures = lock_workload.check(locks.history.operations)
-            lock_lines = lock_workload.report(lock_problems, lock_figures)
         replica_problem = check_replicas(members)
 
         history_path = os.path.join(results, "history.jsonl")
