@@ -15,6 +15,8 @@ outcome. Afterwards it heals everything and checks:
 - that every member reaches the same revision with the same HashKV (replicas agree);
 - liveness (liveness.py): no outage, a stretch without any successful operation, holds more
   than --liveness-bound seconds during which every fault was healed.
+- with --workload lock or both, that lock holders never overlap when each write under etcd's
+  Lock is fenced by the lock key's revision (lock_workload.py, lock-history.jsonl).
 Results go to a folder: history.jsonl, faults.json, summary.txt, timeline.svg.
 
 Exit status: 0 when the run found no anomaly, 1 when it found one, 2 when the harness itself
@@ -43,6 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import etcd3  # noqa: E402  (python3-etcd3)
 from etcd3 import etcdrpc  # noqa: E402
 import liveness  # noqa: E402
+import lock_workload  # noqa: E402
 import network  # noqa: E402
 import powerloss  # noqa: E402  (tests/fault/powerloss.py)
 from synod_cluster import terminate_together  # noqa: E402
@@ -384,19 +387,23 @@ def perform(client, number, kind, key, value, expected=""):
             record["succeeded"] = bool(succeeded)
         record["outcome"] = "ok"
     except Exception as error:  # noqa: BLE001 (grpc, etcd3 and socket errors alike)
-        # python-etcd3 raises its own exceptions while handling grpc's (so grpc's is the
-        # context), and grpc's carries the server's message.
-        cause = error.__context__ if isinstance(error.__context__, grpc.RpcError) else error
-        details = cause.details() if isinstance(cause, grpc.RpcError) else str(error)
-        if any(text in (details or "") for text in DEFINITE_FAILURES):
-            record["outcome"] = "failed"
-        else:
-            # No answer, or an error after which the request may still commit (a forwarded
-            # proposal, a leader that changed): it may or may not have taken effect.
-            record["outcome"] = "unknown"
-        errors.note(cause, record["outcome"])
+        record["outcome"] = outcome_of(error)
     record["complete"] = now_ns()
     return record
+
+
+def outcome_of(error):
+    """What a request that ended in `error` did: "failed" (certainly nothing) or "unknown";
+    counted for the summary."""
+    # python-etcd3 raises its own exceptions while handling grpc's (so grpc's is the context),
+    # and grpc's carries the server's message.
+    cause = error.__context__ if isinstance(error.__context__, grpc.RpcError) else error
+    details = cause.details() if isinstance(cause, grpc.RpcError) else str(error)
+    # Otherwise no answer, or an error after which the request may still commit (a forwarded
+    # proposal, a leader that changed): it may or may not have taken effect.
+    outcome = "failed" if any(text in (details or "") for text in DEFINITE_FAILURES) else "unknown"
+    errors.note(cause, outcome)
+    return outcome
 
 
 class ErrorCounts:
@@ -608,6 +615,10 @@ def main():
     parser.add_argument("--duration", type=parse_duration, default=parse_duration("60s"))
     parser.add_argument("--faults", default="all",
                         help="comma-separated of " + ",".join(FAULT_KINDS) + ", or all")
+    parser.add_argument("--workload", choices=("kv", "lock", "both"), default="kv",
+                        help="kv: put/get/delete/cas, checked for linearizability; lock: etcd "
+                        "Lock with fenced writes (lock_workload.py); both at once")
+    lock_workload.add_arguments(parser)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--keys", type=int, default=6, help="keys in use at any time")
     parser.add_argument("--read-fraction", type=float, default=0.4,
@@ -684,9 +695,11 @@ def main():
         started = now_ns()
         clients = [Client(n, net, args.members, args.keys, history, stop_clients, seed + n,
                           started, args.key_life, args.read_fraction)
-                   for n in range(args.clients)]
+                   for n in range(args.clients if args.workload != "lock" else 0)]
         for client in clients:
             client.start()
+        locks = lock_workload.LockWorkload(net, args.members, args, seed, outcome_of, History())
+        locks.start()
         nemesis = Nemesis(members, net, kinds, seed, stop_nemesis, args.election_timeout,
                           tuple(args.quiet), tuple(args.fault_length))
         nemesis.start()
@@ -704,11 +717,19 @@ def main():
         stop_clients.set()
         for client in clients:
             client.join(timeout=CLIENT_TIMEOUT_S + 5)
+        locks.stop()
         # A cluster that does not recover is an anomaly of what is under test (see liveness
         # below), not of the harness: its history is still checked, and the members that answer
         # still get the final reads (a build that loses acknowledged writes can also wedge a
         # member whose log the others no longer match).
         final_reads(net, args.members, history)
+        lock_lines, lock_problems = [], []
+        if args.workload != "kv":
+            lock_lines, lock_problems, no_verdict = locks.check(
+                os.path.join(results, "lock-history.jsonl"))
+            if no_verdict is not None:
+                print(f"nemesis: {no_verdict}", file=sys.stderr)
+                return 2
         replica_problem = "not compared: the cluster did not recover"
         if healed:
             replica_problem = check_replicas(members)
@@ -732,33 +753,41 @@ def main():
             print(f"nemesis: synod-check failed (exit {checked.returncode}): {checked.stderr}",
                   file=sys.stderr)
             return 2
-        stuck = liveness.outages(history.operations, nemesis.faults, started, faults_ended,
-                                 int(liveness_bound_s * 1e9))
-        longest_gap_s = liveness.longest_gap_ns(history.operations, started, faults_ended) / 1e9
         liveness_problems = []
-        if stuck:
-            liveness_problems.append("NO PROGRESS: " + "; ".join(
-                f"nothing succeeded from {(a - started) / 1e9:.1f} s to {(b - started) / 1e9:.1f} s"
-                f" although every fault was healed for {healed_ns / 1e9:.1f} s of it"
-                for a, b, healed_ns in stuck[:5]))
+        longest_gap_s = None
+        # Progress is measured on the key-value clients' operations (lock clients wait on
+        # purpose: a Lock call blocks while another client holds it).
+        if args.workload != "lock":
+            stuck = liveness.outages(history.operations, nemesis.faults, started, faults_ended,
+                                     int(liveness_bound_s * 1e9))
+            longest_gap_s = liveness.longest_gap_ns(history.operations, started,
+                                                    faults_ended) / 1e9
+            if stuck:
+                liveness_problems.append("NO PROGRESS: " + "; ".join(
+                    f"nothing succeeded from {(a - started) / 1e9:.1f} s to "
+                    f"{(b - started) / 1e9:.1f} s although every fault was healed for "
+                    f"{healed_ns / 1e9:.1f} s of it" for a, b, healed_ns in stuck[:5]))
         if not healed:
             liveness_problems.append("NO RECOVERY: some member answered no linearizable read "
                                      "within 60 s after every fault was healed")
         liveness_problem = "; ".join(liveness_problems) or None
         summary = summarize(args, seed, kinds, history, nemesis.faults, checked, replica_problem,
-                            liveness_problem, longest_gap_s, liveness_bound_s)
+                            liveness_problem, longest_gap_s, liveness_bound_s, lock_lines,
+                            lock_problems)
         with open(os.path.join(results, "summary.txt"), "w") as out:
             out.write(summary)
         timeline.draw(os.path.join(results, "timeline.svg"), history.operations,
                       nemesis.faults, started)
         print(summary, flush=True)
-        verdict = 1 if checked.returncode == 1 or replica_problem or liveness_problem else 0
+        verdict = 1 if (checked.returncode == 1 or replica_problem or liveness_problem
+                        or lock_problems) else 0
     finally:
         stop_nemesis.set()
         stop_clients.set()
         members.stop_all()
         net.teardown()
-        if verdict == 0 and not args.keep_data:
+        # The data of a run that went as expected (a broken build caught) is not needed.
+        if verdict == (1 if args.expect_anomaly else 0) and not args.keep_data:
             shutil.rmtree(work_dir, ignore_errors=True)
         else:
             print(f"nemesis: member data and logs kept in {work_dir}", file=sys.stderr)
@@ -768,7 +797,7 @@ def main():
 
 
 def summarize(args, seed, kinds, history, faults, checked, replica_problem, liveness_problem,
-              longest_gap_s, liveness_bound_s):
+              longest_gap_s, liveness_bound_s, lock_lines, lock_problems):
     outcomes = {}
     for operation in history.operations:
         key = (operation["op"], operation["outcome"])
@@ -791,11 +820,15 @@ def summarize(args, seed, kinds, history, faults, checked, replica_problem, live
     if checked.returncode != 0:
         lines.append(checked.stdout.rstrip())
     lines.append("replicas: " + (replica_problem or "agree (same HashKV at the same revision)"))
-    lines.append("liveness: " + (liveness_problem or
-                                 f"ok (no outage held more than {liveness_bound_s:.0f} s of "
-                                 f"healed time; the longest stretch without a successful "
-                                 f"operation was {longest_gap_s:.1f} s)"))
-    anomaly = checked.returncode != 0 or replica_problem or liveness_problem
+    if longest_gap_s is None and not liveness_problem:
+        lines.append("liveness: not measured (no key-value clients)")
+    else:
+        lines.append("liveness: " + (liveness_problem or
+                                     f"ok (no outage held more than {liveness_bound_s:.0f} s of "
+                                     f"healed time; the longest stretch without a successful "
+                                     f"operation was {longest_gap_s:.1f} s)"))
+    lines.extend(lock_lines)
+    anomaly = checked.returncode != 0 or replica_problem or liveness_problem or lock_problems
     lines.append("verdict: " + ("ANOMALY" if anomaly else "no anomaly"))
     return "\n".join(lines) + "\n"
 
