@@ -6,6 +6,7 @@
 // single-decree Paxos (server/paxos_demo.h).
 
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
