@@ -63,3 +63,8 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
   target_link_libraries(synod-broken-acks-before-fsync
     PRIVATE synod_node_broken_acks_before_fsync synod_server_config)
 endif()
+
+# Every binary built from main.cc (the product and its deliberately broken variants): the parts
+# main.cc dispatches to besides the server (snapshot restore, the Paxos demo) link into each.
+set(SYNOD_MEMBER_BINARIES synod synod-broken-forgets-data synod-broken-read-without-quorum
+  synod-broken-acks-before-fsync)

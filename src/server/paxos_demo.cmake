@@ -9,7 +9,7 @@ function(synod_add_paxos_demo_library name paxos_core)
 endfunction()
 
 synod_add_paxos_demo_library(synod_paxos_demo synod_paxos)
-foreach(member_binary synod synod-broken-forgets-data synod-broken-read-without-quorum)
+foreach(member_binary ${SYNOD_MEMBER_BINARIES})
   if(TARGET ${member_binary})
     target_link_libraries(${member_binary} PRIVATE synod_paxos_demo)
   endif()

@@ -8,8 +8,7 @@ target_link_libraries(synod_node_objects PUBLIC synod_etcd_snapshot_file)
 add_library(synod_snapshot_restore snapshot_restore.cc)
 target_link_libraries(synod_snapshot_restore
   PUBLIC synod_etcd_snapshot_file synod_server_config synod_members synod_storage synod_kv)
-foreach(member_binary synod synod-broken-forgets-data synod-broken-read-without-quorum
-    synod-broken-acks-before-fsync)
+foreach(member_binary ${SYNOD_MEMBER_BINARIES})
   if(TARGET ${member_binary})
     target_link_libraries(${member_binary} PRIVATE synod_snapshot_restore)
   endif()
