@@ -182,7 +182,8 @@ int Serve(ServerConfig config) {
   ServiceOptions service_options;
   service_options.max_request_bytes = config.max_request_bytes;
   service_options.data_dir = config.data_dir;
-  service_options.kv_dir = data_dir->kv_dir;
+  StoreSize store_size(data_dir->kv_dir);
+  service_options.store_size = &store_size;
   if (config.quota_backend_bytes != 0) {
     service_options.quota_backend_bytes = config.quota_backend_bytes;
   }

@@ -217,40 +217,51 @@ bool Node::Post(std::function<void()> work) {
   return true;
 }
 
-Result<kv::CommandResult> Node::Propose(synodpb::Request request) {
+void Node::ProposeAsync(synodpb::Request request, ProposalDone done) {
   const uint64_t request_id = NextRequestId();
   request.set_id(request_id);
   std::string data = request.SerializeAsString();
-  auto promise = std::make_shared<std::promise<Result<kv::CommandResult>>>();
-  auto future = promise->get_future();
   const auto deadline = Clock::now() + options_.request_timeout;
-  if (!Post([this, request_id, data = std::move(data), promise, deadline]() mutable {
+  // Shared, so that it can still be answered here when the queue refuses the closure.
+  auto shared_done = std::make_shared<ProposalDone>(std::move(done));
+  if (!Post([this, request_id, data = std::move(data), shared_done, deadline]() mutable {
         if (proposals_.size() >= kPendingProposalsMax) {
-          promise->set_value(TooManyRequestsError());
+          shared_done->Complete(TooManyRequestsError());
           return;
         }
-        proposals_.emplace(request_id, PendingProposal{promise, deadline});
+        proposals_.emplace(request_id, PendingProposal{std::move(*shared_done), deadline});
         ProposeOnLoop(request_id, std::move(data));
       })) {
-    return TooManyRequestsError();
+    shared_done->Complete(TooManyRequestsError());
   }
+}
+
+Result<kv::CommandResult> Node::Propose(synodpb::Request request) {
+  const auto deadline = Clock::now() + options_.request_timeout;
+  auto [done, future] = CompletionWithFuture<Result<kv::CommandResult>>();
+  ProposeAsync(std::move(request), std::move(done));
   if (future.wait_until(deadline) != std::future_status::ready) return RequestTimedOutError();
   return future.get();
 }
 
-Status Node::WaitLinearizableRead() {
-  auto promise = std::make_shared<std::promise<Status>>();
-  auto future = promise->get_future();
+void Node::WaitLinearizableReadAsync(ReadDone done) {
   const auto deadline = Clock::now() + options_.request_timeout;
-  if (!Post([this, promise, deadline] {
+  auto shared_done = std::make_shared<ReadDone>(std::move(done));
+  if (!Post([this, shared_done, deadline] {
         if (reads_unissued_.size() >= kPendingReadsMax) {
-          promise->set_value(TooManyRequestsError());
+          shared_done->Complete(TooManyRequestsError());
           return;
         }
-        reads_unissued_.push_back(PendingRead{promise, deadline});
+        reads_unissued_.push_back(PendingRead{std::move(*shared_done), deadline});
       })) {
-    return TooManyRequestsError();
+    shared_done->Complete(TooManyRequestsError());
   }
+}
+
+Status Node::WaitLinearizableRead() {
+  const auto deadline = Clock::now() + options_.request_timeout;
+  auto [done, future] = CompletionWithFuture<Status>();
+  WaitLinearizableReadAsync(std::move(done));
   if (future.wait_until(deadline) != std::future_status::ready) return RequestTimedOutError();
   return future.get();
 }
@@ -430,7 +441,7 @@ void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
   auto fail = [&](Status status) {
     auto it = proposals_.find(request_id);
     if (it == proposals_.end()) return;
-    it->second.promise->set_value(std::move(status));
+    it->second.done.Complete(std::move(status));
     proposals_.erase(it);
   };
   if (raft_->role() == raft::Role::kLeader) {
@@ -458,7 +469,7 @@ void Node::IssueReadIndex() {
   Status status = raft_->ReadIndex(std::to_string(context));
   if (!status.ok()) {
     const Status error = absl::IsUnavailable(status) ? NoLeaderError() : TooManyRequestsError();
-    for (PendingRead& read : reads_unissued_) read.promise->set_value(error);
+    for (PendingRead& read : reads_unissued_) read.done.Complete(error);
     reads_unissued_.clear();
     return;
   }
@@ -584,7 +595,7 @@ void Node::ApplyCommitted(std::vector<raft::Entry>& entries) {
     for (kv::CommandResult& result : *results) {
       auto it = proposals_.find(result.request_id);
       if (result.request_id == 0 || it == proposals_.end()) continue;
-      it->second.promise->set_value(std::move(result));
+      it->second.done.Complete(std::move(result));
       proposals_.erase(it);
     }
   }
@@ -594,7 +605,7 @@ void Node::ReleaseReads() {
   const Index applied = store_->applied_index();
   while (!reads_confirmed_.empty() && reads_confirmed_.front().index <= applied) {
     for (PendingRead& read : reads_confirmed_.front().reads) {
-      read.promise->set_value(absl::OkStatus());
+      read.done.Complete(absl::OkStatus());
     }
     reads_confirmed_.pop_front();
   }
@@ -687,16 +698,20 @@ void Node::Send(raft::Message message) {
 }
 
 void Node::ExpireWaiting(Clock::time_point now) {
-  // The waiting gRPC thread has already given up; this only frees the bookkeeping.
-  std::erase_if(proposals_, [&](auto& item) {
-    if (item.second.deadline > now) return false;
-    item.second.promise->set_value(RequestTimedOutError());
-    return true;
-  });
+  // A waiting thread has given up by itself at the deadline; a callback handler is answered
+  // only here.
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    it->second.done.Complete(RequestTimedOutError());
+    it = proposals_.erase(it);
+  }
   auto expire_reads = [&](std::vector<PendingRead>& reads) {
     std::erase_if(reads, [&](PendingRead& read) {
       if (read.deadline > now) return false;
-      read.promise->set_value(RequestTimedOutError());
+      read.done.Complete(RequestTimedOutError());
       return true;
     });
   };
@@ -707,16 +722,16 @@ void Node::ExpireWaiting(Clock::time_point now) {
 }
 
 void Node::FailAllWaiting(const Status& status) {
-  for (auto& [id, proposal] : proposals_) proposal.promise->set_value(status);
+  for (auto& [id, proposal] : proposals_) proposal.done.Complete(status);
   proposals_.clear();
-  for (PendingRead& read : reads_unissued_) read.promise->set_value(status);
+  for (PendingRead& read : reads_unissued_) read.done.Complete(status);
   reads_unissued_.clear();
   for (auto& [context, reads] : reads_issued_) {
-    for (PendingRead& read : reads) read.promise->set_value(status);
+    for (PendingRead& read : reads) read.done.Complete(status);
   }
   reads_issued_.clear();
   for (ConfirmedReads& confirmed : reads_confirmed_) {
-    for (PendingRead& read : confirmed.reads) read.promise->set_value(status);
+    for (PendingRead& read : confirmed.reads) read.done.Complete(status);
   }
   reads_confirmed_.clear();
 }

@@ -13,6 +13,10 @@ add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(node_test PROPERTIES LABELS unit)
 
+add_executable(completion_test completion_test.cc)
+target_link_libraries(completion_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(completion_test PROPERTIES LABELS unit)
+
 add_executable(recipes_test recipes_test.cc)
 target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(recipes_test PROPERTIES LABELS unit)

@@ -60,6 +60,7 @@
 #include "kv/lessor.h"
 #include "kv/store.h"
 #include "kv/watch_hub.h"
+#include "server/completion.h"
 #include "storage/file_system.h"
 #include "storage/log_writer.h"
 #include "storage/wal.h"
@@ -69,6 +70,10 @@
 namespace synod::server {
 
 class Transport;
+
+// How a request the loop finishes is answered (server/completion.h).
+using ProposalDone = Completion<Result<kv::CommandResult>>;
+using ReadDone = Completion<Status>;
 
 struct NodeOptions {
   NodeId id;
@@ -140,11 +145,16 @@ class Node {
 
   // ---- Any thread ---------------------------------------------------------------------------
 
-  // Proposes `request` (its id is assigned here) and waits until it is applied on this node.
-  // Errors: etcd's "no leader", "request timed out", "too many requests", "server stopped".
+  // Proposes `request` (its id is assigned here); `done` runs once it is applied on this node,
+  // on the loop thread, or with an error. Errors: etcd's "no leader", "request timed out" (after
+  // the request timeout), "too many requests", "server stopped".
+  void ProposeAsync(synodpb::Request request, ProposalDone done);
+  // ProposeAsync, waiting for the outcome on the calling thread.
   Result<kv::CommandResult> Propose(synodpb::Request request);
-  // Waits until a read of the local store is linearizable: ReadIndex confirmed by a quorum and
-  // applied up to the read index (thesis 6.4). Same errors as Propose.
+  // `done` runs once a read of the local store is linearizable: ReadIndex confirmed by a quorum
+  // and applied up to the read index (thesis 6.4). Same errors as ProposeAsync.
+  void WaitLinearizableReadAsync(ReadDone done);
+  // WaitLinearizableReadAsync, waiting on the calling thread.
   Status WaitLinearizableRead();
   // Runs `read` on the store under the shared lock. The store must not escape the call.
   template <typename ReadFunction>
@@ -203,6 +213,7 @@ class Node {
   Status MoveLeader(NodeId target, std::chrono::steady_clock::time_point deadline);
 
   NodeStatus status() const;
+  std::chrono::milliseconds request_timeout() const { return options_.request_timeout; }
   // Every change this node applies is notified to the hub under the store's exclusive lock;
   // watch streams register under ReadStore's shared lock (kv/watch_hub.h).
   kv::WatchHub& watch_hub() { return watch_hub_; }
@@ -211,13 +222,12 @@ class Node {
   uint64_t cluster_id() const { return options_.cluster_id; }
 
  private:
-  // Promises are shared with the closure that carried the request to the loop.
   struct PendingProposal {
-    std::shared_ptr<std::promise<Result<kv::CommandResult>>> promise;
+    ProposalDone done;
     std::chrono::steady_clock::time_point deadline;
   };
   struct PendingRead {
-    std::shared_ptr<std::promise<Status>> promise;
+    ReadDone done;
     std::chrono::steady_clock::time_point deadline;
   };
   // Reads confirmed by a ReadState, waiting for apply to reach `index`.
@@ -264,11 +274,10 @@ class Node {
   std::string MembersBlobOf(const raft::Entry& entry) const;
   // After configuration entries were applied: reload the records, answer the waiting clients.
   void OnConfigEntriesApplied(const std::vector<raft::Entry>& entries);
-  // On the loop: checks and proposes a change; answers through `promise`.
-  void ProposeMemberChangeOnLoop(
-      const synodpb::MemberChangeRequest& request, uint64_t request_id,
-      const std::shared_ptr<std::promise<Result<kv::CommandResult>>>& promise,
-      std::chrono::steady_clock::time_point deadline);
+  // On the loop: checks and proposes a change; answers through `done`.
+  void ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request,
+                                 uint64_t request_id, ProposalDone done,
+                                 std::chrono::steady_clock::time_point deadline);
   // Waits until this member has applied `index`.
   Status WaitApplied(Index index, std::chrono::steady_clock::time_point deadline) const;
   // The publish thread: makes this member's record carry its name and client URLs.

@@ -187,7 +187,7 @@ void Node::OnConfigEntriesApplied(const std::vector<raft::Entry>& entries) {
     kv::CommandResult result;
     result.index = entry.index;
     result.request_id = next.request_id();
-    it->second.promise->set_value(std::move(result));
+    it->second.done.Complete(std::move(result));
     proposals_.erase(it);
   }
   // The store holds the latest applied records (it skips entries it already has, after a
@@ -199,10 +199,10 @@ Result<Index> Node::ChangeMembersAsLeader(const synodpb::MemberChangeRequest& re
   const auto deadline = Clock::now() + options_.request_timeout;
   while (true) {
     const uint64_t request_id = NextRequestId();
-    auto promise = std::make_shared<std::promise<Result<kv::CommandResult>>>();
-    auto future = promise->get_future();
-    if (!Post([this, request, request_id, promise, deadline] {
-          ProposeMemberChangeOnLoop(request, request_id, promise, deadline);
+    auto [done, future] = CompletionWithFuture<Result<kv::CommandResult>>();
+    auto shared_done = std::make_shared<ProposalDone>(std::move(done));
+    if (!Post([this, request, request_id, shared_done, deadline] {
+          ProposeMemberChangeOnLoop(request, request_id, std::move(*shared_done), deadline);
         })) {
       return TooManyRequestsError();
     }
@@ -215,23 +215,22 @@ Result<Index> Node::ChangeMembersAsLeader(const synodpb::MemberChangeRequest& re
   }
 }
 
-void Node::ProposeMemberChangeOnLoop(
-    const synodpb::MemberChangeRequest& request, uint64_t request_id,
-    const std::shared_ptr<std::promise<Result<kv::CommandResult>>>& promise,
-    Clock::time_point deadline) {
+void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request,
+                                     uint64_t request_id, ProposalDone done,
+                                     Clock::time_point deadline) {
   if (raft_->role() != raft::Role::kLeader) {
-    promise->set_value(NotLeaderError());
+    done.Complete(NotLeaderError());
     return;
   }
   // The next records are computed from the applied ones, so every earlier change must be
   // applied here first (members.h).
   if (store_->applied_index() < raft_->log().membership_index()) {
-    promise->set_value(RetrySoon());
+    done.Complete(RetrySoon());
     return;
   }
   const synodpb::ClusterMembers current = members();
   if (MembershipOf(current) != raft_->membership()) {
-    promise->set_value(absl::InternalError(
+    done.Complete(absl::InternalError(
         fmt::format("etcdserver: the member records ({}) disagree with the Raft configuration ({})",
                     raft::ToString(MembershipOf(current)), raft::ToString(raft_->membership()))));
     return;
@@ -248,7 +247,7 @@ void Node::ProposeMemberChangeOnLoop(
     const Index last = raft_->log().last_index();
     if (match.plus(defaults.learner_promotion_lag_max) < last ||
         match.value() * 10 < last.value() * 9) {
-      promise->set_value(LearnerNotReadyError());
+      done.Complete(LearnerNotReadyError());
       return;
     }
   }
@@ -260,7 +259,7 @@ void Node::ProposeMemberChangeOnLoop(
   };
   Result<MemberChangePlan> plan = PlanMemberChange(current, request, request_id, health);
   if (!plan.ok()) {
-    promise->set_value(plan.status());
+    done.Complete(plan.status());
     return;
   }
   Result<raft::LogPosition> position = raft_->ProposeConfChange(std::move(plan->conf_change));
@@ -268,7 +267,7 @@ void Node::ProposeMemberChangeOnLoop(
     // A change in progress, a transfer in progress, or a new leader's first entry not yet
     // committed: all pass soon.
     const Status& status = position.status();
-    promise->set_value(
+    done.Complete(
         absl::IsFailedPrecondition(status) || absl::IsUnavailable(status)
             ? RetrySoon()
             : absl::InternalError(fmt::format("etcdserver: {}", std::string(status.message()))));
@@ -277,7 +276,7 @@ void Node::ProposeMemberChangeOnLoop(
   spdlog::info("proposed member change {} of member {:x} at index {}",
                ToString(static_cast<MemberChangeKind>(request.kind())), id.value(),
                position->index);
-  proposals_.emplace(request_id, PendingProposal{promise, deadline});
+  proposals_.emplace(request_id, PendingProposal{std::move(done), deadline});
 }
 
 Result<Index> Node::ChangeMembers(const synodpb::MemberChangeRequest& request) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <thread>
 
 namespace synod::server {
@@ -125,6 +126,43 @@ TEST_F(NodeTest, WithoutAQuorumWritesAndReadsFailWithEtcdsErrors) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status(), NoLeaderError());
   EXPECT_EQ(node_->WaitLinearizableRead(), NoLeaderError());
+}
+
+TEST_F(NodeTest, AnAsyncProposalIsAnsweredOnceWithTheAppliedResponse) {
+  StartNode(Options());
+  synodpb::Request request;
+  request.mutable_put()->set_key("k");
+  request.mutable_put()->set_value("v");
+  int calls = 0;
+  std::promise<Result<kv::CommandResult>> answered;
+  node_->ProposeAsync(std::move(request),
+                      ProposalDone([&](Result<kv::CommandResult> result) {
+                        ++calls;
+                        answered.set_value(std::move(result));
+                      }));
+  Result<kv::CommandResult> result = answered.get_future().get();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->revision, Revision(2));
+  EXPECT_NE(std::get_if<etcdserverpb::PutResponse>(&result->response), nullptr);
+  node_.reset();
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(NodeTest, RequestsStillQueuedWhenTheNodeStopsAreAnsweredServerStopped) {
+  // Opened but never started: the requests stay in the loop's queue until the node goes.
+  auto node = Node::Open(Options(), nullptr);
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto [proposal_done, proposal_outcome] = CompletionWithFuture<Result<kv::CommandResult>>();
+  synodpb::Request request;
+  request.mutable_put()->set_key("k");
+  (*node)->ProposeAsync(std::move(request), std::move(proposal_done));
+  auto [read_done, read_outcome] = CompletionWithFuture<Status>();
+  (*node)->WaitLinearizableReadAsync(std::move(read_done));
+  node->reset();
+  ASSERT_EQ(proposal_outcome.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(proposal_outcome.get().status(), ServerStoppedError());
+  ASSERT_EQ(read_outcome.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(read_outcome.get(), ServerStoppedError());
 }
 
 TEST_F(NodeTest, AnExpiredLeaseDeletesItsKeysAtOneRevision) {

@@ -153,12 +153,7 @@ class FollowSink final : public kv::WatchSink {
 // ---- LocalClient ------------------------------------------------------------------------------
 
 Result<etcdserverpb::TxnResponse> LocalClient::Txn(const TxnRequest& request) {
-  grpc::ServerContext context;
-  etcdserverpb::TxnResponse response;
-  if (Status status = FromGrpc(kv_->Txn(&context, &request, &response)); !status.ok()) {
-    return status;
-  }
-  return response;
+  return kv_->TxnAndWait(request);
 }
 
 Result<etcdserverpb::RangeResponse> LocalClient::Range(const RangeRequest& request) {
@@ -171,14 +166,9 @@ Result<etcdserverpb::RangeResponse> LocalClient::Range(const RangeRequest& reque
 }
 
 Result<etcdserverpb::DeleteRangeResponse> LocalClient::Delete(const std::string& key) {
-  grpc::ServerContext context;
   etcdserverpb::DeleteRangeRequest request;
   request.set_key(key);
-  etcdserverpb::DeleteRangeResponse response;
-  if (Status status = FromGrpc(kv_->DeleteRange(&context, &request, &response)); !status.ok()) {
-    return status;
-  }
-  return response;
+  return kv_->DeleteRangeAndWait(request);
 }
 
 Result<int64_t> LocalClient::GrantSessionLease() {

@@ -73,58 +73,159 @@ int64_t DirectoryBytes(const std::string& dir) {
   return total;
 }
 
-// The store's size as the quota counts it: its database and log files, not RocksDB's info log
-// or options files, which say nothing about the data.
-int64_t BackendBytes(const std::string& kv_dir) {
-  std::error_code error;
-  int64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(kv_dir, error);
-       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (name.starts_with("LOG") || name.starts_with("OPTIONS")) continue;
-    if (it->is_regular_file(error)) total += static_cast<int64_t>(it->file_size(error));
+}  // namespace
+
+// ---- StoreSize --------------------------------------------------------------------------------
+
+StoreSize::StoreSize(std::string kv_dir) : kv_dir_(std::move(kv_dir)) {}
+
+int64_t StoreSize::Bytes() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  if (!scanned_at_ || now - *scanned_at_ >= kRescanInterval) {
+    // Its database and log files, not RocksDB's info log or options files, which say nothing
+    // about the data.
+    std::error_code error;
+    int64_t total = 0;
+    for (auto it = std::filesystem::recursive_directory_iterator(kv_dir_, error);
+         !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+      const std::string name = it->path().filename().string();
+      if (name.starts_with("LOG") || name.starts_with("OPTIONS")) continue;
+      if (it->is_regular_file(error)) total += static_cast<int64_t>(it->file_size(error));
+    }
+    bytes_ = total;
+    scanned_at_ = now;
   }
-  return total;
+  return bytes_;
 }
 
-}  // namespace
+void StoreSize::Rescan() {
+  std::lock_guard lock(mutex_);
+  scanned_at_.reset();
+}
 
 namespace {
 
-// etcd's quotaKVServer and quotaLeaseServer (v3rpc/quota.go): when the store plus the request's
-// cost would pass the quota, raise NOSPACE for this member through the log (so every member
-// refuses writes from then on) and refuse. `cost_bytes` is 0 for requests that write nothing.
-Status CheckQuota(Node* node, const ServiceOptions& options, int64_t cost_bytes) {
-  if (options.kv_dir.empty() || options.quota_backend_bytes < 0) return absl::OkStatus();
-  if (BackendBytes(options.kv_dir) + cost_bytes < options.quota_backend_bytes) {
-    return absl::OkStatus();
-  }
-  synodpb::Request raise;
-  raise.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
-  raise.mutable_alarm()->set_memberid(node->id().value());
-  raise.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
-  Result<kv::CommandResult> raised = node->Propose(std::move(raise));
-  if (!raised.ok()) return raised.status();
-  return kv::NoSpaceError();
+// What a write costs against the quota (etcd's quotaKVServer and quotaLeaseServer): nothing
+// for a request that cannot grow the store.
+std::optional<int64_t> QuotaCost(const synodpb::Request& request) {
+  // etcd's cost of a put: the key-value pair plus its index entry, roughly.
+  if (request.has_put()) return static_cast<int64_t>(request.put().ByteSizeLong()) + 512;
+  if (request.has_txn()) return static_cast<int64_t>(request.txn().ByteSizeLong());
+  // etcd's lease cost is a small fixed size.
+  if (request.has_lease_grant()) return 64;
+  return std::nullopt;
 }
 
-// Validates, proposes, waits until applied here, and answers with the entry's response, which
-// must be a `Response`.
+// The response of type Response in an applied request's outcome, with etcd's header.
+template <typename Response>
+Result<Response> ResponseOf(const Node& node, Result<kv::CommandResult> result) {
+  if (!result.ok()) return result.status();
+  if (!result->status.ok()) return result->status;
+  Response* answered = std::get_if<Response>(&result->response);
+  if (answered == nullptr) return absl::InternalError("etcdserver: unexpected response type");
+  Response response = std::move(*answered);
+  FillHeader(node, response.mutable_header());
+  return response;
+}
+
+// Validates `proposal`, applies etcd's quota (when the store plus the request's cost would pass
+// it, raises the replicated NOSPACE alarm for this member through the log, so every member
+// refuses writes from then on, and refuses), proposes it, and answers through `done` with the
+// response of type Response once it is applied here. Runs `done` on the node's loop or here.
+template <typename Response>
+void ProposeForResponse(Node* node, const ServiceOptions& options,
+                        synodpb::Request proposal, Completion<Result<Response>> done) {
+  if (grpc::Status refused = RefuseOnLearner(*node); !refused.ok()) {
+    done.Complete(Status(static_cast<absl::StatusCode>(refused.error_code()),
+                         refused.error_message()));
+    return;
+  }
+  // etcd checks the quota before the request itself (its quota servers wrap the others).
+  const std::optional<int64_t> cost_bytes = QuotaCost(proposal);
+  if (cost_bytes && options.store_size != nullptr && options.quota_backend_bytes >= 0 &&
+      options.store_size->Bytes() + *cost_bytes >= options.quota_backend_bytes) {
+    synodpb::Request raise;
+    raise.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+    raise.mutable_alarm()->set_memberid(node->id().value());
+    raise.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
+    node->ProposeAsync(std::move(raise),
+                       ProposalDone([done = std::move(done)](
+                                        Result<kv::CommandResult> raised) mutable {
+                         done.Complete(raised.ok() ? kv::NoSpaceError() : raised.status());
+                       }));
+    return;
+  }
+  if (Status status = kv::ValidateRequest(proposal); !status.ok()) {
+    done.Complete(std::move(status));
+    return;
+  }
+  if (proposal.ByteSizeLong() > options.max_request_bytes) {
+    done.Complete(RequestTooLargeError());
+    return;
+  }
+  node->ProposeAsync(std::move(proposal),
+                     ProposalDone([node, done = std::move(done)](
+                                      Result<kv::CommandResult> result) mutable {
+                       done.Complete(ResponseOf<Response>(*node, std::move(result)));
+                     }));
+}
+
+// ProposeForResponse for a caller that waits on its own thread.
+template <typename Response>
+Result<Response> ProposeAndWait(Node* node, const ServiceOptions& options,
+                                synodpb::Request proposal) {
+  auto [done, future] = CompletionWithFuture<Result<Response>>();
+  ProposeForResponse(node, options, std::move(proposal), std::move(done));
+  // The node answers within its request timeout; the margin only guards against a stuck loop.
+  if (future.wait_for(node->request_timeout() + std::chrono::seconds(1)) !=
+      std::future_status::ready) {
+    return RequestTimedOutError();
+  }
+  return future.get();
+}
+
+// ProposeAndWait for a synchronous gRPC handler.
 template <typename Response>
 grpc::Status ProposeAndAnswer(Node* node, const ServiceOptions& options,
-                              synodpb::Request request, Response* response) {
-  if (Status status = kv::ValidateRequest(request); !status.ok()) return ToGrpc(status);
-  if (request.ByteSizeLong() > options.max_request_bytes) return ToGrpc(RequestTooLargeError());
-  Result<kv::CommandResult> result = node->Propose(std::move(request));
+                              synodpb::Request proposal, Response* response) {
+  Result<Response> result =
+      ProposeAndWait<Response>(node, options, std::move(proposal));
   if (!result.ok()) return ToGrpc(result.status());
-  if (!result->status.ok()) return ToGrpc(result->status);
-  Response* answered = std::get_if<Response>(&result->response);
-  if (answered == nullptr) {
-    return grpc::Status(grpc::StatusCode::INTERNAL, "etcdserver: unexpected response type");
-  }
-  *response = std::move(*answered);
-  FillHeader(*node, response->mutable_header());
+  *response = std::move(*result);
   return grpc::Status::OK;
+}
+
+// ProposeForResponse for a handler on gRPC's callback API: the loop finishes the call.
+template <typename Response>
+grpc::ServerUnaryReactor* ProposeAndFinish(grpc::CallbackServerContext* context, Node* node,
+                                           const ServiceOptions& options,
+                                           synodpb::Request proposal, Response* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ProposeForResponse(node, options, std::move(proposal),
+                     Completion<Result<Response>>([reactor, response](Result<Response> result) {
+                       if (!result.ok()) {
+                         reactor->Finish(ToGrpc(result.status()));
+                         return;
+                       }
+                       *response = std::move(*result);
+                       reactor->Finish(grpc::Status::OK);
+                     }));
+  return reactor;
+}
+
+synodpb::Request TxnProposal(const etcdserverpb::TxnRequest& request) {
+  // Every transaction goes through the log, read-only ones included: simpler than etcd's
+  // read-only fast path, and just as linearizable.
+  synodpb::Request proposal;
+  *proposal.mutable_txn() = request;
+  return proposal;
+}
+
+synodpb::Request DeleteRangeProposal(const etcdserverpb::DeleteRangeRequest& request) {
+  synodpb::Request proposal;
+  *proposal.mutable_delete_range() = request;
+  return proposal;
 }
 
 }  // namespace
@@ -147,49 +248,45 @@ grpc::Status KvService::Range(grpc::ServerContext*, const etcdserverpb::RangeReq
   return grpc::Status::OK;
 }
 
-grpc::Status KvService::Put(grpc::ServerContext*, const etcdserverpb::PutRequest* request,
-                            etcdserverpb::PutResponse* response) {
-  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
+grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
+                                         const etcdserverpb::PutRequest* request,
+                                         etcdserverpb::PutResponse* response) {
   synodpb::Request proposal;
   *proposal.mutable_put() = *request;
-  // etcd's cost of a put: the key-value pair plus its index entry, roughly.
-  const int64_t cost_bytes = static_cast<int64_t>(request->ByteSizeLong()) + 512;
-  if (Status status = CheckQuota(node_, options_, cost_bytes); !status.ok()) {
-    return ToGrpc(status);
-  }
-  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
+  return ProposeAndFinish(context, node_, options_, std::move(proposal), response);
 }
 
-grpc::Status KvService::DeleteRange(grpc::ServerContext*,
-                                    const etcdserverpb::DeleteRangeRequest* request,
-                                    etcdserverpb::DeleteRangeResponse* response) {
-  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
-  synodpb::Request proposal;
-  *proposal.mutable_delete_range() = *request;
-  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
+grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* context,
+                                                 const etcdserverpb::DeleteRangeRequest* request,
+                                                 etcdserverpb::DeleteRangeResponse* response) {
+  return ProposeAndFinish(context, node_, options_, DeleteRangeProposal(*request),
+                          response);
 }
 
-grpc::Status KvService::Txn(grpc::ServerContext*, const etcdserverpb::TxnRequest* request,
-                            etcdserverpb::TxnResponse* response) {
-  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
-  // Every transaction goes through the log, read-only ones included: simpler than etcd's
-  // read-only fast path, and just as linearizable.
-  synodpb::Request proposal;
-  *proposal.mutable_txn() = *request;
-  if (Status status = CheckQuota(node_, options_, static_cast<int64_t>(request->ByteSizeLong()));
-      !status.ok()) {
-    return ToGrpc(status);
-  }
-  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
+grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* context,
+                                         const etcdserverpb::TxnRequest* request,
+                                         etcdserverpb::TxnResponse* response) {
+  return ProposeAndFinish(context, node_, options_, TxnProposal(*request),
+                          response);
 }
 
-grpc::Status KvService::Compact(grpc::ServerContext*,
-                                const etcdserverpb::CompactionRequest* request,
-                                etcdserverpb::CompactionResponse* response) {
-  if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
+grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* context,
+                                             const etcdserverpb::CompactionRequest* request,
+                                             etcdserverpb::CompactionResponse* response) {
   synodpb::Request proposal;
   *proposal.mutable_compaction() = *request;
-  return ProposeAndAnswer(node_, options_, std::move(proposal), response);
+  return ProposeAndFinish(context, node_, options_, std::move(proposal), response);
+}
+
+Result<etcdserverpb::TxnResponse> KvService::TxnAndWait(const etcdserverpb::TxnRequest& request) {
+  return ProposeAndWait<etcdserverpb::TxnResponse>(node_, options_,
+                                                   TxnProposal(request));
+}
+
+Result<etcdserverpb::DeleteRangeResponse> KvService::DeleteRangeAndWait(
+    const etcdserverpb::DeleteRangeRequest& request) {
+  return ProposeAndWait<etcdserverpb::DeleteRangeResponse>(node_, options_,
+                                                           DeleteRangeProposal(request));
 }
 
 grpc::Status LeaseService::LeaseGrant(grpc::ServerContext*,
@@ -200,8 +297,6 @@ grpc::Status LeaseService::LeaseGrant(grpc::ServerContext*,
   *proposal.mutable_lease_grant() = *request;
   // The id is chosen before proposing, so every replica grants the same lease.
   if (request->id() == 0) proposal.mutable_lease_grant()->set_id(node_->NewLeaseId());
-  // etcd's lease cost is a small fixed size.
-  if (Status status = CheckQuota(node_, options_, 64); !status.ok()) return ToGrpc(status);
   return ProposeAndAnswer(node_, options_, std::move(proposal), response);
 }
 
@@ -382,6 +477,8 @@ grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
                                             etcdserverpb::DefragmentResponse* response) {
   if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
   synod::Status status = node_->ReadStore([](const kv::Store& store) { return store.Defragment(); });
+  // The quota must see the space defragmentation freed at once, not a scan later.
+  if (options_.store_size != nullptr) options_.store_size->Rescan();
   if (!status.ok()) return ToGrpc(status);
   FillHeader(*node_, response->mutable_header());
   return grpc::Status::OK;

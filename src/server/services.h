@@ -6,10 +6,12 @@
 // the Node and wait (ARCHITECTURE.md, "Threads"); reads of the applied state go through
 // Node::ReadStore. Errors carry the gRPC code and message etcd gives for the same input.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,12 +23,32 @@
 
 namespace synod::server {
 
+// The store's size on disk as the quota counts it: its database and log files. Scanning the
+// directory costs a readdir and a stat per file, too much for every write, so the size is
+// rescanned at most every kRescanInterval: etcd's quota reads its backend's size, which changes
+// only when its batch transaction commits, every 100 ms by default. Thread-safe.
+class StoreSize {
+ public:
+  static constexpr std::chrono::milliseconds kRescanInterval{100};
+
+  explicit StoreSize(std::string kv_dir);
+  int64_t Bytes();
+  // The next Bytes() scans again (after a defragmentation freed space).
+  void Rescan();
+
+ private:
+  const std::string kv_dir_;
+  std::mutex mutex_;
+  int64_t bytes_ = 0;                                               // Guarded by mutex_.
+  std::optional<std::chrono::steady_clock::time_point> scanned_at_;  // Guarded by mutex_.
+};
+
 struct ServiceOptions {
   // etcd --max-request-bytes: a larger request is refused with "request is too large".
   uint32_t max_request_bytes = 1572864;
   std::string data_dir;
-  // The store's directory, whose size the quota bounds.
-  std::string kv_dir;
+  // The store's size, which the quota bounds; null: no quota.
+  StoreSize* store_size = nullptr;
   // etcd --quota-backend-bytes (etcd's default 2 GiB when the flag is 0): a put, a writing
   // transaction or a lease grant that would take the store beyond it raises the replicated
   // NOSPACE alarm and fails with "etcdserver: mvcc: database space exceeded". Negative: no quota,
@@ -52,22 +74,37 @@ grpc::Status RefuseOnLearner(const Node& node);
 // clusterServer.header leaves the revision out, and etcdctl's JSON output shows that).
 void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);
 
-class KvService final : public etcdserverpb::KV::Service {
+// Writes are served on gRPC's callback API: the handler hands the proposal to the node and
+// returns, and the node's loop finishes the call once the entry is applied here, so no thread
+// waits per write in flight (issue: "gRPC's callback API rather than a thread per call").
+// Range stays synchronous: its store read must not run on the loop.
+class KvService final
+    : public etcdserverpb::KV::WithCallbackMethod_Put<etcdserverpb::KV::WithCallbackMethod_DeleteRange<
+          etcdserverpb::KV::WithCallbackMethod_Txn<
+              etcdserverpb::KV::WithCallbackMethod_Compact<etcdserverpb::KV::Service>>>> {
  public:
   KvService(Node* node, ServiceOptions options) : node_(node), options_(std::move(options)) {}
 
   grpc::Status Range(grpc::ServerContext* context, const etcdserverpb::RangeRequest* request,
                      etcdserverpb::RangeResponse* response) override;
-  grpc::Status Put(grpc::ServerContext* context, const etcdserverpb::PutRequest* request,
-                   etcdserverpb::PutResponse* response) override;
-  grpc::Status DeleteRange(grpc::ServerContext* context,
-                           const etcdserverpb::DeleteRangeRequest* request,
-                           etcdserverpb::DeleteRangeResponse* response) override;
-  grpc::Status Txn(grpc::ServerContext* context, const etcdserverpb::TxnRequest* request,
-                   etcdserverpb::TxnResponse* response) override;
-  grpc::Status Compact(grpc::ServerContext* context,
-                       const etcdserverpb::CompactionRequest* request,
-                       etcdserverpb::CompactionResponse* response) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
+                                const etcdserverpb::PutRequest* request,
+                                etcdserverpb::PutResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* context,
+                                        const etcdserverpb::DeleteRangeRequest* request,
+                                        etcdserverpb::DeleteRangeResponse* response) override;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* context,
+                                const etcdserverpb::TxnRequest* request,
+                                etcdserverpb::TxnResponse* response) override;
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::CompactionRequest* request,
+                                    etcdserverpb::CompactionResponse* response) override;
+
+  // The same writes for callers in this process (the Lock and Election services), answered on
+  // the calling thread.
+  Result<etcdserverpb::TxnResponse> TxnAndWait(const etcdserverpb::TxnRequest& request);
+  Result<etcdserverpb::DeleteRangeResponse> DeleteRangeAndWait(
+      const etcdserverpb::DeleteRangeRequest& request);
 
  private:
   Node* const node_;
