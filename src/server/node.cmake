@@ -1,6 +1,7 @@
 # The member's event loop and the client API services, and the synod binary. The objects are
 # compiled once and linked with the Raft core (synod_node), or with a deliberately broken core.
-add_library(synod_node_objects OBJECT node.cc recipes.cc services.cc watch_service.cc)
+add_library(synod_node_objects OBJECT node.cc recipes.cc services.cc watch_service.cc
+  worker_pool.cc)
 target_link_libraries(synod_node_objects
   PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
     spdlog::spdlog
@@ -16,6 +17,10 @@ gtest_discover_tests(node_test PROPERTIES LABELS unit)
 add_executable(completion_test completion_test.cc)
 target_link_libraries(completion_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(completion_test PROPERTIES LABELS unit)
+
+add_executable(worker_pool_test worker_pool_test.cc)
+target_link_libraries(worker_pool_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(worker_pool_test PROPERTIES LABELS unit)
 
 add_executable(recipes_test recipes_test.cc)
 target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)

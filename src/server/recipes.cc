@@ -157,12 +157,7 @@ Result<etcdserverpb::TxnResponse> LocalClient::Txn(const TxnRequest& request) {
 }
 
 Result<etcdserverpb::RangeResponse> LocalClient::Range(const RangeRequest& request) {
-  grpc::ServerContext context;
-  etcdserverpb::RangeResponse response;
-  if (Status status = FromGrpc(kv_->Range(&context, &request, &response)); !status.ok()) {
-    return status;
-  }
-  return response;
+  return kv_->RangeAndWait(request);
 }
 
 Result<etcdserverpb::DeleteRangeResponse> LocalClient::Delete(const std::string& key) {

@@ -196,21 +196,26 @@ grpc::Status ProposeAndAnswer(Node* node, const ServiceOptions& options,
   return grpc::Status::OK;
 }
 
+// Finishes a call on gRPC's callback API with `response` or the error.
+template <typename Response>
+Completion<Result<Response>> FinishWith(grpc::ServerUnaryReactor* reactor, Response* response) {
+  return Completion<Result<Response>>([reactor, response](Result<Response> result) {
+    if (!result.ok()) {
+      reactor->Finish(ToGrpc(result.status()));
+      return;
+    }
+    *response = std::move(*result);
+    reactor->Finish(grpc::Status::OK);
+  });
+}
+
 // ProposeForResponse for a handler on gRPC's callback API: the loop finishes the call.
 template <typename Response>
 grpc::ServerUnaryReactor* ProposeAndFinish(grpc::CallbackServerContext* context, Node* node,
                                            const ServiceOptions& options,
                                            synodpb::Request proposal, Response* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ProposeForResponse(node, options, std::move(proposal),
-                     Completion<Result<Response>>([reactor, response](Result<Response> result) {
-                       if (!result.ok()) {
-                         reactor->Finish(ToGrpc(result.status()));
-                         return;
-                       }
-                       *response = std::move(*result);
-                       reactor->Finish(grpc::Status::OK);
-                     }));
+  ProposeForResponse(node, options, std::move(proposal), FinishWith(reactor, response));
   return reactor;
 }
 
@@ -230,22 +235,59 @@ synodpb::Request DeleteRangeProposal(const etcdserverpb::DeleteRangeRequest& req
 
 }  // namespace
 
-grpc::Status KvService::Range(grpc::ServerContext*, const etcdserverpb::RangeRequest* request,
-                              etcdserverpb::RangeResponse* response) {
-  if (!request->serializable()) {
-    if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) return refused;
+Result<etcdserverpb::RangeResponse> KvService::ReadRange(
+    const etcdserverpb::RangeRequest& request) const {
+  auto result = node_->ReadStore([&](const kv::Store& store) { return store.Range(request); });
+  if (!result.ok()) return result.status();
+  FillHeader(*node_, result->mutable_header());
+  return result;
+}
+
+Status KvService::CheckRange(const etcdserverpb::RangeRequest& request) const {
+  if (!request.serializable()) {
+    if (grpc::Status refused = RefuseOnLearner(*node_); !refused.ok()) {
+      return Status(static_cast<absl::StatusCode>(refused.error_code()), refused.error_message());
+    }
   }
-  if (Status status = ValidateRange(*request); !status.ok()) return ToGrpc(status);
-  // Thesis 6.4: a linearizable read waits for a read index confirmed by a quorum; a
-  // serializable one reads whatever this member has applied.
-  if (!request->serializable()) {
-    if (Status status = node_->WaitLinearizableRead(); !status.ok()) return ToGrpc(status);
+  return ValidateRange(request);
+}
+
+grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
+                                           const etcdserverpb::RangeRequest* request,
+                                           etcdserverpb::RangeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Completion<Result<etcdserverpb::RangeResponse>> done = FinishWith(reactor, response);
+  if (Status status = CheckRange(*request); !status.ok()) {
+    done.Complete(std::move(status));
+    return reactor;
   }
-  auto result = node_->ReadStore([&](const kv::Store& store) { return store.Range(*request); });
-  if (!result.ok()) return ToGrpc(result.status());
-  *response = std::move(*result);
-  FillHeader(*node_, response->mutable_header());
-  return grpc::Status::OK;
+  // A serializable read takes whatever this member has applied, here and now.
+  if (request->serializable()) {
+    done.Complete(ReadRange(*request));
+    return reactor;
+  }
+  // Thesis 6.4: a linearizable read waits for a read index confirmed by a quorum and applied
+  // here. The node's loop reports that; the read itself runs on the reader pool.
+  node_->WaitLinearizableReadAsync(
+      ReadDone([this, request, done = std::move(done)](Status status) mutable {
+        if (!status.ok()) {
+          done.Complete(std::move(status));
+          return;
+        }
+        readers_.Post([this, request, done = std::move(done)]() mutable {
+          done.Complete(ReadRange(*request));
+        });
+      }));
+  return reactor;
+}
+
+Result<etcdserverpb::RangeResponse> KvService::RangeAndWait(
+    const etcdserverpb::RangeRequest& request) {
+  if (Status status = CheckRange(request); !status.ok()) return status;
+  if (!request.serializable()) {
+    if (Status status = node_->WaitLinearizableRead(); !status.ok()) return status;
+  }
+  return ReadRange(request);
 }
 
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
