@@ -17,7 +17,7 @@ Status Validate(const Config& config) {
         "heartbeat interval must be at least 1 tick and shorter than the election timeout");
   }
   if (config.message_entries_max == 0 || config.uncommitted_entries_max == 0 ||
-      config.pending_reads_max == 0) {
+      config.pending_reads_max == 0 || config.alpha_slots == 0) {
     return absl::InvalidArgumentError("every limit must be positive");
   }
   return absl::OkStatus();
@@ -27,11 +27,8 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
                                                        PersistentState state) {
   if (Status status = Validate(config); !status.ok()) return status;
   const Membership& membership = state.snapshot.meta.membership;
-  if (!membership.IsWellFormed() || !membership.learners.empty()) {
-    return absl::InvalidArgumentError("the group must be a well-formed list of voters");
-  }
-  if (!membership.IsVoter(config.id)) {
-    return absl::InvalidArgumentError(fmt::format("node {} is not a voter", config.id));
+  if (!membership.IsWellFormed()) {
+    return absl::InvalidArgumentError("the snapshot's membership is not well-formed");
   }
   const Index snapshot_index = state.snapshot.meta.index;
   if (state.hard_state.commit < snapshot_index) {
@@ -82,6 +79,9 @@ MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
     const Index index = slot.value.index;
     slots_.emplace(index, std::move(slot));
   }
+  configs_.emplace(compacted_.next(), snapshot_.meta.membership);
+  configs_scanned_ = compacted_;
+  RecordChosenConfigs();
 #ifdef SYNOD_BROKEN_FORGET_PROMISE
   // Deliberately broken build: a restarted acceptor forgets its promise and keeps only what it
   // accepted (PMS 2.3: "an acceptor must remember this information even if it fails and then
@@ -102,12 +102,112 @@ const Slot* MultiPaxos::slot(Index index) const {
   return it == slots_.end() ? nullptr : &it->second;
 }
 
-std::vector<NodeId> MultiPaxos::Followers() const {
-  std::vector<NodeId> followers;
-  for (NodeId voter : membership().voters) {
-    if (voter != config_.id) followers.push_back(voter);
+std::vector<NodeId> MultiPaxos::Peers() const {
+  std::set<NodeId> peers;
+  for (auto it = std::prev(configs_.upper_bound(commit_.next())); it != configs_.end(); ++it) {
+    for (const std::vector<NodeId>* ids : {&it->second.voters, &it->second.learners}) {
+      peers.insert(ids->begin(), ids->end());
+    }
   }
-  return followers;
+  peers.erase(config_.id);
+  return {peers.begin(), peers.end()};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership: the α rule (PMS 3; Lamport, Malkhi, Zhou 2010, section 3).
+
+const Membership& MultiPaxos::MembershipFor(Index slot) const {
+  auto it = configs_.upper_bound(slot);
+  SYNOD_ASSERT_MSG(it != configs_.begin(), "no configuration known for slot {}", slot);
+  return std::prev(it)->second;
+}
+
+void MultiPaxos::RecordChosenConfigs() {
+  while (configs_scanned_ < commit_) {
+    configs_scanned_ = configs_scanned_.next();
+    const Slot& chosen = slots_.at(configs_scanned_);
+    if (chosen.value.type != EntryType::kConfig) continue;
+#ifdef SYNOD_BROKEN_SKIP_ALPHA
+    // Deliberately broken build: a chosen configuration governs the very next slot, although
+    // slots up to i + α may already be in flight, proposed and counted under the old one by
+    // this leader or another, so two slots' quorums of different configurations need not meet.
+    configs_[configs_scanned_.next()] = chosen.value.membership;
+#else
+    configs_[configs_scanned_.plus(config_.alpha_slots)] = chosen.value.membership;
+#endif
+  }
+}
+
+std::vector<const Membership*> MultiPaxos::WindowConfigs() const {
+  std::vector<const Membership*> window;
+  const Index last = commit_.plus(config_.alpha_slots);
+  for (auto it = std::prev(configs_.upper_bound(commit_.next()));
+       it != configs_.end() && it->first <= last; ++it) {
+    window.push_back(&it->second);
+  }
+  return window;
+}
+
+bool MultiPaxos::MajorityOfEveryWindowConfig(const std::set<NodeId>& nodes) const {
+  for (const Membership* config : WindowConfigs()) {
+    const size_t votes = std::count_if(config->voters.begin(), config->voters.end(),
+                                       [&nodes](NodeId voter) { return nodes.contains(voter); });
+    if (votes < config->QuorumSize()) return false;
+  }
+  return true;
+}
+
+bool MultiPaxos::IsVoterOfNextSlot() const {
+  return MembershipFor(commit_.next()).IsVoter(config_.id);
+}
+
+bool MultiPaxos::IsVoterAboveCommit(NodeId node) const {
+  for (auto it = std::prev(configs_.upper_bound(commit_.next())); it != configs_.end(); ++it) {
+    if (it->second.IsVoter(node)) return true;
+  }
+  return false;
+}
+
+bool MultiPaxos::WithinAlphaWindow(Index index) const {
+  return index <= commit_.plus(config_.alpha_slots);
+}
+
+void MultiPaxos::AfterLeaderCommitAdvanced() {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  RecordChosenConfigs();
+  // Raft thesis 4.2.2, for Paxos: a leader removed by a change now in effect finishes the slots
+  // it proposed (their configuration includes it) and then steps down.
+  if (!WithinAlphaWindow(next_slot_)) return;
+  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
+    if (proposals_.empty()) BecomeFollower(kNoNode);
+    return;
+  }
+  // A change brought a configuration into the α window whose majority has not promised this
+  // ballot: the slots it governs need a phase 1 among its voters first.
+  if (!MajorityOfEveryWindowConfig(promised_by_)) {
+    Campaign();
+    return;
+  }
+  std::vector<Entry> values;
+  Index index = next_slot_;
+  auto may_propose = [this, &index] {
+    return WithinAlphaWindow(index) && MembershipFor(index).IsVoter(config_.id);
+  };
+  // The rest of phase 1's window, as the α window reaches it.
+  while (!window_deferred_.empty() && may_propose()) {
+    SYNOD_ASSERT(window_deferred_.begin()->first == index);
+    values.push_back(std::move(window_deferred_.begin()->second));
+    window_deferred_.erase(window_deferred_.begin());
+    index = index.next();
+  }
+  // A chosen change takes effect α slots after its own; no-ops fill the slots up to there, so a
+  // quiet group does not wait for α client commands (PMS 3 suggests the same for α).
+  const Index effective = configs_.rbegin()->first;
+  while (window_deferred_.empty() && index < effective && may_propose()) {
+    values.push_back(Entry{Term(ballot_.round.value()), index, EntryType::kEmpty, {}, {}});
+    index = index.next();
+  }
+  ProposeInBallot(std::move(values));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,6 +228,8 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
   leader_ = leader;
   ResetElectionTimer();
   phase_one_ = {};
+  promised_by_.clear();
+  window_deferred_.clear();
   proposals_.clear();
   followers_.clear();
   reads_unassigned_.clear();
@@ -135,6 +237,12 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
 }
 
 void MultiPaxos::Campaign() {
+  // Only a voter of the first slot it does not know chosen runs phase 1 (a learner, a node that
+  // has not yet learned it joined, and a removed node do not).
+  if (!IsVoterOfNextSlot()) {
+    BecomeFollower(kNoNode);
+    return;
+  }
   // PMS 2.4: a proposer "can always choose a larger number than any it has seen", and the
   // (round, id) pair keeps it distinct from every other proposer's.
   round_seen_ = std::max(round_seen_, promised_.round).next();
@@ -151,7 +259,7 @@ void MultiPaxos::Campaign() {
   prepare.from = prepare.to = config_.id;
   HandlePrepare(prepare);
   SYNOD_ASSERT(promised_ == ballot_);
-  for (NodeId peer : Followers()) {
+  for (NodeId peer : Peers()) {
     prepare.to = peer;
     Send(prepare);
   }
@@ -159,12 +267,13 @@ void MultiPaxos::Campaign() {
 
 void MultiPaxos::BecomeLeader() {
   SYNOD_ASSERT(role_ == Role::kCandidate);
-  SYNOD_ASSERT(phase_one_.promised_by.size() >= QuorumSize());
+  SYNOD_ASSERT(MajorityOfEveryWindowConfig(phase_one_.promised_by));
   PhaseOne learned = std::move(phase_one_);
   role_ = Role::kLeader;
   leader_ = config_.id;
   heartbeat_elapsed_ = 0;
-  for (NodeId follower : Followers()) {
+  promised_by_ = learned.promised_by;
+  for (NodeId follower : Peers()) {
     FollowerState& state = followers_[follower];
     if (auto it = learned.commits.find(follower); it != learned.commits.end()) {
       state.commit = it->second;
@@ -180,7 +289,8 @@ void MultiPaxos::BecomeLeader() {
   next_slot_ = commit_.next();
   broadcast_from_ = next_slot_;
   // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
-  // value; a value some acceptor already knows chosen is that value), else a no-op.
+  // value; a value some acceptor already knows chosen is that value), else a no-op. Slots
+  // beyond the α window wait until the commit index reaches them (AfterLeaderCommitAdvanced).
   std::vector<Entry> values;
   for (Index index = commit_.next(); index <= window_end; index = index.next()) {
     std::optional<Entry> value;
@@ -197,9 +307,15 @@ void MultiPaxos::BecomeLeader() {
     if (!value.has_value()) {
       value = Entry{Term(ballot_.round.value()), index, EntryType::kEmpty, {}, {}};
     }
-    values.push_back(std::move(*value));
+    if (window_deferred_.empty() && WithinAlphaWindow(index) &&
+        MembershipFor(index).IsVoter(config_.id)) {
+      values.push_back(std::move(*value));
+    } else {
+      window_deferred_.emplace(index, std::move(*value));
+    }
   }
   ProposeInBallot(std::move(values));
+  AfterLeaderCommitAdvanced();
 }
 
 void MultiPaxos::Follow(const BallotNumber& ballot) {
@@ -234,10 +350,13 @@ Status MultiPaxos::ValidateMessage(const Message& message) const {
   if (message.to != config_.id) {
     return absl::InvalidArgumentError(fmt::format("message for node {}", message.to));
   }
-  if (message.from == config_.id || !membership().IsVoter(message.from)) {
-    return absl::InvalidArgumentError(fmt::format("message from non-member {}", message.from));
+  // Membership is not checked here: configurations change, and a node may hear from members
+  // it does not know of yet (it lags) or no longer counts (they were removed). Quorums count
+  // only the voters of each slot's configuration.
+  if (message.from == config_.id || message.from == kNoNode) {
+    return absl::InvalidArgumentError(fmt::format("message from node {}", message.from));
   }
-  if (message.ballot.IsNone() || !membership().IsVoter(message.ballot.proposer)) {
+  if (message.ballot.IsNone() || message.ballot.proposer == kNoNode) {
     return absl::InvalidArgumentError("message without a valid ballot");
   }
   if (message.type == MessageType::kInstallSnapshot && !message.snapshot.has_value()) {
@@ -320,6 +439,11 @@ bool MultiPaxos::RefusedBelowPromise(const Message& message) {
 }
 
 void MultiPaxos::HandlePrepare(const Message& message) {
+  // A node that is a voter of no configuration governing a slot this node has not learned
+  // chosen cannot lead those slots (it was removed, or it is not a voter yet): its prepare is
+  // ignored, which is always safe for an acceptor, so a removed node that lags cannot keep
+  // preempting the group's leaders.
+  if (message.from != config_.id && !IsVoterAboveCommit(message.from)) return;
   if (RefusedBelowPromise(message)) return;
   // PMS 2.2: "it responds with a promise not to accept any more proposals numbered less than n
   // and with the highest-numbered proposal (if any) that it has accepted", here for every slot
@@ -390,6 +514,7 @@ void MultiPaxos::AdvanceFollowerCommit(const BallotNumber& ballot, Index leader_
     if (it == slots_.end() || it->second.accepted != ballot) break;
     commit_ = commit_.next();
   }
+  RecordChosenConfigs();
 }
 
 void MultiPaxos::HandleHeartbeat(const Message& message) {
@@ -416,13 +541,13 @@ void MultiPaxos::HandleChosen(const Message& message) {
     }
     commit_ = value.index;
   }
+  RecordChosenConfigs();
   AdvanceFollowerCommit(message.ballot, message.commit);
   Send(Reply(message, MessageType::kHeartbeatResponse));
 }
 
 void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
   SYNOD_ASSERT(snapshot.meta.index > commit_);
-  SYNOD_ASSERT(snapshot.meta.membership == membership());
   snapshot_ = snapshot;
   snapshot_to_persist_ = snapshot;
   compacted_ = snapshot.meta.index;
@@ -431,6 +556,10 @@ void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
   // Slots above the snapshot stay: they are acceptor state that may be part of a choice.
   slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
   std::erase_if(dirty_slots_, [this](Index index) { return index <= compacted_; });
+  // The snapshot's membership governs every slot above it (SetSnapshot's rule).
+  configs_.clear();
+  configs_.emplace(compacted_.next(), snapshot.meta.membership);
+  configs_scanned_ = commit_;
 }
 
 void MultiPaxos::HandleInstallSnapshot(const Message& message) {
@@ -462,7 +591,7 @@ void MultiPaxos::HandlePromise(const Message& message) {
   }
   phase.commits[message.from] = message.commit;
   phase.promised_by.insert(message.from);
-  if (phase.promised_by.size() >= QuorumSize()) BecomeLeader();
+  if (MajorityOfEveryWindowConfig(phase.promised_by)) BecomeLeader();
 }
 
 void MultiPaxos::ProposeInBallot(std::vector<Entry> values) {
@@ -475,6 +604,9 @@ void MultiPaxos::ProposeInBallot(std::vector<Entry> values) {
   accept.commit = commit_;
   for (Entry& value : values) {
     SYNOD_ASSERT(value.index == next_slot_);
+    // The α rule: the leader knows the configuration of this slot, and is one of its voters.
+    SYNOD_ASSERT(WithinAlphaWindow(value.index));
+    SYNOD_ASSERT(MembershipFor(value.index).IsVoter(config_.id));
     proposals_.emplace(value.index, Proposal{});
     next_slot_ = next_slot_.next();
     accept.entries.push_back(std::move(value));
@@ -494,12 +626,53 @@ Result<LogPosition> MultiPaxos::Propose(std::string data) {
   if (role_ != Role::kLeader) {
     return NotLeaderError();
   }
-  if (proposals_.size() >= config_.uncommitted_entries_max) {
-    return absl::ResourceExhaustedError("too many proposals not yet chosen");
-  }
+  if (Status status = CheckCanProposeNextSlot(); !status.ok()) return status;
   const Index index = next_slot_;
   const Term term(ballot_.round.value());
   ProposeInBallot({Entry{term, index, EntryType::kNormal, std::move(data), {}}});
+  if (config_.check_invariants) CheckInvariants();
+  return LogPosition{index, term};
+}
+
+Status MultiPaxos::CheckCanProposeNextSlot() const {
+  if (proposals_.size() >= config_.uncommitted_entries_max) {
+    return absl::ResourceExhaustedError("too many proposals not yet chosen");
+  }
+  if (!window_deferred_.empty() || !WithinAlphaWindow(next_slot_)) {
+    return absl::ResourceExhaustedError(
+        fmt::format("slot {} is beyond the commit index {} + alpha {}", next_slot_, commit_,
+                    config_.alpha_slots));
+  }
+  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
+    return absl::FailedPreconditionError("this leader is removed from the configuration");
+  }
+  return absl::OkStatus();
+}
+
+Result<LogPosition> MultiPaxos::ProposeConfChange(raft::ConfChange change) {
+  if (role_ != Role::kLeader) return NotLeaderError();
+  if (Status status = CheckCanProposeNextSlot(); !status.ok()) return status;
+  // One change at a time, computed from every change chosen before its slot: nothing is in
+  // flight below it, and the previous change governs the next slot already.
+  if (!proposals_.empty() || configs_.rbegin()->first > next_slot_) {
+    return absl::FailedPreconditionError(
+        "slots or a configuration change are still in flight; retry once they are chosen");
+  }
+  if (change.type == raft::ConfChangeType::kPromoteLearner && membership().IsLearner(change.node)) {
+    // Raft thesis 4.2.1: a new server becomes a voter only once it has caught up.
+    const std::optional<Index> known = followers_[change.node].commit;
+    if (!known.has_value() || known->plus(config_.learner_promotion_lag_max) < commit_) {
+      return absl::FailedPreconditionError(
+          fmt::format("learner {} is not caught up (commit {} of {})", change.node,
+                      known.value_or(Index()), commit_));
+    }
+  }
+  Result<Membership> next = raft::MembershipAfter(membership(), change);
+  if (!next.ok()) return next.status();
+  const Index index = next_slot_;
+  const Term term(ballot_.round.value());
+  ProposeInBallot(
+      {Entry{term, index, EntryType::kConfig, std::move(change.context), std::move(*next)}});
   if (config_.check_invariants) CheckInvariants();
   return LogPosition{index, term};
 }
@@ -520,9 +693,14 @@ void MultiPaxos::HandleAccepted(const Message& message) {
   for (Index index : message.acked) {
     auto it = proposals_.find(index);
     if (it == proposals_.end()) continue;
-    it->second.accepted_by.insert(message.from);
-    // PMS 2.3: a value is chosen when a majority of acceptors have accepted it (in one ballot).
-    if (it->second.accepted_by.size() >= QuorumSize()) it->second.chosen = true;
+    std::set<NodeId>& accepted_by = it->second.accepted_by;
+    accepted_by.insert(message.from);
+    // PMS 2.3: a value is chosen when a majority of acceptors have accepted it (in one ballot),
+    // here a majority of the voters of the slot's configuration.
+    const Membership& config = MembershipFor(index);
+    const size_t votes = std::count_if(config.voters.begin(), config.voters.end(),
+                                       [&](NodeId voter) { return accepted_by.contains(voter); });
+    if (votes >= config.QuorumSize()) it->second.chosen = true;
   }
   MaybeAdvanceLeaderCommit();
 }
@@ -530,11 +708,13 @@ void MultiPaxos::HandleAccepted(const Message& message) {
 void MultiPaxos::MaybeAdvanceLeaderCommit() {
   // Chosen slots are applied in slot order (PMS 3: a server executes command i only once it
   // has learned commands 1 through i-1).
+  const Index before = commit_;
   while (!proposals_.empty() && proposals_.begin()->first == commit_.next() &&
          proposals_.begin()->second.chosen) {
     commit_ = commit_.next();
     proposals_.erase(proposals_.begin());
   }
+  if (commit_ > before) AfterLeaderCommitAdvanced();
 }
 
 void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
@@ -598,7 +778,7 @@ void MultiPaxos::CatchUp(NodeId to) {
 void MultiPaxos::SendHeartbeats() {
   previous_heartbeat_commit_ = last_heartbeat_commit_;
   last_heartbeat_commit_ = commit_;
-  for (NodeId follower : Followers()) {
+  for (NodeId follower : Peers()) {
     Message heartbeat;
     heartbeat.type = MessageType::kHeartbeat;
     heartbeat.to = follower;
@@ -643,9 +823,19 @@ void MultiPaxos::StartReadRound() {
 }
 
 void MultiPaxos::ReleaseConfirmedReads() {
-  std::vector<uint64_t> rounds{read_round_};
-  for (const auto& [id, state] : followers_) rounds.push_back(state.read_round_acked);
-  uint64_t confirmed = base::QuorumValue(std::move(rounds), QuorumSize());
+  // A higher ballot that could have chosen a slot the read must see needed a majority of that
+  // slot's configuration, so the round is confirmed by a majority of every window configuration.
+  uint64_t confirmed = read_round_;
+  for (const Membership* config : WindowConfigs()) {
+    std::vector<uint64_t> rounds;
+    for (NodeId voter : config->voters) {
+      auto it = followers_.find(voter);
+      rounds.push_back(voter == config_.id ? read_round_
+                       : it == followers_.end() ? 0
+                                                : it->second.read_round_acked);
+    }
+    confirmed = std::min(confirmed, base::QuorumValue(std::move(rounds), config->QuorumSize()));
+  }
 #ifdef SYNOD_BROKEN_READ_WITHOUT_QUORUM
   // Deliberately broken build: the leader answers reads without confirming that a majority
   // still holds its ballot, so a deposed leader serves stale reads.
@@ -671,9 +861,19 @@ Status MultiPaxos::SetSnapshot(Index index, std::string data) {
         fmt::format("snapshot at {} is not newer than the one at {}", index,
                     snapshot_.meta.index));
   }
+  // The snapshot's membership must govern every slot above it, so it waits while a change
+  // chosen at or below `index` is not yet in effect at index + 1 (the α rule).
+  if (auto later = configs_.upper_bound(index.next());
+      later != configs_.end() && later->first <= index.plus(config_.alpha_slots)) {
+    return absl::FailedPreconditionError(fmt::format(
+        "a configuration change takes effect at slot {}, above the snapshot at {}; snapshot "
+        "from there on",
+        later->first, index));
+  }
   const Slot& at_index = slots_.at(index);
   snapshot_.meta.index = index;
   snapshot_.meta.term = at_index.value.term;
+  snapshot_.meta.membership = MembershipFor(index.next());
   snapshot_.data = std::move(data);
   return absl::OkStatus();
 }
@@ -687,6 +887,10 @@ Status MultiPaxos::CompactLog(Index index) {
   compacted_ = index;
   slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
   std::erase_if(dirty_slots_, [this](Index slot) { return slot <= compacted_; });
+  // Configurations of compacted slots only are forgotten.
+  while (configs_.size() > 1 && std::next(configs_.begin())->first <= compacted_.next()) {
+    configs_.erase(configs_.begin());
+  }
   return absl::OkStatus();
 }
 
@@ -707,7 +911,7 @@ Ready MultiPaxos::TakeReady() {
     // Proposal batching: every slot proposed since the last Ready goes to each follower in one
     // kAccept.
     if (broadcast_from_ < next_slot_) {
-      for (NodeId follower : Followers()) SendAccepts(follower, broadcast_from_);
+      for (NodeId follower : Peers()) SendAccepts(follower, broadcast_from_);
       broadcast_from_ = next_slot_;
     }
     if (!reads_unassigned_.empty()) StartReadRound();
@@ -763,7 +967,9 @@ void MultiPaxos::Advance() {
 // Invariants.
 
 void MultiPaxos::CheckInvariants() {
-  SYNOD_ASSERT(membership().IsVoter(config_.id));
+  SYNOD_ASSERT(!configs_.empty());
+  SYNOD_ASSERT(configs_.begin()->first <= compacted_.next());
+  SYNOD_ASSERT(configs_scanned_ == commit_);
   SYNOD_ASSERT(round_seen_ >= promised_.round);
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
@@ -796,6 +1002,8 @@ void MultiPaxos::CheckInvariants() {
     SYNOD_ASSERT(next_slot_ > commit_);
     for (const auto& [index, proposal] : proposals_) {
       SYNOD_ASSERT(index > commit_ && index < next_slot_);
+      SYNOD_ASSERT_MSG(WithinAlphaWindow(index), "slot {} proposed beyond commit {} + alpha",
+                       index, commit_);
       SYNOD_ASSERT_MSG(slots_.at(index).accepted == ballot_,
                        "proposed slot {} is not accepted in the leader's own ballot", index);
     }

@@ -63,6 +63,12 @@ class Cluster {
   }
   const std::vector<ReadState>& reads(uint64_t id) { return nodes_.at(NodeId(id)).reads; }
 
+  // Starts node `id` as a node that will join the group: an empty membership, learned later.
+  void StartJoiner(uint64_t id) {
+    Node& node = nodes_[NodeId(id)];
+    node.core = MustCreate(TestConfig(NodeId(id)), node.durable);
+  }
+
   void Isolate(uint64_t id) { isolated_.insert(NodeId(id)); }
   void Heal() { isolated_.clear(); }
 
@@ -390,13 +396,146 @@ TEST(MultiPaxosTest, RejectsInvalidConfigurationAndState) {
   Config config = TestConfig(NodeId(1));
   config.heartbeat_interval_ticks = config.election_timeout_ticks;
   EXPECT_FALSE(MultiPaxos::Create(config, NewMember(3)).ok());
-  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(4)), NewMember(3)).ok());
+  PersistentState ill_formed = NewMember(3);
+  ill_formed.snapshot.meta.membership.learners.push_back(NodeId(2));
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), ill_formed).ok());
+  Config no_alpha = TestConfig(NodeId(1));
+  no_alpha.alpha_slots = 0;
+  EXPECT_FALSE(MultiPaxos::Create(no_alpha, NewMember(3)).ok());
   PersistentState chosen_but_missing = NewMember(3);
   chosen_but_missing.hard_state.commit = Index(2);
   EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), chosen_but_missing).ok());
   PersistentState above_promise = NewMember(3);
   above_promise.slots.push_back(Accepted(1, 1, 1, "a"));
   EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), above_promise).ok());
+}
+
+// ---- Membership changes: the α rule (PMS 3; Lamport, Malkhi, Zhou 2010) ----
+
+// A configuration chosen in slot i governs the slots from i + α on; the leader pads the slots
+// below with no-ops, so the change is in effect at once, and the new member catches up.
+TEST(MultiPaxosTest, AddedVoterGovernsFromAlphaSlotsOnAndCatchesUp) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Settle();
+  MultiPaxos& leader = cluster.core(1);
+  auto position = leader.ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(4), "n4"});
+  ASSERT_TRUE(position.ok()) << position.status();
+  cluster.Tick(3);
+  const Index effective = position->index.plus(TestConfig(NodeId(1)).alpha_slots);
+  EXPECT_FALSE(leader.MembershipFor(effective.prev()).IsVoter(NodeId(4)));
+  EXPECT_TRUE(leader.MembershipFor(effective).IsVoter(NodeId(4)));
+  // The padding brought the change into effect without client commands.
+  EXPECT_GE(leader.commit(), effective.prev());
+  for (uint64_t id = 1; id <= 4; ++id) {
+    EXPECT_EQ(cluster.core(id).membership().voters.size(), 4u) << "node " << id;
+    EXPECT_EQ(cluster.AppliedCommands(id), std::vector<std::string>{"a"}) << "node " << id;
+  }
+  // Four voters: the leader and one other no longer choose anything.
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+  ASSERT_TRUE(leader.Propose("b").ok());
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"a"});
+  cluster.Heal();
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.AppliedCommands(4), (std::vector<std::string>{"a", "b"}));
+}
+
+// One change at a time, each computed from every change chosen before its slot.
+TEST(MultiPaxosTest, OneConfigurationChangeAtATime) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.Isolate(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""}).ok());
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(5), ""}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(9), ""}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  cluster.Tick(2);
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(9), ""}).status().code(),
+      absl::StatusCode::kNotFound);
+  // Node 4 never answered, so it has not caught up and is not promoted.
+  EXPECT_EQ(leader.ProposeConfChange({raft::ConfChangeType::kPromoteLearner, NodeId(4), ""})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(cluster.core(2).ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(5), ""})
+                   .ok());
+}
+
+// Raft thesis 4.2.2 for Paxos: a leader removes itself, finishes the slots its configuration
+// governs, steps down and never runs phase 1 again; the others elect a leader among themselves.
+TEST(MultiPaxosTest, RemovedLeaderStepsDownAndStaysQuiet) {
+  Cluster cluster(4);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(1), ""})
+                  .ok());
+  cluster.Tick(2);
+  EXPECT_NE(cluster.core(1).role(), Role::kLeader);
+  EXPECT_FALSE(cluster.core(1).membership().IsMember(NodeId(1)));
+  cluster.Tick(40);
+  EXPECT_NE(cluster.core(1).role(), Role::kLeader);
+  uint64_t leader = 0;
+  for (uint64_t id = 2; id <= 4; ++id) {
+    if (cluster.core(id).role() == Role::kLeader) leader = id;
+  }
+  ASSERT_NE(leader, 0u);
+  // Three voters now: two of them choose.
+  cluster.Isolate(leader == 2 ? 3 : 2);
+  ASSERT_TRUE(cluster.core(leader).Propose("without n1").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(leader), std::vector<std::string>{"without n1"});
+}
+
+// A snapshot records the membership that governs every slot above it, so it waits while a
+// chosen change is not yet in effect; a node restored from it knows the configuration.
+TEST(MultiPaxosTest, SnapshotCarriesTheMembership) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  auto position = leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""});
+  ASSERT_TRUE(position.ok());
+  cluster.Settle();
+  ASSERT_GE(leader.applied(), position->index);
+  EXPECT_EQ(leader.SetSnapshot(position->index, "image").code(),
+            absl::StatusCode::kFailedPrecondition);
+  cluster.Tick(2);
+  const Index applied = leader.applied();
+  ASSERT_TRUE(leader.SetSnapshot(applied, "image").ok());
+  EXPECT_TRUE(leader.snapshot().meta.membership.IsLearner(NodeId(4)));
+  PersistentState restored;
+  restored.snapshot = leader.snapshot();
+  restored.hard_state.commit = applied;
+  auto node = MustCreate(TestConfig(NodeId(2)), restored);
+  EXPECT_TRUE(node->MembershipFor(applied.next()).IsLearner(NodeId(4)));
+}
+
+// A removed node that lags does not know it was removed and runs phase 1; the members ignore
+// its prepares, so it cannot preempt their leader.
+TEST(MultiPaxosTest, PrepareFromARemovedNodeIsIgnored) {
+  Cluster cluster(4);
+  cluster.ElectLeader(1);
+  cluster.Isolate(4);
+  ASSERT_TRUE(cluster.core(1).ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(4), ""})
+                  .ok());
+  cluster.Tick(2);
+  const BallotNumber ballot = cluster.core(1).ballot();
+  cluster.Heal();
+  cluster.core(4).Campaign();
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_EQ(cluster.core(1).ballot(), ballot);
+  EXPECT_EQ(cluster.core(2).promised(), ballot);
+  EXPECT_NE(cluster.core(4).role(), Role::kLeader);
 }
 
 }  // namespace
