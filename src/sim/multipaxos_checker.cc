@@ -209,7 +209,9 @@ void MultiPaxosChecker::OnReadReleased(NodeId node, const multipaxos::ReadState&
                      "before the read was asked for",
                      node, read.context, read.index, it->second));
   }
-  reads_asked_.erase(it);
+  // The read stays known: a follower's request or the leader's answer may be duplicated on the
+  // network, and then the read is released again (its caller ignores the second answer), which
+  // must be just as fresh.
 }
 
 }  // namespace synod::sim

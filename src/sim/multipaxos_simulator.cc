@@ -207,13 +207,16 @@ void MultiPaxosSimulation::OnClient(Event /*event*/) {
     AfterInput(*leader);
   }
   if (probe || !prng_.Chance(parameters_.read_percent, 100)) return;
-  leader = RandomLeader();
-  if (leader == nullptr) return;
+  // Half the reads go to a leader, half to any running node, which forwards them to the leader
+  // it knows if it is a follower.
+  SimNode* reader = prng_.Chance(1, 2) ? RandomLeader() : RandomRunningNode();
+  if (reader == nullptr || reader->paused) return;
   const std::string context = fmt::format("r{}", next_read_++);
   checker_.OnReadAsked(context);
-  if (Status status = leader->core->ReadIndex(context); status.ok()) {
-    Tracef("client asks n{} for read {}", leader->id, context);
-    AfterInput(*leader);
+  if (Status status = reader->core->ReadIndex(context); status.ok()) {
+    Tracef("client asks n{} ({}) for read {}", reader->id,
+           multipaxos::ToString(reader->core->role()), context);
+    AfterInput(*reader);
   }
 }
 
@@ -274,6 +277,7 @@ void MultiPaxosSimulation::Apply(SimNode& node, const Ready& ready) {
   }
   for (const multipaxos::ReadState& read : ready.read_states) {
     ++stats_.reads_released;
+    if (node.core->role() != Role::kLeader) ++stats_.follower_reads_released;
     checker_.OnReadReleased(node.id, read);
   }
 }
@@ -428,6 +432,7 @@ void MultiPaxosSimStats::Add(const MultiPaxosSimStats& run) {
   proposals += run.proposals;
   chosen += run.chosen;
   reads_released += run.reads_released;
+  follower_reads_released += run.follower_reads_released;
   snapshots_installed += run.snapshots_installed;
   membership_changes += run.membership_changes;
 }

@@ -23,6 +23,8 @@ struct MultiPaxosSimStats : RunStats {
   // Slots chosen (a majority accepted them in one ballot), no-ops included.
   uint64_t chosen = 0;
   uint64_t reads_released = 0;
+  // Of those, reads a follower asked its leader for (kReadIndex) and released.
+  uint64_t follower_reads_released = 0;
   uint64_t snapshots_installed = 0;
   // Configuration changes the leaders accepted for proposal.
   uint64_t membership_changes = 0;

@@ -68,6 +68,7 @@ TEST(MultiPaxosSimulator, FaultsAreInjectedAndSurvived) {
   EXPECT_GT(totals.leaders_elected, 20u);
   EXPECT_GT(totals.snapshots_installed, 0u);
   EXPECT_GT(totals.reads_released, 0u);
+  EXPECT_GT(totals.follower_reads_released, 0u);
   // Members were added and removed (the liveness phase then requires every member of the
   // latest configuration, new ones included, to apply a probe).
   EXPECT_GT(totals.membership_changes, 0u);

@@ -162,19 +162,22 @@ int RunMultiPaxos(const Settings& settings) {
   };
   auto describe = [](const synod::sim::MultiPaxosSimStats& s) {
     return fmt::format(
-        "leaders={} chosen={} proposals={} reads={} snapshots={} membership_changes={} "
+        "leaders={} chosen={} proposals={} reads={} follower_reads={} snapshots={} "
+        "membership_changes={} "
         "messages={} dropped={} duplicated={} crashes={} pauses={} partitions={} "
         "liveness_ticks={}",
-        s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.snapshots_installed,
-        s.membership_changes,
+        s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.follower_reads_released,
+        s.snapshots_installed, s.membership_changes,
         s.messages_sent, s.messages_dropped, s.messages_duplicated, s.crashes, s.pauses,
         s.partitions, s.liveness_ticks);
   };
   auto summarize = [](const synod::sim::MultiPaxosSimStats& totals) {
     return fmt::format(
-        "{} leaders elected, {} slots chosen, {} reads checked, {} snapshots installed, {} "
-        "membership changes, {} crashes, {} pauses, {} partitions; slowest recovery {} ticks",
-        totals.leaders_elected, totals.chosen, totals.reads_released, totals.snapshots_installed,
+        "{} leaders elected, {} slots chosen, {} reads checked ({} by followers), {} snapshots "
+        "installed, {} membership changes, {} crashes, {} pauses, {} partitions; slowest "
+        "recovery {} ticks",
+        totals.leaders_elected, totals.chosen, totals.reads_released,
+        totals.follower_reads_released, totals.snapshots_installed,
         totals.membership_changes,
         totals.crashes, totals.pauses, totals.partitions, totals.liveness_ticks);
   };

@@ -407,6 +407,12 @@ void MultiPaxos::Dispatch(const Message& message) {
     case MessageType::kNack:
       HandleNack(message);
       return;
+    case MessageType::kReadIndex:
+      HandleReadIndex(message);
+      return;
+    case MessageType::kReadIndexResponse:
+      HandleReadIndexResponse(message);
+      return;
   }
 }
 
@@ -796,17 +802,46 @@ void MultiPaxos::SendHeartbeats() {
 // Reads.
 
 Status MultiPaxos::ReadIndex(std::string context) {
-  if (role_ != Role::kLeader) {
-    return NotLeaderError();
+  if (role_ == Role::kLeader) return QueueRead(config_.id, std::move(context));
+  if (leader_ == kNoNode) {
+    return absl::UnavailableError("no leader known to ask for a read index");
   }
+  // Raft thesis 6.4: "the follower issues a request to the leader to obtain the current commit
+  // index"; the leader answers only after its own quorum round.
+  Message request;
+  request.type = MessageType::kReadIndex;
+  request.to = leader_;
+  request.ballot = promised_;
+  request.read_context = std::move(context);
+  Send(std::move(request));
+  if (config_.check_invariants) CheckInvariants();
+  return absl::OkStatus();
+}
+
+Status MultiPaxos::QueueRead(NodeId requester, std::string context) {
+  SYNOD_ASSERT(role_ == Role::kLeader);
   if (reads_unassigned_.size() + reads_waiting_.size() >= config_.pending_reads_max) {
     return absl::ResourceExhaustedError("too many reads waiting");
   }
   // Every slot chosen before this moment is at most the end of the phase 1 window (a slot
   // chosen in an earlier ballot was reported there) or was proposed by this leader and has been
   // counted into commit_.
-  reads_unassigned_.push_back({std::max(commit_, phase_one_end_), 0, std::move(context)});
+  reads_unassigned_.push_back(
+      {std::max(commit_, phase_one_end_), 0, requester, std::move(context)});
   return absl::OkStatus();
+}
+
+void MultiPaxos::HandleReadIndex(const Message& message) {
+  // A node that is not (or no longer) the leader drops the request; the follower's caller times
+  // out and asks again, as with a lost message. So does a full queue.
+  if (role_ != Role::kLeader) return;
+  (void)QueueRead(message.from, message.read_context);
+}
+
+void MultiPaxos::HandleReadIndexResponse(const Message& message) {
+  // The index was confirmed by the leader's quorum round after the request arrived, which is
+  // after the follower's client asked: it stays valid even if that leader has been deposed since.
+  read_states_.push_back(ReadState{message.index, message.read_context});
 }
 
 void MultiPaxos::StartReadRound() {
@@ -843,7 +878,17 @@ void MultiPaxos::ReleaseConfirmedReads() {
 #endif
   while (!reads_waiting_.empty() && reads_waiting_.front().round <= confirmed) {
     PendingRead& read = reads_waiting_.front();
-    read_states_.push_back(ReadState{read.index, std::move(read.context)});
+    if (read.requester == config_.id) {
+      read_states_.push_back(ReadState{read.index, std::move(read.context)});
+    } else {
+      Message response;
+      response.type = MessageType::kReadIndexResponse;
+      response.to = read.requester;
+      response.ballot = ballot_;
+      response.index = read.index;
+      response.read_context = std::move(read.context);
+      Send(std::move(response));
+    }
     reads_waiting_.erase(reads_waiting_.begin());
   }
 }

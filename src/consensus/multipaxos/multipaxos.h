@@ -133,11 +133,15 @@ class MultiPaxos {
   Result<LogPosition> ProposeConfChange(raft::ConfChange change);
 
   // A linearizable read (the Raft thesis 6.4's ReadIndex, for Paxos): the read index is the
-  // highest slot that may have been chosen when the read arrived (the leader's commit index, or
-  // the end of the window its phase 1 learned, whichever is higher). A ReadState with `context`
-  // appears in a later Ready once a majority has answered a heartbeat sent after the read
-  // arrived, proving that no higher ballot had taken over then. Reads waiting at the same
-  // moment share one heartbeat round. Fails with FailedPrecondition on a non-leader.
+  // highest slot that may have been chosen when the read arrived at the leader (its commit
+  // index, or the end of the window its phase 1 learned, whichever is higher). A ReadState with
+  // `context` appears in a later Ready once a majority of every window configuration has
+  // answered a heartbeat sent after the read arrived, proving that no higher ballot had taken
+  // over then. Reads waiting at the same moment share one heartbeat round. A follower forwards
+  // the read to its leader (kReadIndex) and releases the ReadState when the answer comes back;
+  // the caller serves it once it has applied up to the index. If the leader is deposed first no
+  // ReadState appears, and the caller times out. Fails with Unavailable when no leader is known,
+  // ResourceExhausted on a leader with too many reads waiting.
   Status ReadIndex(std::string context);
 
   // Starts phase 1 now, as if the election timeout fired.
@@ -228,6 +232,10 @@ class MultiPaxos {
   void SendHeartbeats();
   void SendAccepts(NodeId to, Index from_slot);
   void CatchUp(NodeId to);
+  // Leader: queues a read for `requester` (this node or a follower that forwarded it).
+  Status QueueRead(NodeId requester, std::string context);
+  void HandleReadIndex(const Message& message);
+  void HandleReadIndexResponse(const Message& message);
   void StartReadRound();
   void ReleaseConfirmedReads();
 
@@ -334,6 +342,7 @@ class MultiPaxos {
   struct PendingRead {
     Index index;
     uint64_t round = 0;
+    NodeId requester;
     std::string context;
   };
   std::vector<PendingRead> reads_unassigned_;

@@ -379,7 +379,31 @@ TEST(MultiPaxosTest, ReadIndexWaitsForAMajority) {
   ASSERT_EQ(cluster.reads(1).size(), 1u);
   EXPECT_EQ(cluster.reads(1)[0].context, "r1");
   EXPECT_EQ(cluster.reads(1)[0].index, Index(1));
-  EXPECT_FALSE(cluster.core(2).ReadIndex("on a follower").ok());
+}
+
+// Raft thesis 6.4 for Paxos: a follower asks the leader, which answers with its read index only
+// after its own majority round; the follower releases the ReadState (served once applied).
+TEST(MultiPaxosTest, FollowerReadIndexAsksTheLeader) {
+  Cluster cluster(3);
+  EXPECT_EQ(cluster.core(2).ReadIndex("no leader yet").code(), absl::StatusCode::kUnavailable);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  ASSERT_TRUE(cluster.core(1).Propose("b").ok());
+  cluster.Settle();
+  // The leader's round needs one follower's answer beside its own: node 2's heartbeat reply.
+  cluster.Isolate(3);
+  ASSERT_TRUE(cluster.core(2).ReadIndex("f1").ok());
+  cluster.Settle();
+  ASSERT_EQ(cluster.reads(2).size(), 1u);
+  EXPECT_EQ(cluster.reads(2)[0].context, "f1");
+  EXPECT_EQ(cluster.reads(2)[0].index, Index(2));
+  EXPECT_TRUE(cluster.reads(1).empty());
+  // A leader cut off from every follower never confirms the round: no ReadState.
+  cluster.Heal();
+  cluster.Isolate(1);
+  ASSERT_TRUE(cluster.core(3).ReadIndex("f2").ok());
+  cluster.Settle();
+  EXPECT_TRUE(cluster.reads(3).empty());
 }
 
 TEST(MultiPaxosTest, FollowerStartsPhaseOneWhenTheLeaderFallsSilent) {
