@@ -228,6 +228,7 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
   leader_ = leader;
   ResetElectionTimer();
   phase_one_ = {};
+  heard_since_check_.clear();
   promised_by_.clear();
   window_deferred_.clear();
   proposals_.clear();
@@ -272,6 +273,8 @@ void MultiPaxos::BecomeLeader() {
   role_ = Role::kLeader;
   leader_ = config_.id;
   heartbeat_elapsed_ = 0;
+  election_elapsed_ = 0;
+  heard_since_check_.clear();
   promised_by_ = learned.promised_by;
   for (NodeId follower : Peers()) {
     FollowerState& state = followers_[follower];
@@ -335,6 +338,15 @@ void MultiPaxos::Tick() {
     if (++heartbeat_elapsed_ >= config_.heartbeat_interval_ticks) {
       heartbeat_elapsed_ = 0;
       SendHeartbeats();
+    }
+    // Raft thesis 6.2: "if an election timeout elapses without a successful round of
+    // heartbeats to a majority of its cluster, the leader steps down".
+    if (config_.check_quorum && ++election_elapsed_ >= config_.election_timeout_ticks) {
+      election_elapsed_ = 0;
+      std::set<NodeId> heard = std::move(heard_since_check_);
+      heard_since_check_.clear();
+      heard.insert(config_.id);
+      if (!MajorityOfEveryWindowConfig(heard)) BecomeFollower(kNoNode);
     }
   } else if (++election_elapsed_ >= randomized_election_timeout_) {
     // PML 3: a replica that has not heard from the master for a while tries to become master.
@@ -450,6 +462,12 @@ void MultiPaxos::HandlePrepare(const Message& message) {
   // ignored, which is always safe for an acceptor, so a removed node that lags cannot keep
   // preempting the group's leaders.
   if (message.from != config_.id && !IsVoterAboveCommit(message.from)) return;
+  // Check-quorum's other half (Raft thesis 4.2.3, for Paxos): while its leader is alive this
+  // node ignores another node's higher ballot (see Config::check_quorum for why that is safe).
+  if (config_.check_quorum && message.from != config_.id && message.from != leader_ &&
+      message.ballot > promised_ && InLeaderLease()) {
+    return;
+  }
   if (RefusedBelowPromise(message)) return;
   // PMS 2.2: "it responds with a promise not to accept any more proposals numbered less than n
   // and with the highest-numbered proposal (if any) that it has accepted", here for every slot
@@ -693,8 +711,15 @@ void MultiPaxos::NoteFollowerCommit(NodeId follower, Index commit) {
   if (!first_report) CatchUp(follower);
 }
 
+bool MultiPaxos::InLeaderLease() const {
+  if (role_ == Role::kLeader) return true;
+  return role_ == Role::kFollower && leader_ != kNoNode &&
+         election_elapsed_ < config_.election_timeout_ticks;
+}
+
 void MultiPaxos::HandleAccepted(const Message& message) {
   if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  heard_since_check_.insert(message.from);
   if (message.from != config_.id) NoteFollowerCommit(message.from, message.commit);
   for (Index index : message.acked) {
     auto it = proposals_.find(index);
@@ -725,6 +750,7 @@ void MultiPaxos::MaybeAdvanceLeaderCommit() {
 
 void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
   if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  heard_since_check_.insert(message.from);
   NoteFollowerCommit(message.from, message.commit);
   FollowerState& state = followers_[message.from];
   state.read_round_acked = std::max(state.read_round_acked, message.read_round);
@@ -733,6 +759,13 @@ void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
 
 void MultiPaxos::HandleNack(const Message& message) {
   if (role_ == Role::kFollower || message.ballot != ballot_ || message.promised <= ballot_) return;
+  if (role_ == Role::kLeader && config_.check_quorum) {
+    // The higher ballot is one the followers that still hear this leader ignored (or check-
+    // quorum would have deposed it): phase 1 with a higher ballot keeps the group's leader and
+    // brings the disruptive acceptor back.
+    Campaign();
+    return;
+  }
   // Preempted (PMS 2.4: a proposer "should abandon its proposal" on learning of a higher
   // number). It waits a random election timeout before competing again: the randomized backoff.
   BecomeFollower(kNoNode);

@@ -71,6 +71,14 @@ struct Config {
   // The leader's heartbeat, which also resends unacknowledged accepts and catches up lagging
   // nodes. Invariant: heartbeat_interval_ticks < election_timeout_ticks.
   uint32_t heartbeat_interval_ticks = 1;
+  // Raft thesis 6.2 for Paxos. A leader that has not heard from a majority of every window
+  // configuration within an election timeout steps down, so a leader cut off in a minority
+  // stops taking proposals. A node that heard its leader within an election timeout (or is the
+  // leader) ignores a prepare of another node's higher ballot: an acceptor may ignore any
+  // request without harming safety (PMS 2.3), only liveness, and a working leader needs no
+  // successor. A leader refused (kNack) by such a higher ballot runs phase 1 again with a
+  // higher one instead of stepping down, since the followers that still hear it promise it.
+  bool check_quorum = true;
   // Limits (TigerBeetle: put a limit on everything).
   // Values in one kAccept or kChosen message.
   uint32_t message_entries_max = 256;
@@ -310,6 +318,12 @@ class MultiPaxos {
     std::map<NodeId, Index> commits;
   };
   PhaseOne phase_one_;
+
+  // Leader, check-quorum: the peers that answered in this ballot since the last check, made
+  // every election timeout (counted by election_elapsed_).
+  std::set<NodeId> heard_since_check_;
+  // Whether this node heard its leader within an election timeout, or leads (check_quorum).
+  bool InLeaderLease() const;
 
   // Leader: who promised in its phase 1 (a majority of every window configuration then), and
   // the values phase 1 requires in slots beyond the α window then, proposed as the window moves.

@@ -43,12 +43,23 @@ std::unique_ptr<MultiPaxos> MustCreate(const Config& config, PersistentState sta
 
 class Cluster {
  public:
-  explicit Cluster(size_t size) : size_(size) {
+  // Without check-quorum, followers promise a higher ballot even while their leader is alive,
+  // which tests of phase 1 use to hand leadership to a chosen node at once.
+  enum class CheckQuorum { kOn, kOff };
+
+  explicit Cluster(size_t size, CheckQuorum check_quorum = CheckQuorum::kOn)
+      : size_(size), check_quorum_(check_quorum == CheckQuorum::kOn) {
     for (size_t i = 1; i <= size; ++i) {
       Node& node = nodes_[NodeId(i)];
       node.durable = NewMember(size);
-      node.core = MustCreate(TestConfig(NodeId(i)), node.durable);
+      node.core = MustCreate(NodeConfig(i), node.durable);
     }
+  }
+
+  Config NodeConfig(uint64_t id) const {
+    Config config = TestConfig(NodeId(id));
+    config.check_quorum = check_quorum_;
+    return config;
   }
 
   MultiPaxos& core(uint64_t id) { return *nodes_.at(NodeId(id)).core; }
@@ -66,7 +77,7 @@ class Cluster {
   // Starts node `id` as a node that will join the group: an empty membership, learned later.
   void StartJoiner(uint64_t id) {
     Node& node = nodes_[NodeId(id)];
-    node.core = MustCreate(TestConfig(NodeId(id)), node.durable);
+    node.core = MustCreate(NodeConfig(id), node.durable);
   }
 
   void Isolate(uint64_t id) { isolated_.insert(NodeId(id)); }
@@ -79,7 +90,7 @@ class Cluster {
   }
   void Restart(uint64_t id) {
     Node& node = nodes_.at(NodeId(id));
-    node.core = MustCreate(TestConfig(NodeId(id)), node.durable);
+    node.core = MustCreate(NodeConfig(id), node.durable);
   }
 
   // Processes every Ready and delivers every message until nothing is left to do.
@@ -144,6 +155,7 @@ class Cluster {
   }
 
   size_t size_;
+  bool check_quorum_;
   std::map<NodeId, Node> nodes_;
   std::deque<Message> network_;
   std::set<NodeId> isolated_;
@@ -249,7 +261,7 @@ TEST(MultiPaxosTest, NewLeaderTakesTheHighestBallotValuePerSlot) {
 // The scenario P2c exists for: a value chosen by a majority that the old leader never announced
 // survives the leader's crash.
 TEST(MultiPaxosTest, ValueChosenBeforeTheLeaderCrashedSurvives) {
-  Cluster cluster(3);
+  Cluster cluster(3, Cluster::CheckQuorum::kOff);
   cluster.ElectLeader(1);
   cluster.Isolate(3);
   ASSERT_TRUE(cluster.core(1).Propose("x").ok());
@@ -266,7 +278,7 @@ TEST(MultiPaxosTest, ValueChosenBeforeTheLeaderCrashedSurvives) {
 
 // PMS 2.4: a proposer that learns of a higher ballot abandons its own.
 TEST(MultiPaxosTest, HigherBallotPreemptsTheLeader) {
-  Cluster cluster(3);
+  Cluster cluster(3, Cluster::CheckQuorum::kOff);
   cluster.ElectLeader(1);
   cluster.ElectLeader(2);
   cluster.Tick(1);
@@ -560,6 +572,60 @@ TEST(MultiPaxosTest, PrepareFromARemovedNodeIsIgnored) {
   EXPECT_EQ(cluster.core(1).ballot(), ballot);
   EXPECT_EQ(cluster.core(2).promised(), ballot);
   EXPECT_NE(cluster.core(4).role(), Role::kLeader);
+}
+
+// ---- Check-quorum (Raft thesis 6.2, for Paxos) ----
+
+TEST(MultiPaxosTest, LeaderThatHearsNoMajorityStepsDown) {
+  for (const auto check_quorum : {Cluster::CheckQuorum::kOn, Cluster::CheckQuorum::kOff}) {
+    Cluster cluster(3, check_quorum);
+    cluster.ElectLeader(1);
+    cluster.Isolate(1);
+    // One election timeout of ticks: the others do not campaign yet (their timeout is at least
+    // that long and each tick of theirs follows the leader's), the leader checks once.
+    for (int tick = 0; tick < 10; ++tick) {
+      cluster.core(1).Tick();
+      cluster.Settle();
+    }
+    if (check_quorum == Cluster::CheckQuorum::kOn) {
+      EXPECT_EQ(cluster.core(1).role(), Role::kFollower);
+      EXPECT_EQ(cluster.core(1).Propose("in a minority").status().code(),
+                absl::StatusCode::kFailedPrecondition);
+    } else {
+      EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+    }
+  }
+}
+
+TEST(MultiPaxosTest, LeaderThatHearsAMajorityStaysLeader) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  cluster.Tick(50);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_TRUE(cluster.core(1).Propose("still leading").ok());
+}
+
+// Followers that hear their leader ignore a higher ballot of another node, and the leader that
+// the disruptive node's acceptor then refuses runs phase 1 again with a higher ballot.
+TEST(MultiPaxosTest, FollowersOfALiveLeaderIgnoreAHigherBallot) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Tick(1);
+  const BallotNumber ballot = cluster.core(1).ballot();
+  cluster.core(3).Campaign();
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(2).promised(), ballot);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_NE(cluster.core(3).role(), Role::kLeader);
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_GT(cluster.core(1).ballot(), ballot);
+  EXPECT_EQ(cluster.core(3).leader(), NodeId(1));
+  ASSERT_TRUE(cluster.core(1).Propose("b").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(3), (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace
