@@ -16,7 +16,8 @@ Status Validate(const Config& config) {
     return absl::InvalidArgumentError(
         "heartbeat interval must be at least 1 tick and shorter than the election timeout");
   }
-  if (config.message_entries_max == 0 || config.uncommitted_entries_max == 0 ||
+  if (config.message_entries_max == 0 || config.catch_up_messages_max == 0 ||
+      config.uncommitted_entries_max == 0 ||
       config.pending_reads_max == 0 || config.alpha_slots == 0) {
     return absl::InvalidArgumentError("every limit must be positive");
   }
@@ -175,17 +176,20 @@ bool MultiPaxos::WithinAlphaWindow(Index index) const {
 void MultiPaxos::AfterLeaderCommitAdvanced() {
   SYNOD_ASSERT(role_ == Role::kLeader);
   RecordChosenConfigs();
-  // Raft thesis 4.2.2, for Paxos: a leader removed by a change now in effect finishes the slots
-  // it proposed (their configuration includes it) and then steps down.
-  if (!WithinAlphaWindow(next_slot_)) return;
-  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
-    if (proposals_.empty()) BecomeFollower(kNoNode);
-    return;
-  }
   // A change brought a configuration into the α window whose majority has not promised this
-  // ballot: the slots it governs need a phase 1 among its voters first.
+  // ballot: the slots it governs need a phase 1 among its voters first. (Slots already in
+  // flight are not among them: a change chosen in slot i > the old commit index governs from
+  // i + α, beyond every slot proposed so far.)
   if (!MajorityOfEveryWindowConfig(promised_by_)) {
     Campaign();
+    return;
+  }
+  // The α window is full: nothing more to propose until more is chosen.
+  if (!WithinAlphaWindow(next_slot_)) return;
+  // Raft thesis 4.2.2, for Paxos: a leader removed by a change now in effect finishes the slots
+  // it proposed (their configuration includes it) and then steps down.
+  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
+    if (proposals_.empty()) BecomeFollower(kNoNode);
     return;
   }
   std::vector<Entry> values;
@@ -794,7 +798,8 @@ void MultiPaxos::CatchUp(NodeId to) {
   // A follower below the commit index of the previous heartbeat did not learn those slots from
   // the leader's ballot (it missed or refused their accepts); one that is merely a heartbeat
   // behind will learn them from the next heartbeat and needs nothing sent.
-  const std::optional<Index> known = followers_[to].commit;
+  FollowerState& state = followers_[to];
+  const std::optional<Index> known = state.commit;
   if (!known.has_value() || *known >= previous_heartbeat_commit_) return;
   Message message;
   message.to = to;
@@ -803,15 +808,25 @@ void MultiPaxos::CatchUp(NodeId to) {
   if (*known < compacted_) {
     message.type = MessageType::kInstallSnapshot;
     message.snapshot = snapshot_;
-  } else {
-    message.type = MessageType::kChosen;
-    for (Index index = known->next();
-         index <= commit_ && message.entries.size() < config_.message_entries_max;
+    Send(std::move(message));
+    return;
+  }
+  // Pipelined: up to catch_up_messages_max messages of chosen values beyond what the follower
+  // reported, continuing after those already sent, so a node that lags far catches up at the
+  // network's pace rather than one message per round trip.
+  message.type = MessageType::kChosen;
+  const Index last = std::min(
+      commit_, known->plus(uint64_t{config_.catch_up_messages_max} * config_.message_entries_max));
+  Index index = std::max(*known, state.chosen_sent).next();
+  while (index <= last) {
+    message.entries.clear();
+    for (; index <= last && message.entries.size() < config_.message_entries_max;
          index = index.next()) {
       message.entries.push_back(slots_.at(index).value);
     }
+    state.chosen_sent = message.entries.back().index;
+    Send(message);
   }
-  Send(std::move(message));
 }
 
 void MultiPaxos::SendHeartbeats() {
@@ -827,6 +842,7 @@ void MultiPaxos::SendHeartbeats() {
     Send(std::move(heartbeat));
     // Accepts or their answers may have been lost: resend what this follower has not accepted.
     SendAccepts(follower, commit_.next());
+    followers_[follower].chosen_sent = Index();
     CatchUp(follower);
   }
 }
@@ -1078,6 +1094,8 @@ void MultiPaxos::CheckInvariants() {
   if (role_ == Role::kLeader) {
     SYNOD_ASSERT(leader_ == config_.id);
     SYNOD_ASSERT(next_slot_ > commit_);
+    SYNOD_ASSERT_MSG(MajorityOfEveryWindowConfig(promised_by_),
+                     "a configuration of the alpha window lacks a majority of promises");
     for (const auto& [index, proposal] : proposals_) {
       SYNOD_ASSERT(index > commit_ && index < next_slot_);
       SYNOD_ASSERT_MSG(WithinAlphaWindow(index), "slot {} proposed beyond commit {} + alpha",

@@ -42,7 +42,13 @@
 // every change chosen before it; once chosen the leader pads the α slots with no-ops so that it
 // takes effect at once. A leader that is no voter of the next slot's configuration steps down.
 //
-// Not yet covered: ReadIndex on a follower (it is refused; the caller asks the leader).
+// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4).
+// Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
+// timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
+//
+// Not yet covered: leadership transfer, a pre-prepare round (Raft's pre-vote) so that a node
+// returning from a partition does not cost the leader one phase 1, and sending accepts before
+// the leader's own fsync (Raft's early_messages).
 #pragma once
 
 #include <cstdint>
@@ -82,6 +88,8 @@ struct Config {
   // Limits (TigerBeetle: put a limit on everything).
   // Values in one kAccept or kChosen message.
   uint32_t message_entries_max = 256;
+  // kChosen messages in flight to one lagging node: catching up is pipelined like the accepts.
+  uint32_t catch_up_messages_max = 8;
   // Proposals are refused while this many slots are proposed but not chosen.
   uint64_t uncommitted_entries_max = 8192;
   uint32_t pending_reads_max = 8192;
@@ -344,6 +352,9 @@ class MultiPaxos {
   struct FollowerState {
     // What the follower last reported as its commit index, if it did in this ballot.
     std::optional<Index> commit;
+    // Catch-up: the last slot sent in kChosen; reset at every heartbeat, so that values lost on
+    // the way are sent again from the follower's reported commit index.
+    Index chosen_sent;
     uint64_t read_round_acked = 0;
   };
   std::map<NodeId, FollowerState> followers_;
