@@ -480,6 +480,27 @@ TEST(MultiPaxosTest, AddedVoterGovernsFromAlphaSlotsOnAndCatchesUp) {
   EXPECT_EQ(cluster.AppliedCommands(4), (std::vector<std::string>{"a", "b"}));
 }
 
+// A change that brings a configuration into the α window whose majority has not promised the
+// leader's ballot makes the leader run phase 1 again, among the new voters too.
+TEST(MultiPaxosTest, LeaderRunsPhaseOneAgainForANewConfiguration) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.Isolate(3);
+  cluster.ElectLeader(1);  // promised by nodes 1 and 2 only
+  cluster.Heal();
+  MultiPaxos& leader = cluster.core(1);
+  const BallotNumber first = leader.ballot();
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  // Two of the four voters promised the first ballot, so the leader needed a new one.
+  EXPECT_EQ(leader.role(), Role::kLeader);
+  EXPECT_GT(leader.ballot(), first);
+  EXPECT_EQ(cluster.core(4).promised(), leader.ballot());
+  ASSERT_TRUE(leader.Propose("after").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"after"});
+}
+
 // One change at a time, each computed from every change chosen before its slot.
 TEST(MultiPaxosTest, OneConfigurationChangeAtATime) {
   Cluster cluster(3);
