@@ -128,6 +128,16 @@ void MultiPaxos::RecordChosenConfigs() {
     configs_scanned_ = configs_scanned_.next();
     const Slot& chosen = slots_.at(configs_scanned_);
     if (chosen.value.type != EntryType::kConfig) continue;
+    const Membership& before = configs_.rbegin()->second;
+    const Membership& after = chosen.value.membership;
+    for (const std::vector<NodeId>* ids : {&before.voters, &before.learners}) {
+      for (NodeId id : *ids) {
+        if (!after.IsMember(id)) removed_.insert(id);
+      }
+    }
+    for (const std::vector<NodeId>* ids : {&after.voters, &after.learners}) {
+      for (NodeId id : *ids) removed_.erase(id);
+    }
 #ifdef SYNOD_BROKEN_SKIP_ALPHA
     // Deliberately broken build: a chosen configuration governs the very next slot, although
     // slots up to i + α may already be in flight, proposed and counted under the old one by
@@ -461,11 +471,15 @@ bool MultiPaxos::RefusedBelowPromise(const Message& message) {
 }
 
 void MultiPaxos::HandlePrepare(const Message& message) {
-  // A node that is a voter of no configuration governing a slot this node has not learned
-  // chosen cannot lead those slots (it was removed, or it is not a voter yet): its prepare is
-  // ignored, which is always safe for an acceptor, so a removed node that lags cannot keep
-  // preempting the group's leaders.
-  if (message.from != config_.id && !IsVoterAboveCommit(message.from)) return;
+  // A node this node saw removed, and that is a voter of no configuration governing a slot this
+  // node has not learned chosen, cannot lead those slots: its prepare is ignored, which is
+  // always safe for an acceptor, so a removed node that lags cannot keep preempting the group's
+  // leaders. (A node merely unknown here is answered: it may have joined in slots this node
+  // has not learned yet, and a joining node that knows no configuration answers everyone.)
+  if (message.from != config_.id && removed_.contains(message.from) &&
+      !IsVoterAboveCommit(message.from)) {
+    return;
+  }
   // Check-quorum's other half (Raft thesis 4.2.3, for Paxos): while its leader is alive this
   // node ignores another node's higher ballot (see Config::check_quorum for why that is safe).
   if (config_.check_quorum && message.from != config_.id && message.from != leader_ &&

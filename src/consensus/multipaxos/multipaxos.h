@@ -305,6 +305,10 @@ class MultiPaxos {
   // chosen in slot i adds the key i + α. Invariant: configs_scanned_ == commit_ between inputs.
   std::map<Index, Membership> configs_;
   Index configs_scanned_;
+  // The members that a change this node recorded removed (and none re-added), whose prepares it
+  // ignores once they are voters of no configuration above its commit index. Rebuilt from the
+  // slots above the snapshot at a restart, so it may forget some; that costs liveness only.
+  std::set<NodeId> removed_;
   // The highest round in any ballot seen; a new ballot takes the next one (PMS 2.4).
   // Invariant: round_seen_ >= promised_.round.
   Ballot round_seen_;
