@@ -501,6 +501,33 @@ TEST(MultiPaxosTest, LeaderRunsPhaseOneAgainForANewConfiguration) {
   EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"after"});
 }
 
+// Raft thesis 4.2.1 for Paxos: a learner gets every value but does not count; once caught up
+// it is promoted and counts.
+TEST(MultiPaxosTest, LearnerCatchesUpAndIsPromoted) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  ASSERT_TRUE(leader.membership().IsLearner(NodeId(4)));
+  // Learners do not count: with nodes 2 and 3 cut off, nothing is chosen.
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+  ASSERT_TRUE(leader.Propose("a").ok());
+  cluster.Tick(2);
+  EXPECT_TRUE(cluster.AppliedCommands(4).empty());
+  EXPECT_NE(cluster.core(4).role(), Role::kLeader);
+  cluster.Heal();
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"a"});
+  ASSERT_TRUE(
+      leader.ProposeConfChange({raft::ConfChangeType::kPromoteLearner, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  EXPECT_TRUE(leader.membership().IsVoter(NodeId(4)));
+  EXPECT_TRUE(cluster.core(4).membership().IsVoter(NodeId(4)));
+}
+
 // One change at a time, each computed from every change chosen before its slot.
 TEST(MultiPaxosTest, OneConfigurationChangeAtATime) {
   Cluster cluster(3);
