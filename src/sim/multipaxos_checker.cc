@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "consensus/multipaxos/multipaxos.h"
+
 namespace synod::sim {
 
 using multipaxos::BallotNumber;
@@ -13,6 +17,9 @@ using multipaxos::MessageType;
 namespace {
 
 std::string Describe(const Entry& entry) {
+  if (entry.type == EntryType::kConfig) {
+    return fmt::format("configuration {}", raft::ToString(entry.membership));
+  }
   return entry.type == EntryType::kEmpty ? std::string("no-op")
                                          : fmt::format("\"{}\"", entry.data);
 }
@@ -28,8 +35,26 @@ uint64_t MultiPaxosChecker::Fold(uint64_t digest, const Entry& entry) {
   for (int shift = 0; shift < 64; shift += 8) mix((entry.index.value() >> shift) & 0xff);
   mix(static_cast<uint64_t>(entry.type));
   for (unsigned char byte : entry.data) mix(byte);
+  for (const std::vector<NodeId>* ids : {&entry.membership.voters, &entry.membership.learners}) {
+    for (NodeId id : *ids) mix(id.value());
+    mix(0);
+  }
   return digest;
 }
+
+MultiPaxosChecker::MultiPaxosChecker(multipaxos::Membership initial, uint64_t alpha_slots)
+    : alpha_slots_(alpha_slots) {
+  configs_.emplace(Index(1), std::move(initial));
+}
+
+MultiPaxosChecker::MultiPaxosChecker(size_t members)
+    : MultiPaxosChecker(
+          [members] {
+            multipaxos::Membership group;
+            for (size_t i = 1; i <= members; ++i) group.voters.push_back(NodeId(i));
+            return group;
+          }(),
+          multipaxos::Config{}.alpha_slots) {}
 
 void MultiPaxosChecker::Fail(std::string message) {
   if (!failure_.has_value()) failure_ = std::move(message);
@@ -87,7 +112,20 @@ void MultiPaxosChecker::CountAcceptance(NodeId node, const multipaxos::Slot& slo
     return;
   }
   acceptance.acceptors.insert(node);
-  if (acceptance.acceptors.size() < quorum_) return;
+  // The α rule: the slot's configuration is the one chosen values up to index - α make; a
+  // leader that proposed it earlier did not know which voters decide it.
+  if (index > chosen_prefix_.plus(alpha_slots_)) {
+    Fail(fmt::format("Reconfiguration: node {} accepted slot {} in ballot {} while slot {} "
+                     "(<= slot - alpha {}) was not chosen, so its configuration was unknown",
+                     node, index, paxos::ToString(slot.accepted), chosen_prefix_.next(),
+                     alpha_slots_));
+    return;
+  }
+  const multipaxos::Membership& config = std::prev(configs_.upper_bound(index))->second;
+  const size_t votes =
+      std::count_if(config.voters.begin(), config.voters.end(),
+                    [&acceptance](NodeId voter) { return acceptance.acceptors.contains(voter); });
+  if (votes < config.QuorumSize()) return;
   // PMS 2.1: "Only a value that has been proposed may be chosen" (or a leader's no-op, PMS 3).
   if (slot.value.type != EntryType::kEmpty && !proposed_.contains(slot.value.data)) {
     Fail(fmt::format("Validity: {} was chosen for slot {} but never proposed",
@@ -100,6 +138,14 @@ void MultiPaxosChecker::CountAcceptance(NodeId node, const multipaxos::Slot& slo
     Fail(fmt::format("Agreement: slot {} had {} chosen, then {} (ballot {})", index,
                      Describe(chosen->second), Describe(slot.value),
                      paxos::ToString(slot.accepted)));
+  }
+  // The configurations the newly contiguous chosen values make.
+  for (auto next = chosen_.find(chosen_prefix_.next()); next != chosen_.end();
+       next = chosen_.find(chosen_prefix_.next())) {
+    chosen_prefix_ = next->first;
+    if (next->second.type == EntryType::kConfig) {
+      configs_[chosen_prefix_.plus(alpha_slots_)] = next->second.membership;
+    }
   }
 }
 
@@ -163,7 +209,9 @@ void MultiPaxosChecker::OnReadReleased(NodeId node, const multipaxos::ReadState&
                      "before the read was asked for",
                      node, read.context, read.index, it->second));
   }
-  reads_asked_.erase(it);
+  // The read stays known: a follower's request or the leader's answer may be duplicated on the
+  // network, and then the read is released again (its caller ignores the second answer), which
+  // must be just as fresh.
 }
 
 }  // namespace synod::sim

@@ -10,7 +10,11 @@
 //     node's applied prefix is a prefix of one sequence (checked by a digest per prefix, which
 //     also covers state restored from snapshots);
 //   - Stale read: a linearizable read's index covers every slot applied anywhere before the read
-//     was asked for.
+//     was asked for;
+//   - Reconfiguration (the α rule, PMS 3): a slot is chosen by a majority of the voters of its
+//     own configuration, the one chosen values below slot - α make, and no acceptor accepts a
+//     slot before every slot up to slot - α is chosen (before that its configuration is not
+//     determined, so no leader may propose it).
 // An acceptance counts once it is durable (the message that announces it leaves only then).
 #pragma once
 
@@ -28,7 +32,10 @@ namespace synod::sim {
 
 class MultiPaxosChecker {
  public:
-  explicit MultiPaxosChecker(size_t members) : quorum_(members / 2 + 1) {}
+  // A group whose initial configuration is `initial`, with Config::alpha_slots `alpha_slots`.
+  MultiPaxosChecker(multipaxos::Membership initial, uint64_t alpha_slots);
+  // A group of voters 1..members with the default α.
+  explicit MultiPaxosChecker(size_t members);
 
   // The application's state machine in the simulator: a digest of the applied sequence.
   static uint64_t Fold(uint64_t digest, const multipaxos::Entry& entry);
@@ -53,12 +60,19 @@ class MultiPaxosChecker {
   size_t chosen_slots() const { return chosen_.size(); }
   // The highest slot any node has applied.
   Index applied_max() const { return applied_max_; }
+  // The configuration of the latest change chosen (it may take effect only α slots later).
+  const multipaxos::Membership& latest_membership() const { return configs_.rbegin()->second; }
 
  private:
   void CountAcceptance(NodeId node, const multipaxos::Slot& slot);
   void Fail(std::string message);
 
-  size_t quorum_;
+  // configs_[s] governs the slots from s on (up to the next key); a kConfig value chosen in
+  // slot i adds the key i + α once every slot up to i is chosen.
+  uint64_t alpha_slots_;
+  std::map<Index, multipaxos::Membership> configs_;
+  // Every slot up to here is chosen.
+  Index chosen_prefix_;
   std::set<std::string> proposed_;
   // Per acceptor, the highest ballot it has promised or accepted, durably or in a message.
   std::map<NodeId, multipaxos::BallotNumber> promise_level_;

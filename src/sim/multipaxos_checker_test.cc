@@ -149,5 +149,46 @@ TEST(MultiPaxosChecker, CatchesAStaleRead) {
   EXPECT_TRUE(checker.failure()->starts_with("Stale read")) << *checker.failure();
 }
 
+// The α rule: a configuration chosen in slot i decides the slots from i + α on, with a
+// majority of its own voters.
+TEST(MultiPaxosChecker, ASlotIsChosenByItsOwnConfiguration) {
+  multipaxos::Membership three;
+  three.voters = {NodeId(1), NodeId(2), NodeId(3)};
+  MultiPaxosChecker checker(three, /*alpha_slots=*/2);
+  multipaxos::Membership five = three;
+  five.voters.push_back(NodeId(4));
+  five.voters.push_back(NodeId(5));
+  checker.OnProposed("add");
+  const Entry change{Term(1), Index(1), EntryType::kConfig, "add", five};
+  Accept(checker, 1, Ballot_(1, 1), change);
+  Accept(checker, 2, Ballot_(1, 1), change);
+  ASSERT_EQ(checker.chosen_slots(), 1u);
+  EXPECT_EQ(checker.latest_membership(), five);
+  // Slot 2 is still governed by the three voters, slot 3 by the five.
+  checker.OnProposed("x");
+  Accept(checker, 1, Ballot_(1, 1), Command(2, "x"));
+  Accept(checker, 2, Ballot_(1, 1), Command(2, "x"));
+  EXPECT_EQ(checker.chosen_slots(), 2u);
+  checker.OnProposed("y");
+  Accept(checker, 1, Ballot_(1, 1), Command(3, "y"));
+  Accept(checker, 2, Ballot_(1, 1), Command(3, "y"));
+  EXPECT_EQ(checker.chosen_slots(), 2u);
+  Accept(checker, 4, Ballot_(1, 1), Command(3, "y"));
+  EXPECT_EQ(checker.chosen_slots(), 3u);
+  EXPECT_FALSE(checker.failure().has_value()) << *checker.failure();
+}
+
+TEST(MultiPaxosChecker, CatchesASlotAcceptedBeyondTheAlphaWindow) {
+  multipaxos::Membership three;
+  three.voters = {NodeId(1), NodeId(2), NodeId(3)};
+  MultiPaxosChecker checker(three, /*alpha_slots=*/2);
+  checker.OnProposed("x");
+  Accept(checker, 1, Ballot_(1, 1), Command(2, "x"));
+  EXPECT_FALSE(checker.failure().has_value()) << *checker.failure();
+  Accept(checker, 1, Ballot_(1, 1), Command(3, "x"));
+  ASSERT_TRUE(checker.failure().has_value());
+  EXPECT_TRUE(checker.failure()->starts_with("Reconfiguration")) << *checker.failure();
+}
+
 }  // namespace
 }  // namespace synod::sim

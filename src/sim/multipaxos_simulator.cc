@@ -27,6 +27,11 @@ using multipaxos::Ready;
 using multipaxos::Role;
 
 constexpr uint64_t kTickUnits = kNodeSimTickUnits;
+// Spare node ids that membership changes may add (they run from the start with an empty
+// membership, as a joining node does); ids are never reused once removed.
+constexpr uint32_t kSpareNodes = 3;
+constexpr size_t kVotersMin = 3;
+constexpr size_t kVotersMax = 7;
 
 // Every random choice a seed makes about the run, printed with a failure.
 struct Parameters {
@@ -40,13 +45,15 @@ struct Parameters {
   // A node snapshots its state machine after applying this many slots, and compacts its log.
   uint32_t snapshot_interval = 0;
   FaultRates rates;
+  // Config::alpha_slots: a change chosen in slot i governs slots from i + alpha on.
+  uint64_t alpha_slots = 256;
 
   std::string ToString() const {
     return fmt::format(
         "nodes={} election_timeout={} heartbeat={} message_entries_max={} propose={}% read={}% "
-        "snapshot_interval={} {}",
+        "snapshot_interval={} alpha={} {}",
         nodes, election_timeout_ticks, heartbeat_interval_ticks, message_entries_max,
-        propose_percent, read_percent, snapshot_interval, rates.ToString());
+        propose_percent, read_percent, snapshot_interval, alpha_slots, rates.ToString());
   }
 };
 
@@ -62,6 +69,8 @@ Parameters ChooseParameters(const SimOptions& options, base::Prng& prng) {
   p.read_percent = static_cast<uint32_t>(prng.Between(0, 50));
   p.snapshot_interval = prng.Chance(1, 2) ? static_cast<uint32_t>(prng.Between(3, 30)) : 0;
   p.rates = ChooseFaultRates(options.faults, kTickUnits, prng);
+  // Small windows make the α rule bind often (alpha 1 allows no pipelining at all).
+  p.alpha_slots = prng.Chance(1, 2) ? prng.Between(1, 8) : prng.Between(9, 64);
   return p;
 }
 
@@ -99,6 +108,7 @@ class MultiPaxosSimulation
   bool Live() const;
   uint64_t FaultWindowUnits() const { return parameters_.election_timeout_ticks * kTickUnits; }
 
+  void ChangeMembership();
   void Apply(SimNode& node, const Ready& ready);
   void MaybeSnapshot(SimNode& node);
   SimNode* RandomLeader();
@@ -109,6 +119,8 @@ class MultiPaxosSimulation
   MultiPaxosChecker checker_;
   uint64_t next_command_ = 1;
   uint64_t next_read_ = 1;
+  uint64_t next_conf_change_ = 1;
+  std::vector<NodeId> spare_ids_;
   // Liveness phase: the commands proposed since the faults stopped, and the nodes that applied
   // each of them.
   std::map<std::string, std::set<NodeId>> probes_;
@@ -118,12 +130,23 @@ MultiPaxosSimulation::MultiPaxosSimulation(const SimOptions& options)
     : NodeSimulation(options),
       parameters_(ChooseParameters(options, prng_)),
       parameters_description_(parameters_.ToString()),
-      checker_(parameters_.nodes) {
-  for (uint32_t i = 1; i <= parameters_.nodes; ++i) members_.push_back(NodeId(i));
+      checker_(
+          [this] {
+            multipaxos::Membership group;
+            for (uint32_t i = 1; i <= parameters_.nodes; ++i) group.voters.push_back(NodeId(i));
+            return group;
+          }(),
+          parameters_.alpha_slots) {
+  for (uint32_t i = 1; i <= parameters_.nodes + kSpareNodes; ++i) members_.push_back(NodeId(i));
   for (NodeId id : members_) {
     SimNode& node = nodes_[id];
     node.id = id;
-    node.durable.snapshot.meta.membership.voters = members_;
+    // Spare nodes start with an empty membership and learn the configuration when added.
+    if (id.value() <= parameters_.nodes) {
+      node.durable.snapshot.meta.membership = checker_.latest_membership();
+    } else {
+      spare_ids_.push_back(id);
+    }
   }
 }
 
@@ -184,13 +207,16 @@ void MultiPaxosSimulation::OnClient(Event /*event*/) {
     AfterInput(*leader);
   }
   if (probe || !prng_.Chance(parameters_.read_percent, 100)) return;
-  leader = RandomLeader();
-  if (leader == nullptr) return;
+  // Half the reads go to a leader, half to any running node, which forwards them to the leader
+  // it knows if it is a follower.
+  SimNode* reader = prng_.Chance(1, 2) ? RandomLeader() : RandomRunningNode();
+  if (reader == nullptr || reader->paused) return;
   const std::string context = fmt::format("r{}", next_read_++);
   checker_.OnReadAsked(context);
-  if (Status status = leader->core->ReadIndex(context); status.ok()) {
-    Tracef("client asks n{} for read {}", leader->id, context);
-    AfterInput(*leader);
+  if (Status status = reader->core->ReadIndex(context); status.ok()) {
+    Tracef("client asks n{} ({}) for read {}", reader->id,
+           multipaxos::ToString(reader->core->role()), context);
+    AfterInput(*reader);
   }
 }
 
@@ -251,6 +277,7 @@ void MultiPaxosSimulation::Apply(SimNode& node, const Ready& ready) {
   }
   for (const multipaxos::ReadState& read : ready.read_states) {
     ++stats_.reads_released;
+    if (node.core->role() != Role::kLeader) ++stats_.follower_reads_released;
     checker_.OnReadReleased(node.id, read);
   }
 }
@@ -266,6 +293,8 @@ void MultiPaxosSimulation::MaybeSnapshot(SimNode& node) {
   // The caller makes the snapshot durable first, then tells the core, then compacts (raft.h's
   // order for SetSnapshot and CompactLog).
   const Status set = core.SetSnapshot(node.applied, SnapshotData(node.digest));
+  // Refused while a chosen configuration change is not yet in effect above the snapshot.
+  if (set.code() == absl::StatusCode::kFailedPrecondition) return;
   SYNOD_ASSERT_MSG(set.ok(), "{}", set.ToString());
   node.durable.snapshot = core.snapshot();
   const Status compacted = core.CompactLog(node.applied);
@@ -283,6 +312,7 @@ void MultiPaxosSimulation::Start(SimNode& node) {
   config.election_timeout_ticks = parameters_.election_timeout_ticks;
   config.heartbeat_interval_ticks = parameters_.heartbeat_interval_ticks;
   config.message_entries_max = parameters_.message_entries_max;
+  config.alpha_slots = parameters_.alpha_slots;
   config.seed = prng_.NextU64();
   config.check_invariants = true;
   auto created = MultiPaxos::Create(config, node.durable);
@@ -312,18 +342,69 @@ void MultiPaxosSimulation::Start(SimNode& node) {
 
 void MultiPaxosSimulation::Nemesis() {
   if (!prng_.Chance(parameters_.rates.fault_per_mille, 1000)) return;
-  const std::vector<Fault> enabled = NodeEventFaults(options_.faults);
+  std::vector<Fault> enabled = NodeEventFaults(options_.faults);
+  if (Enabled(options_.faults, Fault::kMembership)) enabled.push_back(Fault::kMembership);
   if (enabled.empty()) return;
+  const Fault fault = enabled[prng_.Below(enabled.size())];
+  if (fault == Fault::kMembership) {
+    ChangeMembership();
+    return;
+  }
   // Half the faults hit the leader, where they matter most (a new ballot must take over).
   SimNode* victim = prng_.Chance(1, 2) ? RandomLeader() : nullptr;
   if (victim == nullptr) victim = RandomRunningNode();
   if (victim == nullptr) return;
-  StartNodeFault(*victim, enabled[prng_.Below(enabled.size())]);
+  StartNodeFault(*victim, fault);
+}
+
+void MultiPaxosSimulation::ChangeMembership() {
+  SimNode* leader = RandomLeader();
+  if (leader == nullptr) return;
+  const multipaxos::Membership& membership = leader->core->membership();
+  std::vector<raft::ConfChange> candidates;
+  for (NodeId learner : membership.learners) {
+    candidates.push_back({raft::ConfChangeType::kPromoteLearner, learner, {}});
+    candidates.push_back({raft::ConfChangeType::kRemoveNode, learner, {}});
+  }
+  if (membership.voters.size() < kVotersMax && !spare_ids_.empty()) {
+    candidates.push_back({raft::ConfChangeType::kAddLearner, spare_ids_.front(), {}});
+    candidates.push_back({raft::ConfChangeType::kAddVoter, spare_ids_.front(), {}});
+  }
+  if (membership.voters.size() > kVotersMin) {
+    for (NodeId voter : membership.voters) {
+      candidates.push_back({raft::ConfChangeType::kRemoveNode, voter, {}});
+    }
+  }
+  if (candidates.empty()) return;
+  raft::ConfChange change = candidates[prng_.Below(candidates.size())];
+  // The context is the entry's data; the checker's validity rule knows it as proposed.
+  change.context = fmt::format("conf{}", next_conf_change_++);
+  checker_.OnProposed(change.context);
+  const raft::ConfChangeType type = change.type;
+  const NodeId node = change.node;
+  Result<multipaxos::LogPosition> position = leader->core->ProposeConfChange(std::move(change));
+  Tracef("n{} proposes {} n{}: {}", leader->id, raft::ToString(type), node,
+         position.ok() ? fmt::format("slot {}", position->index) : position.status().ToString());
+  if (position.ok()) {
+    ++stats_.membership_changes;
+    if (type == raft::ConfChangeType::kAddLearner || type == raft::ConfChangeType::kAddVoter) {
+      spare_ids_.erase(spare_ids_.begin());
+    }
+  }
+  AfterInput(*leader);
 }
 
 bool MultiPaxosSimulation::Live() const {
-  return std::any_of(probes_.begin(), probes_.end(), [this](const auto& probe) {
-    return probe.second.size() == nodes_.size();
+  // Every member of the latest configuration must apply a probe (removed nodes and spares
+  // never added need not).
+  const multipaxos::Membership& members = checker_.latest_membership();
+  return std::any_of(probes_.begin(), probes_.end(), [&members](const auto& probe) {
+    for (const std::vector<NodeId>* ids : {&members.voters, &members.learners}) {
+      for (NodeId id : *ids) {
+        if (!probe.second.contains(id)) return false;
+      }
+    }
+    return true;
   });
 }
 
@@ -351,7 +432,9 @@ void MultiPaxosSimStats::Add(const MultiPaxosSimStats& run) {
   proposals += run.proposals;
   chosen += run.chosen;
   reads_released += run.reads_released;
+  follower_reads_released += run.follower_reads_released;
   snapshots_installed += run.snapshots_installed;
+  membership_changes += run.membership_changes;
 }
 
 MultiPaxosSimResult RunMultiPaxosSimulation(const SimOptions& options) {

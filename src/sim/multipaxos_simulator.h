@@ -1,7 +1,8 @@
 // The deterministic simulator for the Multi-Paxos engine (consensus/multipaxos): 3, 5 or 7
 // nodes under client load (proposals and linearizable reads), on the same simulated network as
 // the other simulators (sim/network.h), with a disk that keeps only what was synced, crashes,
-// restarts, pauses, snapshots and log compaction. The global invariants
+// restarts, pauses, snapshots and log compaction, and membership changes (spare nodes join as
+// learners or voters, members are removed, learners promoted). The global invariants
 // (sim/multipaxos_checker.h) are checked after every event and every node runs its own
 // CheckInvariants after every input. Everything random comes from one generator seeded by the
 // run's seed, so a seed replays one run exactly.
@@ -22,7 +23,11 @@ struct MultiPaxosSimStats : RunStats {
   // Slots chosen (a majority accepted them in one ballot), no-ops included.
   uint64_t chosen = 0;
   uint64_t reads_released = 0;
+  // Of those, reads a follower asked its leader for (kReadIndex) and released.
+  uint64_t follower_reads_released = 0;
   uint64_t snapshots_installed = 0;
+  // Configuration changes the leaders accepted for proposal.
+  uint64_t membership_changes = 0;
 
   // Folds in another run's figures: every counter is summed, liveness_ticks keeps the slowest.
   void Add(const MultiPaxosSimStats& run);
@@ -31,7 +36,7 @@ struct MultiPaxosSimStats : RunStats {
 using MultiPaxosSimResult = RunResult<MultiPaxosSimStats>;
 
 // Of the Fault kinds in options.faults, Multi-Paxos runs use loss, duplicate, delay, partition,
-// crash and pause; the others (slow, membership, transfer, disk) are ignored here.
+// crash, pause and membership; the others (slow, transfer, disk) are ignored here.
 MultiPaxosSimResult RunMultiPaxosSimulation(const SimOptions& options);
 
 }  // namespace synod::sim

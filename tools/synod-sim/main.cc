@@ -162,17 +162,23 @@ int RunMultiPaxos(const Settings& settings) {
   };
   auto describe = [](const synod::sim::MultiPaxosSimStats& s) {
     return fmt::format(
-        "leaders={} chosen={} proposals={} reads={} snapshots={} messages={} dropped={} "
-        "duplicated={} crashes={} pauses={} partitions={} liveness_ticks={}",
-        s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.snapshots_installed,
+        "leaders={} chosen={} proposals={} reads={} follower_reads={} snapshots={} "
+        "membership_changes={} "
+        "messages={} dropped={} duplicated={} crashes={} pauses={} partitions={} "
+        "liveness_ticks={}",
+        s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.follower_reads_released,
+        s.snapshots_installed, s.membership_changes,
         s.messages_sent, s.messages_dropped, s.messages_duplicated, s.crashes, s.pauses,
         s.partitions, s.liveness_ticks);
   };
   auto summarize = [](const synod::sim::MultiPaxosSimStats& totals) {
     return fmt::format(
-        "{} leaders elected, {} slots chosen, {} reads checked, {} snapshots installed, {} "
-        "crashes, {} pauses, {} partitions; slowest recovery {} ticks",
-        totals.leaders_elected, totals.chosen, totals.reads_released, totals.snapshots_installed,
+        "{} leaders elected, {} slots chosen, {} reads checked ({} by followers), {} snapshots "
+        "installed, {} membership changes, {} crashes, {} pauses, {} partitions; slowest "
+        "recovery {} ticks",
+        totals.leaders_elected, totals.chosen, totals.reads_released,
+        totals.follower_reads_released, totals.snapshots_installed,
+        totals.membership_changes,
         totals.crashes, totals.pauses, totals.partitions, totals.liveness_ticks);
   };
   return RunSeeds(settings, run, describe, summarize);
@@ -196,8 +202,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", single_seed, "Run (replay) just this seed");
   app.add_option("--faults", settings.faults_spec,
                  "all, none, or a comma-separated list of: loss, duplicate, delay, partition, "
-                 "crash, pause, slow, membership, transfer, disk (paxos and multipaxos use the "
-                 "first six)")
+                 "crash, pause, slow, membership, transfer, disk (paxos uses the first six, "
+                 "multipaxos those and membership)")
       ->default_val("all");
   app.add_option("--nodes", settings.nodes,
                  "Voters (raft) or nodes (paxos, multipaxos) at start: 3, 5 or 7; 0 lets each seed choose")

@@ -16,8 +16,9 @@ Status Validate(const Config& config) {
     return absl::InvalidArgumentError(
         "heartbeat interval must be at least 1 tick and shorter than the election timeout");
   }
-  if (config.message_entries_max == 0 || config.uncommitted_entries_max == 0 ||
-      config.pending_reads_max == 0) {
+  if (config.message_entries_max == 0 || config.catch_up_messages_max == 0 ||
+      config.uncommitted_entries_max == 0 ||
+      config.pending_reads_max == 0 || config.alpha_slots == 0) {
     return absl::InvalidArgumentError("every limit must be positive");
   }
   return absl::OkStatus();
@@ -27,11 +28,8 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
                                                        PersistentState state) {
   if (Status status = Validate(config); !status.ok()) return status;
   const Membership& membership = state.snapshot.meta.membership;
-  if (!membership.IsWellFormed() || !membership.learners.empty()) {
-    return absl::InvalidArgumentError("the group must be a well-formed list of voters");
-  }
-  if (!membership.IsVoter(config.id)) {
-    return absl::InvalidArgumentError(fmt::format("node {} is not a voter", config.id));
+  if (!membership.IsWellFormed()) {
+    return absl::InvalidArgumentError("the snapshot's membership is not well-formed");
   }
   const Index snapshot_index = state.snapshot.meta.index;
   if (state.hard_state.commit < snapshot_index) {
@@ -82,6 +80,9 @@ MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
     const Index index = slot.value.index;
     slots_.emplace(index, std::move(slot));
   }
+  configs_.emplace(compacted_.next(), snapshot_.meta.membership);
+  configs_scanned_ = compacted_;
+  RecordChosenConfigs();
 #ifdef SYNOD_BROKEN_FORGET_PROMISE
   // Deliberately broken build: a restarted acceptor forgets its promise and keeps only what it
   // accepted (PMS 2.3: "an acceptor must remember this information even if it fails and then
@@ -102,12 +103,125 @@ const Slot* MultiPaxos::slot(Index index) const {
   return it == slots_.end() ? nullptr : &it->second;
 }
 
-std::vector<NodeId> MultiPaxos::Followers() const {
-  std::vector<NodeId> followers;
-  for (NodeId voter : membership().voters) {
-    if (voter != config_.id) followers.push_back(voter);
+std::vector<NodeId> MultiPaxos::Peers() const {
+  std::set<NodeId> peers;
+  for (auto it = std::prev(configs_.upper_bound(commit_.next())); it != configs_.end(); ++it) {
+    for (const std::vector<NodeId>* ids : {&it->second.voters, &it->second.learners}) {
+      peers.insert(ids->begin(), ids->end());
+    }
   }
-  return followers;
+  peers.erase(config_.id);
+  return {peers.begin(), peers.end()};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership: the α rule (PMS 3; Lamport, Malkhi, Zhou 2010, section 3).
+
+const Membership& MultiPaxos::MembershipFor(Index slot) const {
+  auto it = configs_.upper_bound(slot);
+  SYNOD_ASSERT_MSG(it != configs_.begin(), "no configuration known for slot {}", slot);
+  return std::prev(it)->second;
+}
+
+void MultiPaxos::RecordChosenConfigs() {
+  while (configs_scanned_ < commit_) {
+    configs_scanned_ = configs_scanned_.next();
+    const Slot& chosen = slots_.at(configs_scanned_);
+    if (chosen.value.type != EntryType::kConfig) continue;
+    const Membership& before = configs_.rbegin()->second;
+    const Membership& after = chosen.value.membership;
+    for (const std::vector<NodeId>* ids : {&before.voters, &before.learners}) {
+      for (NodeId id : *ids) {
+        if (!after.IsMember(id)) removed_.insert(id);
+      }
+    }
+    for (const std::vector<NodeId>* ids : {&after.voters, &after.learners}) {
+      for (NodeId id : *ids) removed_.erase(id);
+    }
+#ifdef SYNOD_BROKEN_SKIP_ALPHA
+    // Deliberately broken build: a chosen configuration governs the very next slot, although
+    // slots up to i + α may already be in flight, proposed and counted under the old one by
+    // this leader or another, so two slots' quorums of different configurations need not meet.
+    configs_[configs_scanned_.next()] = chosen.value.membership;
+#else
+    configs_[configs_scanned_.plus(config_.alpha_slots)] = chosen.value.membership;
+#endif
+  }
+}
+
+std::vector<const Membership*> MultiPaxos::WindowConfigs() const {
+  std::vector<const Membership*> window;
+  const Index last = commit_.plus(config_.alpha_slots);
+  for (auto it = std::prev(configs_.upper_bound(commit_.next()));
+       it != configs_.end() && it->first <= last; ++it) {
+    window.push_back(&it->second);
+  }
+  return window;
+}
+
+bool MultiPaxos::MajorityOfEveryWindowConfig(const std::set<NodeId>& nodes) const {
+  for (const Membership* config : WindowConfigs()) {
+    const size_t votes = std::count_if(config->voters.begin(), config->voters.end(),
+                                       [&nodes](NodeId voter) { return nodes.contains(voter); });
+    if (votes < config->QuorumSize()) return false;
+  }
+  return true;
+}
+
+bool MultiPaxos::IsVoterOfNextSlot() const {
+  return MembershipFor(commit_.next()).IsVoter(config_.id);
+}
+
+bool MultiPaxos::IsVoterAboveCommit(NodeId node) const {
+  for (auto it = std::prev(configs_.upper_bound(commit_.next())); it != configs_.end(); ++it) {
+    if (it->second.IsVoter(node)) return true;
+  }
+  return false;
+}
+
+bool MultiPaxos::WithinAlphaWindow(Index index) const {
+  return index <= commit_.plus(config_.alpha_slots);
+}
+
+void MultiPaxos::AfterLeaderCommitAdvanced() {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  RecordChosenConfigs();
+  // A change brought a configuration into the α window whose majority has not promised this
+  // ballot: the slots it governs need a phase 1 among its voters first. (Slots already in
+  // flight are not among them: a change chosen in slot i > the old commit index governs from
+  // i + α, beyond every slot proposed so far.)
+  if (!MajorityOfEveryWindowConfig(promised_by_)) {
+    Campaign();
+    return;
+  }
+  // The α window is full: nothing more to propose until more is chosen.
+  if (!WithinAlphaWindow(next_slot_)) return;
+  // Raft thesis 4.2.2, for Paxos: a leader removed by a change now in effect finishes the slots
+  // it proposed (their configuration includes it) and then steps down.
+  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
+    if (proposals_.empty()) BecomeFollower(kNoNode);
+    return;
+  }
+  std::vector<Entry> values;
+  Index index = next_slot_;
+  auto may_propose = [this, &index] {
+    return WithinAlphaWindow(index) && MembershipFor(index).IsVoter(config_.id);
+  };
+  // The rest of phase 1's window, as the α window reaches it.
+  while (!window_deferred_.empty() && may_propose()) {
+    SYNOD_ASSERT(window_deferred_.begin()->first == index);
+    values.push_back(std::move(window_deferred_.begin()->second));
+    window_deferred_.erase(window_deferred_.begin());
+    index = index.next();
+  }
+  // A chosen change takes effect α slots after its own; no-ops fill the slots up to there, so a
+  // quiet group does not wait for α client commands (PMS 3 suggests the same for α).
+  const Index effective = configs_.rbegin()->first;
+  while (window_deferred_.empty() && index < effective && may_propose()) {
+    values.push_back(Entry{Term(ballot_.round.value()), index, EntryType::kEmpty, {}, {}});
+    index = index.next();
+  }
+  ProposeInBallot(std::move(values));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,6 +242,9 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
   leader_ = leader;
   ResetElectionTimer();
   phase_one_ = {};
+  heard_since_check_.clear();
+  promised_by_.clear();
+  window_deferred_.clear();
   proposals_.clear();
   followers_.clear();
   reads_unassigned_.clear();
@@ -135,6 +252,12 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
 }
 
 void MultiPaxos::Campaign() {
+  // Only a voter of the first slot it does not know chosen runs phase 1 (a learner, a node that
+  // has not yet learned it joined, and a removed node do not).
+  if (!IsVoterOfNextSlot()) {
+    BecomeFollower(kNoNode);
+    return;
+  }
   // PMS 2.4: a proposer "can always choose a larger number than any it has seen", and the
   // (round, id) pair keeps it distinct from every other proposer's.
   round_seen_ = std::max(round_seen_, promised_.round).next();
@@ -151,7 +274,7 @@ void MultiPaxos::Campaign() {
   prepare.from = prepare.to = config_.id;
   HandlePrepare(prepare);
   SYNOD_ASSERT(promised_ == ballot_);
-  for (NodeId peer : Followers()) {
+  for (NodeId peer : Peers()) {
     prepare.to = peer;
     Send(prepare);
   }
@@ -159,12 +282,15 @@ void MultiPaxos::Campaign() {
 
 void MultiPaxos::BecomeLeader() {
   SYNOD_ASSERT(role_ == Role::kCandidate);
-  SYNOD_ASSERT(phase_one_.promised_by.size() >= QuorumSize());
+  SYNOD_ASSERT(MajorityOfEveryWindowConfig(phase_one_.promised_by));
   PhaseOne learned = std::move(phase_one_);
   role_ = Role::kLeader;
   leader_ = config_.id;
   heartbeat_elapsed_ = 0;
-  for (NodeId follower : Followers()) {
+  election_elapsed_ = 0;
+  heard_since_check_.clear();
+  promised_by_ = learned.promised_by;
+  for (NodeId follower : Peers()) {
     FollowerState& state = followers_[follower];
     if (auto it = learned.commits.find(follower); it != learned.commits.end()) {
       state.commit = it->second;
@@ -180,7 +306,8 @@ void MultiPaxos::BecomeLeader() {
   next_slot_ = commit_.next();
   broadcast_from_ = next_slot_;
   // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
-  // value; a value some acceptor already knows chosen is that value), else a no-op.
+  // value; a value some acceptor already knows chosen is that value), else a no-op. Slots
+  // beyond the α window wait until the commit index reaches them (AfterLeaderCommitAdvanced).
   std::vector<Entry> values;
   for (Index index = commit_.next(); index <= window_end; index = index.next()) {
     std::optional<Entry> value;
@@ -197,9 +324,15 @@ void MultiPaxos::BecomeLeader() {
     if (!value.has_value()) {
       value = Entry{Term(ballot_.round.value()), index, EntryType::kEmpty, {}, {}};
     }
-    values.push_back(std::move(*value));
+    if (window_deferred_.empty() && WithinAlphaWindow(index) &&
+        MembershipFor(index).IsVoter(config_.id)) {
+      values.push_back(std::move(*value));
+    } else {
+      window_deferred_.emplace(index, std::move(*value));
+    }
   }
   ProposeInBallot(std::move(values));
+  AfterLeaderCommitAdvanced();
 }
 
 void MultiPaxos::Follow(const BallotNumber& ballot) {
@@ -220,6 +353,15 @@ void MultiPaxos::Tick() {
       heartbeat_elapsed_ = 0;
       SendHeartbeats();
     }
+    // Raft thesis 6.2: "if an election timeout elapses without a successful round of
+    // heartbeats to a majority of its cluster, the leader steps down".
+    if (config_.check_quorum && ++election_elapsed_ >= config_.election_timeout_ticks) {
+      election_elapsed_ = 0;
+      std::set<NodeId> heard = std::move(heard_since_check_);
+      heard_since_check_.clear();
+      heard.insert(config_.id);
+      if (!MajorityOfEveryWindowConfig(heard)) BecomeFollower(kNoNode);
+    }
   } else if (++election_elapsed_ >= randomized_election_timeout_) {
     // PML 3: a replica that has not heard from the master for a while tries to become master.
     Campaign();
@@ -234,10 +376,13 @@ Status MultiPaxos::ValidateMessage(const Message& message) const {
   if (message.to != config_.id) {
     return absl::InvalidArgumentError(fmt::format("message for node {}", message.to));
   }
-  if (message.from == config_.id || !membership().IsVoter(message.from)) {
-    return absl::InvalidArgumentError(fmt::format("message from non-member {}", message.from));
+  // Membership is not checked here: configurations change, and a node may hear from members
+  // it does not know of yet (it lags) or no longer counts (they were removed). Quorums count
+  // only the voters of each slot's configuration.
+  if (message.from == config_.id || message.from == kNoNode) {
+    return absl::InvalidArgumentError(fmt::format("message from node {}", message.from));
   }
-  if (message.ballot.IsNone() || !membership().IsVoter(message.ballot.proposer)) {
+  if (message.ballot.IsNone() || message.ballot.proposer == kNoNode) {
     return absl::InvalidArgumentError("message without a valid ballot");
   }
   if (message.type == MessageType::kInstallSnapshot && !message.snapshot.has_value()) {
@@ -288,6 +433,12 @@ void MultiPaxos::Dispatch(const Message& message) {
     case MessageType::kNack:
       HandleNack(message);
       return;
+    case MessageType::kReadIndex:
+      HandleReadIndex(message);
+      return;
+    case MessageType::kReadIndexResponse:
+      HandleReadIndexResponse(message);
+      return;
   }
 }
 
@@ -320,6 +471,21 @@ bool MultiPaxos::RefusedBelowPromise(const Message& message) {
 }
 
 void MultiPaxos::HandlePrepare(const Message& message) {
+  // A node this node saw removed, and that is a voter of no configuration governing a slot this
+  // node has not learned chosen, cannot lead those slots: its prepare is ignored, which is
+  // always safe for an acceptor, so a removed node that lags cannot keep preempting the group's
+  // leaders. (A node merely unknown here is answered: it may have joined in slots this node
+  // has not learned yet, and a joining node that knows no configuration answers everyone.)
+  if (message.from != config_.id && removed_.contains(message.from) &&
+      !IsVoterAboveCommit(message.from)) {
+    return;
+  }
+  // Check-quorum's other half (Raft thesis 4.2.3, for Paxos): while its leader is alive this
+  // node ignores another node's higher ballot (see Config::check_quorum for why that is safe).
+  if (config_.check_quorum && message.from != config_.id && message.from != leader_ &&
+      message.ballot > promised_ && InLeaderLease()) {
+    return;
+  }
   if (RefusedBelowPromise(message)) return;
   // PMS 2.2: "it responds with a promise not to accept any more proposals numbered less than n
   // and with the highest-numbered proposal (if any) that it has accepted", here for every slot
@@ -390,6 +556,7 @@ void MultiPaxos::AdvanceFollowerCommit(const BallotNumber& ballot, Index leader_
     if (it == slots_.end() || it->second.accepted != ballot) break;
     commit_ = commit_.next();
   }
+  RecordChosenConfigs();
 }
 
 void MultiPaxos::HandleHeartbeat(const Message& message) {
@@ -416,13 +583,13 @@ void MultiPaxos::HandleChosen(const Message& message) {
     }
     commit_ = value.index;
   }
+  RecordChosenConfigs();
   AdvanceFollowerCommit(message.ballot, message.commit);
   Send(Reply(message, MessageType::kHeartbeatResponse));
 }
 
 void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
   SYNOD_ASSERT(snapshot.meta.index > commit_);
-  SYNOD_ASSERT(snapshot.meta.membership == membership());
   snapshot_ = snapshot;
   snapshot_to_persist_ = snapshot;
   compacted_ = snapshot.meta.index;
@@ -431,6 +598,10 @@ void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
   // Slots above the snapshot stay: they are acceptor state that may be part of a choice.
   slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
   std::erase_if(dirty_slots_, [this](Index index) { return index <= compacted_; });
+  // The snapshot's membership governs every slot above it (SetSnapshot's rule).
+  configs_.clear();
+  configs_.emplace(compacted_.next(), snapshot.meta.membership);
+  configs_scanned_ = commit_;
 }
 
 void MultiPaxos::HandleInstallSnapshot(const Message& message) {
@@ -462,7 +633,7 @@ void MultiPaxos::HandlePromise(const Message& message) {
   }
   phase.commits[message.from] = message.commit;
   phase.promised_by.insert(message.from);
-  if (phase.promised_by.size() >= QuorumSize()) BecomeLeader();
+  if (MajorityOfEveryWindowConfig(phase.promised_by)) BecomeLeader();
 }
 
 void MultiPaxos::ProposeInBallot(std::vector<Entry> values) {
@@ -475,6 +646,9 @@ void MultiPaxos::ProposeInBallot(std::vector<Entry> values) {
   accept.commit = commit_;
   for (Entry& value : values) {
     SYNOD_ASSERT(value.index == next_slot_);
+    // The α rule: the leader knows the configuration of this slot, and is one of its voters.
+    SYNOD_ASSERT(WithinAlphaWindow(value.index));
+    SYNOD_ASSERT(MembershipFor(value.index).IsVoter(config_.id));
     proposals_.emplace(value.index, Proposal{});
     next_slot_ = next_slot_.next();
     accept.entries.push_back(std::move(value));
@@ -494,12 +668,53 @@ Result<LogPosition> MultiPaxos::Propose(std::string data) {
   if (role_ != Role::kLeader) {
     return NotLeaderError();
   }
-  if (proposals_.size() >= config_.uncommitted_entries_max) {
-    return absl::ResourceExhaustedError("too many proposals not yet chosen");
-  }
+  if (Status status = CheckCanProposeNextSlot(); !status.ok()) return status;
   const Index index = next_slot_;
   const Term term(ballot_.round.value());
   ProposeInBallot({Entry{term, index, EntryType::kNormal, std::move(data), {}}});
+  if (config_.check_invariants) CheckInvariants();
+  return LogPosition{index, term};
+}
+
+Status MultiPaxos::CheckCanProposeNextSlot() const {
+  if (proposals_.size() >= config_.uncommitted_entries_max) {
+    return absl::ResourceExhaustedError("too many proposals not yet chosen");
+  }
+  if (!window_deferred_.empty() || !WithinAlphaWindow(next_slot_)) {
+    return absl::ResourceExhaustedError(
+        fmt::format("slot {} is beyond the commit index {} + alpha {}", next_slot_, commit_,
+                    config_.alpha_slots));
+  }
+  if (!MembershipFor(next_slot_).IsVoter(config_.id)) {
+    return absl::FailedPreconditionError("this leader is removed from the configuration");
+  }
+  return absl::OkStatus();
+}
+
+Result<LogPosition> MultiPaxos::ProposeConfChange(raft::ConfChange change) {
+  if (role_ != Role::kLeader) return NotLeaderError();
+  if (Status status = CheckCanProposeNextSlot(); !status.ok()) return status;
+  // One change at a time, computed from every change chosen before its slot: nothing is in
+  // flight below it, and the previous change governs the next slot already.
+  if (!proposals_.empty() || configs_.rbegin()->first > next_slot_) {
+    return absl::FailedPreconditionError(
+        "slots or a configuration change are still in flight; retry once they are chosen");
+  }
+  if (change.type == raft::ConfChangeType::kPromoteLearner && membership().IsLearner(change.node)) {
+    // Raft thesis 4.2.1: a new server becomes a voter only once it has caught up.
+    const std::optional<Index> known = followers_[change.node].commit;
+    if (!known.has_value() || known->plus(config_.learner_promotion_lag_max) < commit_) {
+      return absl::FailedPreconditionError(
+          fmt::format("learner {} is not caught up (commit {} of {})", change.node,
+                      known.value_or(Index()), commit_));
+    }
+  }
+  Result<Membership> next = raft::MembershipAfter(membership(), change);
+  if (!next.ok()) return next.status();
+  const Index index = next_slot_;
+  const Term term(ballot_.round.value());
+  ProposeInBallot(
+      {Entry{term, index, EntryType::kConfig, std::move(change.context), std::move(*next)}});
   if (config_.check_invariants) CheckInvariants();
   return LogPosition{index, term};
 }
@@ -514,15 +729,27 @@ void MultiPaxos::NoteFollowerCommit(NodeId follower, Index commit) {
   if (!first_report) CatchUp(follower);
 }
 
+bool MultiPaxos::InLeaderLease() const {
+  if (role_ == Role::kLeader) return true;
+  return role_ == Role::kFollower && leader_ != kNoNode &&
+         election_elapsed_ < config_.election_timeout_ticks;
+}
+
 void MultiPaxos::HandleAccepted(const Message& message) {
   if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  heard_since_check_.insert(message.from);
   if (message.from != config_.id) NoteFollowerCommit(message.from, message.commit);
   for (Index index : message.acked) {
     auto it = proposals_.find(index);
     if (it == proposals_.end()) continue;
-    it->second.accepted_by.insert(message.from);
-    // PMS 2.3: a value is chosen when a majority of acceptors have accepted it (in one ballot).
-    if (it->second.accepted_by.size() >= QuorumSize()) it->second.chosen = true;
+    std::set<NodeId>& accepted_by = it->second.accepted_by;
+    accepted_by.insert(message.from);
+    // PMS 2.3: a value is chosen when a majority of acceptors have accepted it (in one ballot),
+    // here a majority of the voters of the slot's configuration.
+    const Membership& config = MembershipFor(index);
+    const size_t votes = std::count_if(config.voters.begin(), config.voters.end(),
+                                       [&](NodeId voter) { return accepted_by.contains(voter); });
+    if (votes >= config.QuorumSize()) it->second.chosen = true;
   }
   MaybeAdvanceLeaderCommit();
 }
@@ -530,15 +757,18 @@ void MultiPaxos::HandleAccepted(const Message& message) {
 void MultiPaxos::MaybeAdvanceLeaderCommit() {
   // Chosen slots are applied in slot order (PMS 3: a server executes command i only once it
   // has learned commands 1 through i-1).
+  const Index before = commit_;
   while (!proposals_.empty() && proposals_.begin()->first == commit_.next() &&
          proposals_.begin()->second.chosen) {
     commit_ = commit_.next();
     proposals_.erase(proposals_.begin());
   }
+  if (commit_ > before) AfterLeaderCommitAdvanced();
 }
 
 void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
   if (role_ != Role::kLeader || message.ballot != ballot_) return;
+  heard_since_check_.insert(message.from);
   NoteFollowerCommit(message.from, message.commit);
   FollowerState& state = followers_[message.from];
   state.read_round_acked = std::max(state.read_round_acked, message.read_round);
@@ -547,6 +777,13 @@ void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
 
 void MultiPaxos::HandleNack(const Message& message) {
   if (role_ == Role::kFollower || message.ballot != ballot_ || message.promised <= ballot_) return;
+  if (role_ == Role::kLeader && config_.check_quorum) {
+    // The higher ballot is one the followers that still hear this leader ignored (or check-
+    // quorum would have deposed it): phase 1 with a higher ballot keeps the group's leader and
+    // brings the disruptive acceptor back.
+    Campaign();
+    return;
+  }
   // Preempted (PMS 2.4: a proposer "should abandon its proposal" on learning of a higher
   // number). It waits a random election timeout before competing again: the randomized backoff.
   BecomeFollower(kNoNode);
@@ -575,7 +812,8 @@ void MultiPaxos::CatchUp(NodeId to) {
   // A follower below the commit index of the previous heartbeat did not learn those slots from
   // the leader's ballot (it missed or refused their accepts); one that is merely a heartbeat
   // behind will learn them from the next heartbeat and needs nothing sent.
-  const std::optional<Index> known = followers_[to].commit;
+  FollowerState& state = followers_[to];
+  const std::optional<Index> known = state.commit;
   if (!known.has_value() || *known >= previous_heartbeat_commit_) return;
   Message message;
   message.to = to;
@@ -584,21 +822,31 @@ void MultiPaxos::CatchUp(NodeId to) {
   if (*known < compacted_) {
     message.type = MessageType::kInstallSnapshot;
     message.snapshot = snapshot_;
-  } else {
-    message.type = MessageType::kChosen;
-    for (Index index = known->next();
-         index <= commit_ && message.entries.size() < config_.message_entries_max;
+    Send(std::move(message));
+    return;
+  }
+  // Pipelined: up to catch_up_messages_max messages of chosen values beyond what the follower
+  // reported, continuing after those already sent, so a node that lags far catches up at the
+  // network's pace rather than one message per round trip.
+  message.type = MessageType::kChosen;
+  const Index last = std::min(
+      commit_, known->plus(uint64_t{config_.catch_up_messages_max} * config_.message_entries_max));
+  Index index = std::max(*known, state.chosen_sent).next();
+  while (index <= last) {
+    message.entries.clear();
+    for (; index <= last && message.entries.size() < config_.message_entries_max;
          index = index.next()) {
       message.entries.push_back(slots_.at(index).value);
     }
+    state.chosen_sent = message.entries.back().index;
+    Send(message);
   }
-  Send(std::move(message));
 }
 
 void MultiPaxos::SendHeartbeats() {
   previous_heartbeat_commit_ = last_heartbeat_commit_;
   last_heartbeat_commit_ = commit_;
-  for (NodeId follower : Followers()) {
+  for (NodeId follower : Peers()) {
     Message heartbeat;
     heartbeat.type = MessageType::kHeartbeat;
     heartbeat.to = follower;
@@ -608,6 +856,7 @@ void MultiPaxos::SendHeartbeats() {
     Send(std::move(heartbeat));
     // Accepts or their answers may have been lost: resend what this follower has not accepted.
     SendAccepts(follower, commit_.next());
+    followers_[follower].chosen_sent = Index();
     CatchUp(follower);
   }
 }
@@ -616,17 +865,46 @@ void MultiPaxos::SendHeartbeats() {
 // Reads.
 
 Status MultiPaxos::ReadIndex(std::string context) {
-  if (role_ != Role::kLeader) {
-    return NotLeaderError();
+  if (role_ == Role::kLeader) return QueueRead(config_.id, std::move(context));
+  if (leader_ == kNoNode) {
+    return absl::UnavailableError("no leader known to ask for a read index");
   }
+  // Raft thesis 6.4: "the follower issues a request to the leader to obtain the current commit
+  // index"; the leader answers only after its own quorum round.
+  Message request;
+  request.type = MessageType::kReadIndex;
+  request.to = leader_;
+  request.ballot = promised_;
+  request.read_context = std::move(context);
+  Send(std::move(request));
+  if (config_.check_invariants) CheckInvariants();
+  return absl::OkStatus();
+}
+
+Status MultiPaxos::QueueRead(NodeId requester, std::string context) {
+  SYNOD_ASSERT(role_ == Role::kLeader);
   if (reads_unassigned_.size() + reads_waiting_.size() >= config_.pending_reads_max) {
     return absl::ResourceExhaustedError("too many reads waiting");
   }
   // Every slot chosen before this moment is at most the end of the phase 1 window (a slot
   // chosen in an earlier ballot was reported there) or was proposed by this leader and has been
   // counted into commit_.
-  reads_unassigned_.push_back({std::max(commit_, phase_one_end_), 0, std::move(context)});
+  reads_unassigned_.push_back(
+      {std::max(commit_, phase_one_end_), 0, requester, std::move(context)});
   return absl::OkStatus();
+}
+
+void MultiPaxos::HandleReadIndex(const Message& message) {
+  // A node that is not (or no longer) the leader drops the request; the follower's caller times
+  // out and asks again, as with a lost message. So does a full queue.
+  if (role_ != Role::kLeader) return;
+  (void)QueueRead(message.from, message.read_context);
+}
+
+void MultiPaxos::HandleReadIndexResponse(const Message& message) {
+  // The index was confirmed by the leader's quorum round after the request arrived, which is
+  // after the follower's client asked: it stays valid even if that leader has been deposed since.
+  read_states_.push_back(ReadState{message.index, message.read_context});
 }
 
 void MultiPaxos::StartReadRound() {
@@ -643,9 +921,19 @@ void MultiPaxos::StartReadRound() {
 }
 
 void MultiPaxos::ReleaseConfirmedReads() {
-  std::vector<uint64_t> rounds{read_round_};
-  for (const auto& [id, state] : followers_) rounds.push_back(state.read_round_acked);
-  uint64_t confirmed = base::QuorumValue(std::move(rounds), QuorumSize());
+  // A higher ballot that could have chosen a slot the read must see needed a majority of that
+  // slot's configuration, so the round is confirmed by a majority of every window configuration.
+  uint64_t confirmed = read_round_;
+  for (const Membership* config : WindowConfigs()) {
+    std::vector<uint64_t> rounds;
+    for (NodeId voter : config->voters) {
+      auto it = followers_.find(voter);
+      rounds.push_back(voter == config_.id ? read_round_
+                       : it == followers_.end() ? 0
+                                                : it->second.read_round_acked);
+    }
+    confirmed = std::min(confirmed, base::QuorumValue(std::move(rounds), config->QuorumSize()));
+  }
 #ifdef SYNOD_BROKEN_READ_WITHOUT_QUORUM
   // Deliberately broken build: the leader answers reads without confirming that a majority
   // still holds its ballot, so a deposed leader serves stale reads.
@@ -653,7 +941,17 @@ void MultiPaxos::ReleaseConfirmedReads() {
 #endif
   while (!reads_waiting_.empty() && reads_waiting_.front().round <= confirmed) {
     PendingRead& read = reads_waiting_.front();
-    read_states_.push_back(ReadState{read.index, std::move(read.context)});
+    if (read.requester == config_.id) {
+      read_states_.push_back(ReadState{read.index, std::move(read.context)});
+    } else {
+      Message response;
+      response.type = MessageType::kReadIndexResponse;
+      response.to = read.requester;
+      response.ballot = ballot_;
+      response.index = read.index;
+      response.read_context = std::move(read.context);
+      Send(std::move(response));
+    }
     reads_waiting_.erase(reads_waiting_.begin());
   }
 }
@@ -671,9 +969,19 @@ Status MultiPaxos::SetSnapshot(Index index, std::string data) {
         fmt::format("snapshot at {} is not newer than the one at {}", index,
                     snapshot_.meta.index));
   }
+  // The snapshot's membership must govern every slot above it, so it waits while a change
+  // chosen at or below `index` is not yet in effect at index + 1 (the α rule).
+  if (auto later = configs_.upper_bound(index.next());
+      later != configs_.end() && later->first <= index.plus(config_.alpha_slots)) {
+    return absl::FailedPreconditionError(fmt::format(
+        "a configuration change takes effect at slot {}, above the snapshot at {}; snapshot "
+        "from there on",
+        later->first, index));
+  }
   const Slot& at_index = slots_.at(index);
   snapshot_.meta.index = index;
   snapshot_.meta.term = at_index.value.term;
+  snapshot_.meta.membership = MembershipFor(index.next());
   snapshot_.data = std::move(data);
   return absl::OkStatus();
 }
@@ -687,6 +995,10 @@ Status MultiPaxos::CompactLog(Index index) {
   compacted_ = index;
   slots_.erase(slots_.begin(), slots_.upper_bound(compacted_));
   std::erase_if(dirty_slots_, [this](Index slot) { return slot <= compacted_; });
+  // Configurations of compacted slots only are forgotten.
+  while (configs_.size() > 1 && std::next(configs_.begin())->first <= compacted_.next()) {
+    configs_.erase(configs_.begin());
+  }
   return absl::OkStatus();
 }
 
@@ -707,7 +1019,7 @@ Ready MultiPaxos::TakeReady() {
     // Proposal batching: every slot proposed since the last Ready goes to each follower in one
     // kAccept.
     if (broadcast_from_ < next_slot_) {
-      for (NodeId follower : Followers()) SendAccepts(follower, broadcast_from_);
+      for (NodeId follower : Peers()) SendAccepts(follower, broadcast_from_);
       broadcast_from_ = next_slot_;
     }
     if (!reads_unassigned_.empty()) StartReadRound();
@@ -763,7 +1075,9 @@ void MultiPaxos::Advance() {
 // Invariants.
 
 void MultiPaxos::CheckInvariants() {
-  SYNOD_ASSERT(membership().IsVoter(config_.id));
+  SYNOD_ASSERT(!configs_.empty());
+  SYNOD_ASSERT(configs_.begin()->first <= compacted_.next());
+  SYNOD_ASSERT(configs_scanned_ == commit_);
   SYNOD_ASSERT(round_seen_ >= promised_.round);
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
@@ -794,8 +1108,12 @@ void MultiPaxos::CheckInvariants() {
   if (role_ == Role::kLeader) {
     SYNOD_ASSERT(leader_ == config_.id);
     SYNOD_ASSERT(next_slot_ > commit_);
+    SYNOD_ASSERT_MSG(MajorityOfEveryWindowConfig(promised_by_),
+                     "a configuration of the alpha window lacks a majority of promises");
     for (const auto& [index, proposal] : proposals_) {
       SYNOD_ASSERT(index > commit_ && index < next_slot_);
+      SYNOD_ASSERT_MSG(WithinAlphaWindow(index), "slot {} proposed beyond commit {} + alpha",
+                       index, commit_);
       SYNOD_ASSERT_MSG(slots_.at(index).accepted == ballot_,
                        "proposed slot {} is not accepted in the leader's own ballot", index);
     }

@@ -29,8 +29,26 @@
 // accepts is in the Ready to persist, and the leader counts its own promise or acceptance only
 // at Advance, after that state is durable (the rule the Paxos core follows too).
 //
-// Not yet covered: membership changes (the voters are those of the snapshot a node starts from),
-// and ReadIndex on a follower (it is refused; the caller asks the leader).
+// Membership changes follow Lamport's α rule ("Paxos Made Simple" 3, last paragraphs; Lamport,
+// Malkhi and Zhou, "Reconfiguring a State Machine", 2010, section 3): a configuration chosen in
+// slot i governs the slots from i + α on. Every slot therefore has exactly one configuration, a
+// function of the chosen values below it, and each slot is plain single-decree Paxos among the
+// voters of its configuration: phase 1 and phase 2 quorums of a slot are majorities of the same
+// voters. A leader proposes only slots up to its commit index + α, whose configurations it knows
+// from chosen values; its phase 1 is complete once a majority of every configuration governing
+// those slots has promised; when a newly chosen change brings a configuration into that range
+// whose majority has not promised, it runs phase 1 again. A change is proposed only with
+// nothing in flight and only when the previous one is in effect, so each change is computed from
+// every change chosen before it; once chosen the leader pads the α slots with no-ops so that it
+// takes effect at once. A leader that is no voter of the next slot's configuration steps down.
+//
+// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4).
+// Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
+// timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
+//
+// Not yet covered: leadership transfer, a pre-prepare round (Raft's pre-vote) so that a node
+// returning from a partition does not cost the leader one phase 1, and sending accepts before
+// the leader's own fsync (Raft's early_messages).
 #pragma once
 
 #include <cstdint>
@@ -59,12 +77,29 @@ struct Config {
   // The leader's heartbeat, which also resends unacknowledged accepts and catches up lagging
   // nodes. Invariant: heartbeat_interval_ticks < election_timeout_ticks.
   uint32_t heartbeat_interval_ticks = 1;
+  // Raft thesis 6.2 for Paxos. A leader that has not heard from a majority of every window
+  // configuration within an election timeout steps down, so a leader cut off in a minority
+  // stops taking proposals. A node that heard its leader within an election timeout (or is the
+  // leader) ignores a prepare of another node's higher ballot: an acceptor may ignore any
+  // request without harming safety (PMS 2.3), only liveness, and a working leader needs no
+  // successor. A leader refused (kNack) by such a higher ballot runs phase 1 again with a
+  // higher one instead of stepping down, since the followers that still hear it promise it.
+  bool check_quorum = true;
   // Limits (TigerBeetle: put a limit on everything).
   // Values in one kAccept or kChosen message.
   uint32_t message_entries_max = 256;
+  // kChosen messages in flight to one lagging node: catching up is pipelined like the accepts.
+  uint32_t catch_up_messages_max = 8;
   // Proposals are refused while this many slots are proposed but not chosen.
   uint64_t uncommitted_entries_max = 8192;
   uint32_t pending_reads_max = 8192;
+  // α (see the file comment): a configuration chosen in slot i governs the slots from i + α on,
+  // and a leader proposes nothing beyond its commit index + α, so α also bounds the pipeline.
+  // Every node of a group must use the same α, as it uses the same initial membership.
+  uint64_t alpha_slots = 256;
+  // A learner is promoted only when its commit index is at most this many slots behind the
+  // leader's (Raft thesis 4.2.1: it must not stall commitment while it catches up).
+  uint64_t learner_promotion_lag_max = 64;
   uint64_t seed = 0;
   // Run CheckInvariants() after every input. Always on in the simulator.
   bool check_invariants = false;
@@ -81,8 +116,10 @@ using raft::LogPosition;
 class MultiPaxos {
  public:
   // Builds a node from what it persisted. A node of a new group passes a snapshot at index 0
-  // whose membership's voters are the group. Fails with InvalidArgument on an invalid config or
-  // inconsistent state.
+  // whose membership's voters are the group; a node that will join a running group passes an
+  // empty one (it learns the configuration from the chosen values or a snapshot, and neither
+  // campaigns nor promises until it is a voter). Fails with InvalidArgument on an invalid config
+  // or inconsistent state.
   static Result<std::unique_ptr<MultiPaxos>> Create(const Config& config, PersistentState state);
 
   MultiPaxos(const MultiPaxos&) = delete;
@@ -103,12 +140,24 @@ class MultiPaxos {
   // proposed and not chosen.
   Result<LogPosition> Propose(std::string data);
 
+  // A configuration change (one server at a time, raft::ConfChange, reusing the Raft core's
+  // shapes): the leader proposes a kConfig entry carrying the complete new configuration (and
+  // `context` as its data) in the next slot i; the configuration governs the slots from i + α
+  // on. Refused with FailedPrecondition on a non-leader, while slots are in flight or the
+  // previous change is not yet in effect, or for a learner not yet caught up; with the errors of
+  // raft::MembershipAfter when the change does not fit the configuration.
+  Result<LogPosition> ProposeConfChange(raft::ConfChange change);
+
   // A linearizable read (the Raft thesis 6.4's ReadIndex, for Paxos): the read index is the
-  // highest slot that may have been chosen when the read arrived (the leader's commit index, or
-  // the end of the window its phase 1 learned, whichever is higher). A ReadState with `context`
-  // appears in a later Ready once a majority has answered a heartbeat sent after the read
-  // arrived, proving that no higher ballot had taken over then. Reads waiting at the same
-  // moment share one heartbeat round. Fails with FailedPrecondition on a non-leader.
+  // highest slot that may have been chosen when the read arrived at the leader (its commit
+  // index, or the end of the window its phase 1 learned, whichever is higher). A ReadState with
+  // `context` appears in a later Ready once a majority of every window configuration has
+  // answered a heartbeat sent after the read arrived, proving that no higher ballot had taken
+  // over then. Reads waiting at the same moment share one heartbeat round. A follower forwards
+  // the read to its leader (kReadIndex) and releases the ReadState when the answer comes back;
+  // the caller serves it once it has applied up to the index. If the leader is deposed first no
+  // ReadState appears, and the caller times out. Fails with Unavailable when no leader is known,
+  // ResourceExhausted on a leader with too many reads waiting.
   Status ReadIndex(std::string context);
 
   // Starts phase 1 now, as if the election timeout fired.
@@ -140,12 +189,18 @@ class MultiPaxos {
   BallotNumber promised() const { return promised_; }
   Index commit() const { return commit_; }
   Index applied() const { return applied_; }
-  const Membership& membership() const { return snapshot_.meta.membership; }
+  // The configuration of the latest change this node knows chosen; it may govern only slots
+  // above the next one (it takes effect α slots after its own).
+  const Membership& membership() const { return configs_.rbegin()->second; }
+  // The configuration governing `slot`. Precondition: slot > the compaction point; exact for
+  // slots up to commit() + α (beyond, later changes may still be chosen).
+  const Membership& MembershipFor(Index slot) const;
   const Snapshot& snapshot() const { return snapshot_; }
   // The stored slot, if any (nullptr below the compaction point or where nothing was accepted).
   const Slot* slot(Index index) const;
   HardState hard_state() const { return {promised_, commit_}; }
-  size_t QuorumSize() const { return membership().QuorumSize(); }
+  // The quorum of the next unchosen slot's configuration.
+  size_t QuorumSize() const { return MembershipFor(commit_.next()).QuorumSize(); }
 
   // Asserts every invariant of the state and the step-to-step ("delta") invariants against the
   // state at the previous call: the promise never decreases, the commit index never decreases,
@@ -193,6 +248,10 @@ class MultiPaxos {
   void SendHeartbeats();
   void SendAccepts(NodeId to, Index from_slot);
   void CatchUp(NodeId to);
+  // Leader: queues a read for `requester` (this node or a follower that forwarded it).
+  Status QueueRead(NodeId requester, std::string context);
+  void HandleReadIndex(const Message& message);
+  void HandleReadIndexResponse(const Message& message);
   void StartReadRound();
   void ReleaseConfirmedReads();
 
@@ -201,7 +260,31 @@ class MultiPaxos {
   void Send(Message message);
   Message Reply(const Message& to, MessageType type) const;
   uint32_t RandomizedElectionTimeout();
-  std::vector<NodeId> Followers() const;
+  // Every member (voter or learner) of a configuration governing a slot above the commit
+  // index, other than this node: who gets prepares, accepts, heartbeats and chosen values.
+  std::vector<NodeId> Peers() const;
+
+  // Membership (the α rule, see the file comment).
+  // Records the configurations of the kConfig values chosen since the last call.
+  void RecordChosenConfigs();
+  // The distinct configurations governing the slots (commit, commit + α]: the ones a leader's
+  // phase 1, and a read's confirmation, need a majority of.
+  std::vector<const Membership*> WindowConfigs() const;
+  // Whether `nodes` holds a majority of the voters of every window configuration.
+  bool MajorityOfEveryWindowConfig(const std::set<NodeId>& nodes) const;
+  // Whether this node may run phase 1: it is a voter of the next unchosen slot's configuration.
+  bool IsVoterOfNextSlot() const;
+  // Leader, after its commit index advanced: steps down when no longer a voter, runs phase 1
+  // again for a configuration that came into the window, proposes the rest of its phase 1
+  // window and the no-ops that bring a chosen change into effect.
+  void AfterLeaderCommitAdvanced();
+  // Leader: whether slot `index` is within the α window of the commit index.
+  bool WithinAlphaWindow(Index index) const;
+  // Whether `node` is a voter of a configuration governing a slot above the commit index.
+  bool IsVoterAboveCommit(NodeId node) const;
+  // Leader: the limits a proposal in the next slot must respect (the in-flight maximum, the α
+  // window, this leader's own membership).
+  Status CheckCanProposeNextSlot() const;
 
   Config config_;
   base::Prng prng_;
@@ -217,6 +300,15 @@ class MultiPaxos {
   Index compacted_;
   // The last slot handed out in committed_entries (or restored from the snapshot).
   Index applied_;
+  // The configurations: configs_[s] governs the slots from s up to the next key (the α rule).
+  // The first key is at most compacted_ + 1 (from the snapshot's membership); a kConfig value
+  // chosen in slot i adds the key i + α. Invariant: configs_scanned_ == commit_ between inputs.
+  std::map<Index, Membership> configs_;
+  Index configs_scanned_;
+  // The members that a change this node recorded removed (and none re-added), whose prepares it
+  // ignores once they are voters of no configuration above its commit index. Rebuilt from the
+  // slots above the snapshot at a restart, so it may forget some; that costs liveness only.
+  std::set<NodeId> removed_;
   // The highest round in any ballot seen; a new ballot takes the next one (PMS 2.4).
   // Invariant: round_seen_ >= promised_.round.
   Ballot round_seen_;
@@ -239,6 +331,16 @@ class MultiPaxos {
   };
   PhaseOne phase_one_;
 
+  // Leader, check-quorum: the peers that answered in this ballot since the last check, made
+  // every election timeout (counted by election_elapsed_).
+  std::set<NodeId> heard_since_check_;
+  // Whether this node heard its leader within an election timeout, or leads (check_quorum).
+  bool InLeaderLease() const;
+
+  // Leader: who promised in its phase 1 (a majority of every window configuration then), and
+  // the values phase 1 requires in slots beyond the α window then, proposed as the window moves.
+  std::set<NodeId> promised_by_;
+  std::map<Index, Entry> window_deferred_;
   // Leader: the slots proposed in ballot_ and not yet chosen in order.
   // Invariant: keys in (commit_, next_slot_); each value is slots_[key].value accepted in ballot_.
   struct Proposal {
@@ -254,6 +356,9 @@ class MultiPaxos {
   struct FollowerState {
     // What the follower last reported as its commit index, if it did in this ballot.
     std::optional<Index> commit;
+    // Catch-up: the last slot sent in kChosen; reset at every heartbeat, so that values lost on
+    // the way are sent again from the follower's reported commit index.
+    Index chosen_sent;
     uint64_t read_round_acked = 0;
   };
   std::map<NodeId, FollowerState> followers_;
@@ -266,6 +371,7 @@ class MultiPaxos {
   struct PendingRead {
     Index index;
     uint64_t round = 0;
+    NodeId requester;
     std::string context;
   };
   std::vector<PendingRead> reads_unassigned_;

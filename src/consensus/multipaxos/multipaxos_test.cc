@@ -43,12 +43,23 @@ std::unique_ptr<MultiPaxos> MustCreate(const Config& config, PersistentState sta
 
 class Cluster {
  public:
-  explicit Cluster(size_t size) : size_(size) {
+  // Without check-quorum, followers promise a higher ballot even while their leader is alive,
+  // which tests of phase 1 use to hand leadership to a chosen node at once.
+  enum class CheckQuorum { kOn, kOff };
+
+  explicit Cluster(size_t size, CheckQuorum check_quorum = CheckQuorum::kOn)
+      : size_(size), check_quorum_(check_quorum == CheckQuorum::kOn) {
     for (size_t i = 1; i <= size; ++i) {
       Node& node = nodes_[NodeId(i)];
       node.durable = NewMember(size);
-      node.core = MustCreate(TestConfig(NodeId(i)), node.durable);
+      node.core = MustCreate(NodeConfig(i), node.durable);
     }
+  }
+
+  Config NodeConfig(uint64_t id) const {
+    Config config = TestConfig(NodeId(id));
+    config.check_quorum = check_quorum_;
+    return config;
   }
 
   MultiPaxos& core(uint64_t id) { return *nodes_.at(NodeId(id)).core; }
@@ -63,6 +74,12 @@ class Cluster {
   }
   const std::vector<ReadState>& reads(uint64_t id) { return nodes_.at(NodeId(id)).reads; }
 
+  // Starts node `id` as a node that will join the group: an empty membership, learned later.
+  void StartJoiner(uint64_t id) {
+    Node& node = nodes_[NodeId(id)];
+    node.core = MustCreate(NodeConfig(id), node.durable);
+  }
+
   void Isolate(uint64_t id) { isolated_.insert(NodeId(id)); }
   void Heal() { isolated_.clear(); }
 
@@ -73,7 +90,7 @@ class Cluster {
   }
   void Restart(uint64_t id) {
     Node& node = nodes_.at(NodeId(id));
-    node.core = MustCreate(TestConfig(NodeId(id)), node.durable);
+    node.core = MustCreate(NodeConfig(id), node.durable);
   }
 
   // Processes every Ready and delivers every message until nothing is left to do.
@@ -138,6 +155,7 @@ class Cluster {
   }
 
   size_t size_;
+  bool check_quorum_;
   std::map<NodeId, Node> nodes_;
   std::deque<Message> network_;
   std::set<NodeId> isolated_;
@@ -243,7 +261,7 @@ TEST(MultiPaxosTest, NewLeaderTakesTheHighestBallotValuePerSlot) {
 // The scenario P2c exists for: a value chosen by a majority that the old leader never announced
 // survives the leader's crash.
 TEST(MultiPaxosTest, ValueChosenBeforeTheLeaderCrashedSurvives) {
-  Cluster cluster(3);
+  Cluster cluster(3, Cluster::CheckQuorum::kOff);
   cluster.ElectLeader(1);
   cluster.Isolate(3);
   ASSERT_TRUE(cluster.core(1).Propose("x").ok());
@@ -260,7 +278,7 @@ TEST(MultiPaxosTest, ValueChosenBeforeTheLeaderCrashedSurvives) {
 
 // PMS 2.4: a proposer that learns of a higher ballot abandons its own.
 TEST(MultiPaxosTest, HigherBallotPreemptsTheLeader) {
-  Cluster cluster(3);
+  Cluster cluster(3, Cluster::CheckQuorum::kOff);
   cluster.ElectLeader(1);
   cluster.ElectLeader(2);
   cluster.Tick(1);
@@ -373,7 +391,31 @@ TEST(MultiPaxosTest, ReadIndexWaitsForAMajority) {
   ASSERT_EQ(cluster.reads(1).size(), 1u);
   EXPECT_EQ(cluster.reads(1)[0].context, "r1");
   EXPECT_EQ(cluster.reads(1)[0].index, Index(1));
-  EXPECT_FALSE(cluster.core(2).ReadIndex("on a follower").ok());
+}
+
+// Raft thesis 6.4 for Paxos: a follower asks the leader, which answers with its read index only
+// after its own majority round; the follower releases the ReadState (served once applied).
+TEST(MultiPaxosTest, FollowerReadIndexAsksTheLeader) {
+  Cluster cluster(3);
+  EXPECT_EQ(cluster.core(2).ReadIndex("no leader yet").code(), absl::StatusCode::kUnavailable);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  ASSERT_TRUE(cluster.core(1).Propose("b").ok());
+  cluster.Settle();
+  // The leader's round needs one follower's answer beside its own: node 2's heartbeat reply.
+  cluster.Isolate(3);
+  ASSERT_TRUE(cluster.core(2).ReadIndex("f1").ok());
+  cluster.Settle();
+  ASSERT_EQ(cluster.reads(2).size(), 1u);
+  EXPECT_EQ(cluster.reads(2)[0].context, "f1");
+  EXPECT_EQ(cluster.reads(2)[0].index, Index(2));
+  EXPECT_TRUE(cluster.reads(1).empty());
+  // A leader cut off from every follower never confirms the round: no ReadState.
+  cluster.Heal();
+  cluster.Isolate(1);
+  ASSERT_TRUE(cluster.core(3).ReadIndex("f2").ok());
+  cluster.Settle();
+  EXPECT_TRUE(cluster.reads(3).empty());
 }
 
 TEST(MultiPaxosTest, FollowerStartsPhaseOneWhenTheLeaderFallsSilent) {
@@ -390,13 +432,248 @@ TEST(MultiPaxosTest, RejectsInvalidConfigurationAndState) {
   Config config = TestConfig(NodeId(1));
   config.heartbeat_interval_ticks = config.election_timeout_ticks;
   EXPECT_FALSE(MultiPaxos::Create(config, NewMember(3)).ok());
-  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(4)), NewMember(3)).ok());
+  PersistentState ill_formed = NewMember(3);
+  ill_formed.snapshot.meta.membership.learners.push_back(NodeId(2));
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), ill_formed).ok());
+  Config no_alpha = TestConfig(NodeId(1));
+  no_alpha.alpha_slots = 0;
+  EXPECT_FALSE(MultiPaxos::Create(no_alpha, NewMember(3)).ok());
   PersistentState chosen_but_missing = NewMember(3);
   chosen_but_missing.hard_state.commit = Index(2);
   EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), chosen_but_missing).ok());
   PersistentState above_promise = NewMember(3);
   above_promise.slots.push_back(Accepted(1, 1, 1, "a"));
   EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(1)), above_promise).ok());
+}
+
+// ---- Membership changes: the α rule (PMS 3; Lamport, Malkhi, Zhou 2010) ----
+
+// A configuration chosen in slot i governs the slots from i + α on; the leader pads the slots
+// below with no-ops, so the change is in effect at once, and the new member catches up.
+TEST(MultiPaxosTest, AddedVoterGovernsFromAlphaSlotsOnAndCatchesUp) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Settle();
+  MultiPaxos& leader = cluster.core(1);
+  auto position = leader.ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(4), "n4"});
+  ASSERT_TRUE(position.ok()) << position.status();
+  cluster.Tick(3);
+  const Index effective = position->index.plus(TestConfig(NodeId(1)).alpha_slots);
+  EXPECT_FALSE(leader.MembershipFor(effective.prev()).IsVoter(NodeId(4)));
+  EXPECT_TRUE(leader.MembershipFor(effective).IsVoter(NodeId(4)));
+  // The padding brought the change into effect without client commands.
+  EXPECT_GE(leader.commit(), effective.prev());
+  for (uint64_t id = 1; id <= 4; ++id) {
+    EXPECT_EQ(cluster.core(id).membership().voters.size(), 4u) << "node " << id;
+    EXPECT_EQ(cluster.AppliedCommands(id), std::vector<std::string>{"a"}) << "node " << id;
+  }
+  // Four voters: the leader and one other no longer choose anything.
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+  ASSERT_TRUE(leader.Propose("b").ok());
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"a"});
+  cluster.Heal();
+  cluster.Tick(3);
+  EXPECT_EQ(cluster.AppliedCommands(4), (std::vector<std::string>{"a", "b"}));
+}
+
+// A change that brings a configuration into the α window whose majority has not promised the
+// leader's ballot makes the leader run phase 1 again, among the new voters too.
+TEST(MultiPaxosTest, LeaderRunsPhaseOneAgainForANewConfiguration) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.Isolate(3);
+  cluster.ElectLeader(1);  // promised by nodes 1 and 2 only
+  cluster.Heal();
+  MultiPaxos& leader = cluster.core(1);
+  const BallotNumber first = leader.ballot();
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  // Two of the four voters promised the first ballot, so the leader needed a new one.
+  EXPECT_EQ(leader.role(), Role::kLeader);
+  EXPECT_GT(leader.ballot(), first);
+  EXPECT_EQ(cluster.core(4).promised(), leader.ballot());
+  ASSERT_TRUE(leader.Propose("after").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"after"});
+}
+
+// Raft thesis 4.2.1 for Paxos: a learner gets every value but does not count; once caught up
+// it is promoted and counts.
+TEST(MultiPaxosTest, LearnerCatchesUpAndIsPromoted) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  ASSERT_TRUE(leader.membership().IsLearner(NodeId(4)));
+  // Learners do not count: with nodes 2 and 3 cut off, nothing is chosen.
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+  ASSERT_TRUE(leader.Propose("a").ok());
+  cluster.Tick(2);
+  EXPECT_TRUE(cluster.AppliedCommands(4).empty());
+  EXPECT_NE(cluster.core(4).role(), Role::kLeader);
+  cluster.Heal();
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(4), std::vector<std::string>{"a"});
+  ASSERT_TRUE(
+      leader.ProposeConfChange({raft::ConfChangeType::kPromoteLearner, NodeId(4), ""}).ok());
+  cluster.Tick(3);
+  EXPECT_TRUE(leader.membership().IsVoter(NodeId(4)));
+  EXPECT_TRUE(cluster.core(4).membership().IsVoter(NodeId(4)));
+}
+
+// One change at a time, each computed from every change chosen before its slot.
+TEST(MultiPaxosTest, OneConfigurationChangeAtATime) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.Isolate(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_TRUE(leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""}).ok());
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(5), ""}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(9), ""}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  cluster.Tick(2);
+  EXPECT_EQ(
+      leader.ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(9), ""}).status().code(),
+      absl::StatusCode::kNotFound);
+  // Node 4 never answered, so it has not caught up and is not promoted.
+  EXPECT_EQ(leader.ProposeConfChange({raft::ConfChangeType::kPromoteLearner, NodeId(4), ""})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(cluster.core(2).ProposeConfChange({raft::ConfChangeType::kAddVoter, NodeId(5), ""})
+                   .ok());
+}
+
+// Raft thesis 4.2.2 for Paxos: a leader removes itself, finishes the slots its configuration
+// governs, steps down and never runs phase 1 again; the others elect a leader among themselves.
+TEST(MultiPaxosTest, RemovedLeaderStepsDownAndStaysQuiet) {
+  Cluster cluster(4);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(1), ""})
+                  .ok());
+  cluster.Tick(2);
+  EXPECT_NE(cluster.core(1).role(), Role::kLeader);
+  EXPECT_FALSE(cluster.core(1).membership().IsMember(NodeId(1)));
+  cluster.Tick(40);
+  EXPECT_NE(cluster.core(1).role(), Role::kLeader);
+  uint64_t leader = 0;
+  for (uint64_t id = 2; id <= 4; ++id) {
+    if (cluster.core(id).role() == Role::kLeader) leader = id;
+  }
+  ASSERT_NE(leader, 0u);
+  // Three voters now: two of them choose.
+  cluster.Isolate(leader == 2 ? 3 : 2);
+  ASSERT_TRUE(cluster.core(leader).Propose("without n1").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(leader), std::vector<std::string>{"without n1"});
+}
+
+// A snapshot records the membership that governs every slot above it, so it waits while a
+// chosen change is not yet in effect; a node restored from it knows the configuration.
+TEST(MultiPaxosTest, SnapshotCarriesTheMembership) {
+  Cluster cluster(3);
+  cluster.StartJoiner(4);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  auto position = leader.ProposeConfChange({raft::ConfChangeType::kAddLearner, NodeId(4), ""});
+  ASSERT_TRUE(position.ok());
+  cluster.Settle();
+  ASSERT_GE(leader.applied(), position->index);
+  EXPECT_EQ(leader.SetSnapshot(position->index, "image").code(),
+            absl::StatusCode::kFailedPrecondition);
+  cluster.Tick(2);
+  const Index applied = leader.applied();
+  ASSERT_TRUE(leader.SetSnapshot(applied, "image").ok());
+  EXPECT_TRUE(leader.snapshot().meta.membership.IsLearner(NodeId(4)));
+  PersistentState restored;
+  restored.snapshot = leader.snapshot();
+  restored.hard_state.commit = applied;
+  auto node = MustCreate(TestConfig(NodeId(2)), restored);
+  EXPECT_TRUE(node->MembershipFor(applied.next()).IsLearner(NodeId(4)));
+}
+
+// A removed node that lags does not know it was removed and runs phase 1; the members ignore
+// its prepares, so it cannot preempt their leader.
+TEST(MultiPaxosTest, PrepareFromARemovedNodeIsIgnored) {
+  Cluster cluster(4);
+  cluster.ElectLeader(1);
+  cluster.Isolate(4);
+  ASSERT_TRUE(cluster.core(1).ProposeConfChange({raft::ConfChangeType::kRemoveNode, NodeId(4), ""})
+                  .ok());
+  cluster.Tick(2);
+  const BallotNumber ballot = cluster.core(1).ballot();
+  cluster.Heal();
+  cluster.core(4).Campaign();
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_EQ(cluster.core(1).ballot(), ballot);
+  EXPECT_EQ(cluster.core(2).promised(), ballot);
+  EXPECT_NE(cluster.core(4).role(), Role::kLeader);
+}
+
+// ---- Check-quorum (Raft thesis 6.2, for Paxos) ----
+
+TEST(MultiPaxosTest, LeaderThatHearsNoMajorityStepsDown) {
+  for (const auto check_quorum : {Cluster::CheckQuorum::kOn, Cluster::CheckQuorum::kOff}) {
+    Cluster cluster(3, check_quorum);
+    cluster.ElectLeader(1);
+    cluster.Isolate(1);
+    // One election timeout of ticks: the others do not campaign yet (their timeout is at least
+    // that long and each tick of theirs follows the leader's), the leader checks once.
+    for (int tick = 0; tick < 10; ++tick) {
+      cluster.core(1).Tick();
+      cluster.Settle();
+    }
+    if (check_quorum == Cluster::CheckQuorum::kOn) {
+      EXPECT_EQ(cluster.core(1).role(), Role::kFollower);
+      EXPECT_EQ(cluster.core(1).Propose("in a minority").status().code(),
+                absl::StatusCode::kFailedPrecondition);
+    } else {
+      EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+    }
+  }
+}
+
+TEST(MultiPaxosTest, LeaderThatHearsAMajorityStaysLeader) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  cluster.Tick(50);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_TRUE(cluster.core(1).Propose("still leading").ok());
+}
+
+// Followers that hear their leader ignore a higher ballot of another node, and the leader that
+// the disruptive node's acceptor then refuses runs phase 1 again with a higher ballot.
+TEST(MultiPaxosTest, FollowersOfALiveLeaderIgnoreAHigherBallot) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Tick(1);
+  const BallotNumber ballot = cluster.core(1).ballot();
+  cluster.core(3).Campaign();
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(2).promised(), ballot);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_NE(cluster.core(3).role(), Role::kLeader);
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_GT(cluster.core(1).ballot(), ballot);
+  EXPECT_EQ(cluster.core(3).leader(), NodeId(1));
+  ASSERT_TRUE(cluster.core(1).Propose("b").ok());
+  cluster.Tick(2);
+  EXPECT_EQ(cluster.AppliedCommands(3), (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace

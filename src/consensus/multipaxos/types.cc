@@ -26,6 +26,10 @@ std::string_view ToString(MessageType type) {
       return "Chosen";
     case MessageType::kInstallSnapshot:
       return "InstallSnapshot";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResponse:
+      return "ReadIndexResponse";
   }
   return "?";
 }
@@ -71,6 +75,12 @@ std::string ToString(const Message& m) {
       break;
     case MessageType::kInstallSnapshot:
       if (m.snapshot) text += fmt::format(" snapshot@{}", m.snapshot->meta.index);
+      break;
+    case MessageType::kReadIndex:
+      text += fmt::format(" read={}", m.read_context);
+      break;
+    case MessageType::kReadIndexResponse:
+      text += fmt::format(" read={} index={}", m.read_context, m.index);
       break;
   }
   return text;

@@ -87,6 +87,10 @@ enum class MessageType : uint8_t {
   kChosen,
   // The leader's snapshot for a node whose missing slots are compacted away.
   kInstallSnapshot,
+  // Raft thesis 6.4, for Paxos: a follower asks the leader for a read index on behalf of its
+  // client; the leader answers after its heartbeat round confirmed its ballot.
+  kReadIndex,
+  kReadIndexResponse,
 };
 
 std::string_view ToString(MessageType type);
@@ -99,6 +103,7 @@ struct Message {
   // Every type: the ballot the message is about (for kNack, the refused one).
   BallotNumber ballot;
   // kPrepare: the first slot the new leader asks about (its commit index + 1).
+  // kReadIndexResponse: the read index.
   Index index;
   // kAccept, kHeartbeat, kChosen: the leader's commit index. kPromise, kAccepted,
   // kHeartbeatResponse: the sender's, so the leader knows what it must catch up.
@@ -113,6 +118,8 @@ struct Message {
   BallotNumber promised;
   // kHeartbeat, kHeartbeatResponse: the ReadIndex round this heartbeat confirms.
   uint64_t read_round = 0;
+  // kReadIndex, kReadIndexResponse: the requester's opaque id for the read.
+  std::string read_context;
   // kInstallSnapshot; kPromise when the acceptor compacted slots the leader asked about.
   std::optional<Snapshot> snapshot;
 };

@@ -817,63 +817,19 @@ Result<LogPosition> Raft::ProposeConfChange(ConfChange change) {
   if (log_.membership_index() > log_.committed()) {
     return absl::FailedPreconditionError("a configuration change is already in progress");
   }
-  if (change.node == kNoNode) return absl::InvalidArgumentError("node id must not be 0");
-  Membership next = log_.membership();
-  auto insert_sorted = [](std::vector<NodeId>& ids, NodeId id) {
-    ids.insert(std::upper_bound(ids.begin(), ids.end(), id), id);
-  };
-  auto erase = [](std::vector<NodeId>& ids, NodeId id) {
-    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-  };
-  switch (change.type) {
-    case ConfChangeType::kAddVoter:
-      if (next.IsVoter(change.node)) {
-        return absl::AlreadyExistsError(fmt::format("node {} is already a voter", change.node));
-      }
-      if (next.IsLearner(change.node)) {
-        return absl::FailedPreconditionError(
-            fmt::format("node {} is a learner; promote it instead", change.node));
-      }
-      insert_sorted(next.voters, change.node);
-      break;
-    case ConfChangeType::kAddLearner:
-      if (next.IsMember(change.node)) {
-        return absl::AlreadyExistsError(fmt::format("node {} is already a member", change.node));
-      }
-      insert_sorted(next.learners, change.node);
-      break;
-    case ConfChangeType::kPromoteLearner: {
-      if (!next.IsLearner(change.node)) {
-        return absl::FailedPreconditionError(fmt::format("node {} is not a learner", change.node));
-      }
-      // Thesis 4.2.1: a new server joins as a non-voting member until it has caught up, so
-      // that it does not stall commitment while it copies the log.
-      const Index match = progress_.at(change.node).match();
-      if (match.plus(config_.learner_promotion_lag_max) < log_.last_index()) {
-        return absl::FailedPreconditionError(
-            fmt::format("learner {} is not caught up (matched {} of {})", change.node, match,
-                        log_.last_index()));
-      }
-      erase(next.learners, change.node);
-      insert_sorted(next.voters, change.node);
-      break;
+  if (change.type == ConfChangeType::kPromoteLearner && log_.membership().IsLearner(change.node)) {
+    // Thesis 4.2.1: a new server joins as a non-voting member until it has caught up, so that
+    // it does not stall commitment while it copies the log.
+    const Index match = progress_.at(change.node).match();
+    if (match.plus(config_.learner_promotion_lag_max) < log_.last_index()) {
+      return absl::FailedPreconditionError(
+          fmt::format("learner {} is not caught up (matched {} of {})", change.node, match,
+                      log_.last_index()));
     }
-    case ConfChangeType::kRemoveNode:
-      if (!next.IsMember(change.node)) {
-        return absl::NotFoundError(fmt::format("node {} is not a member", change.node));
-      }
-      if (next.voters.size() == 1 && next.IsVoter(change.node)) {
-        return absl::FailedPreconditionError("cannot remove the last voter");
-      }
-      erase(next.voters, change.node);
-      erase(next.learners, change.node);
-      break;
-    case ConfChangeType::kUpdateNode:
-      if (!next.IsMember(change.node)) {
-        return absl::NotFoundError(fmt::format("node {} is not a member", change.node));
-      }
-      break;
   }
+  Result<Membership> after = MembershipAfter(log_.membership(), change);
+  if (!after.ok()) return after.status();
+  Membership next = std::move(*after);
   SYNOD_ASSERT(next.IsWellFormed());
   const LogPosition position{log_.last_index().next(), term_};
   log_.Append(

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "base/assert.h"
+
 namespace synod::raft {
 namespace {
 
@@ -31,6 +33,59 @@ bool Membership::IsWellFormed() const {
     if (id == kNoNode || IsLearner(id)) return false;
   }
   return std::none_of(learners.begin(), learners.end(), [](NodeId id) { return id == kNoNode; });
+}
+
+Result<Membership> MembershipAfter(const Membership& current, const ConfChange& change) {
+  if (change.node == kNoNode) return absl::InvalidArgumentError("node id must not be 0");
+  Membership next = current;
+  auto insert_sorted = [](std::vector<NodeId>& ids, NodeId id) {
+    ids.insert(std::upper_bound(ids.begin(), ids.end(), id), id);
+  };
+  auto erase = [](std::vector<NodeId>& ids, NodeId id) {
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  };
+  switch (change.type) {
+    case ConfChangeType::kAddVoter:
+      if (next.IsVoter(change.node)) {
+        return absl::AlreadyExistsError(fmt::format("node {} is already a voter", change.node));
+      }
+      if (next.IsLearner(change.node)) {
+        return absl::FailedPreconditionError(
+            fmt::format("node {} is a learner; promote it instead", change.node));
+      }
+      insert_sorted(next.voters, change.node);
+      break;
+    case ConfChangeType::kAddLearner:
+      if (next.IsMember(change.node)) {
+        return absl::AlreadyExistsError(fmt::format("node {} is already a member", change.node));
+      }
+      insert_sorted(next.learners, change.node);
+      break;
+    case ConfChangeType::kPromoteLearner:
+      if (!next.IsLearner(change.node)) {
+        return absl::FailedPreconditionError(fmt::format("node {} is not a learner", change.node));
+      }
+      erase(next.learners, change.node);
+      insert_sorted(next.voters, change.node);
+      break;
+    case ConfChangeType::kRemoveNode:
+      if (!next.IsMember(change.node)) {
+        return absl::NotFoundError(fmt::format("node {} is not a member", change.node));
+      }
+      if (next.voters.size() == 1 && next.IsVoter(change.node)) {
+        return absl::FailedPreconditionError("cannot remove the last voter");
+      }
+      erase(next.voters, change.node);
+      erase(next.learners, change.node);
+      break;
+    case ConfChangeType::kUpdateNode:
+      if (!next.IsMember(change.node)) {
+        return absl::NotFoundError(fmt::format("node {} is not a member", change.node));
+      }
+      break;
+  }
+  SYNOD_ASSERT(next.IsWellFormed());
+  return next;
 }
 
 std::string ToString(const Membership& membership) {

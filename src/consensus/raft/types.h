@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/ids.h"
+#include "base/status.h"
 
 namespace synod::raft {
 
@@ -69,6 +70,11 @@ struct ConfChange {
   // member's addresses.
   std::string context;
 };
+
+// The configuration `change` makes of `current` (a learner is promoted as it is: the caller
+// checks that it has caught up). Fails with AlreadyExists, NotFound or FailedPrecondition when
+// the change does not fit `current`, and InvalidArgument for node 0. Both cores use it.
+Result<Membership> MembershipAfter(const Membership& current, const ConfChange& change);
 
 struct Entry {
   Term term;
