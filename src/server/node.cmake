@@ -1,8 +1,12 @@
 # The member's event loop and the client API services, and the synod binary. The objects are
 # compiled once and linked with the Raft core (synod_node), or with a deliberately broken core.
-add_library(synod_node_objects OBJECT node.cc recipes.cc services.cc watch_service.cc)
+# The engine adapters (consensus_engine.cc) link the Multi-Paxos core here; the Raft core is
+# linked per binary, so that a deliberately broken Raft core can replace it.
+add_library(synod_node_objects OBJECT node.cc consensus_engine.cc recipes.cc services.cc
+  watch_service.cc)
 target_link_libraries(synod_node_objects
-  PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
+  PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
+    synod_members
     spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 add_library(synod_node STATIC)
@@ -56,8 +60,8 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
     $<TARGET_OBJECTS:synod_node_loop_broken_acks_before_fsync>)
   # What synod_node_objects links (above, and synod_etcd_snapshot_file in snapshot.cmake).
   target_link_libraries(synod_node_broken_acks_before_fsync
-    PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
-      spdlog::spdlog synod_etcd_snapshot_file synod_raft
+    PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
+      synod_members spdlog::spdlog synod_etcd_snapshot_file synod_raft
     PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
   add_executable(synod-broken-acks-before-fsync main.cc)
   target_link_libraries(synod-broken-acks-before-fsync
