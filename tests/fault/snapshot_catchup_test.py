@@ -10,7 +10,6 @@ must come back with the same data (its store may be ahead of its log after the i
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -82,13 +81,7 @@ def main():
     except AssertionError as error:
         failure = str(error)
     finally:
-        cluster.stop_all()
-        if failure:
-            for member in cluster.members:
-                print(f"--- log tail of {member.name}:\n{cluster.log_tail(member, 30)}")
-            print(f"data and logs kept in {base_dir}\nFAIL: {failure}")
-        else:
-            shutil.rmtree(base_dir, ignore_errors=True)
+        cluster.stop_and_clean_up(failure, tail_lines=30)
     return 1 if failure else 0
 
 
