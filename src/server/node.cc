@@ -479,6 +479,8 @@ void Node::ProcessReady() {
     // Ready that commits its removal.
     if (known_leader_ != kNoNode) fail_waiting_after_apply_ = true;
     known_leader_ = ready.soft_state->leader;
+    spdlog::info("member {:x} ({}): leader is now {:x}, term {}", options_.id.value(),
+                 raft::ToString(ready.soft_state->role), known_leader_.value(), engine_->term());
   }
   if (ready.soft_state) {
     if (ready.soft_state->role == raft::Role::kLeader) {
