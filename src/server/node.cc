@@ -721,7 +721,6 @@ void Node::FailAllWaiting(const Status& status) {
 void Node::PublishStatus() {
   std::lock_guard lock(status_mutex_);
   status_.id = options_.id;
-  status_.engine = options_.engine;
   status_.leader = engine_->leader();
   status_.role = engine_->role();
   status_.term = engine_->term();

@@ -17,6 +17,10 @@ add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(node_test PROPERTIES LABELS unit)
 
+add_executable(consensus_engine_test consensus_engine_test.cc)
+target_link_libraries(consensus_engine_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(consensus_engine_test PROPERTIES LABELS unit)
+
 add_executable(recipes_test recipes_test.cc)
 target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(recipes_test PROPERTIES LABELS unit)

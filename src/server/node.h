@@ -116,7 +116,6 @@ struct NodeOptions {
 struct NodeStatus {
   NodeId id;
   NodeId leader;
-  EngineKind engine = EngineKind::kRaft;
   raft::Role role = raft::Role::kFollower;
   // Multi-Paxos: the promised ballot's round.
   Term term;

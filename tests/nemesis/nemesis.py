@@ -807,8 +807,8 @@ def summarize(args, seed, kinds, history, faults, checked, replica_problem, live
     for operation in history.operations:
         key = (operation["op"], operation["outcome"])
         outcomes[key] = outcomes.get(key, 0) + 1
-    lines = [f"seed {seed}, {args.members} members, {args.clients} clients, {args.keys} keys "
-             f"at a time (fresh ones every {args.key_life:.0f} s), "
+    lines = [f"seed {seed}, {args.members} members on {args.engine}, {args.clients} clients, "
+             f"{args.keys} keys at a time (fresh ones every {args.key_life:.0f} s), "
              f"{args.duration:.0f} s, faults: {','.join(kinds)}",
              f"operations: {len(history.operations)} ("
              + ", ".join(f"{kind} {outcome} {count}"
