@@ -193,6 +193,7 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string logger;
   std::string progress_notify_interval = "10m";
   bool enable_v2 = false;
+  std::string engine = "raft";
   bool debug = false;
   bool help = false;
   bool version = false;
@@ -239,6 +240,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   app.add_option("--logger", logger, "accepted for etcd compatibility (zap or capnslog)");
   app.add_flag("--enable-v2", enable_v2, "accepted for etcd compatibility; must be false");
   app.add_flag("--debug", debug, "same as --log-level=debug");
+  app.add_option("--engine", engine,
+                 "consensus engine, raft or multipaxos; fixed when the data dir is created")
+      ->default_str("raft");
   try {
     app.parse(arguments);
   } catch (const CLI::ParseError& error) {
@@ -253,6 +257,12 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
     return config;
   }
   if (enable_v2) return absl::InvalidArgumentError("--enable-v2: the v2 API is not served");
+  if (auto kind = ParseEngineKind(engine); kind.ok()) {
+    config.engine = *kind;
+  } else {
+    return absl::InvalidArgumentError(
+        fmt::format("--engine: {}", std::string(kind.status().message())));
+  }
   if (!logger.empty() && logger != "zap" && logger != "capnslog") {
     return absl::InvalidArgumentError(
         fmt::format("invalid value {:?} for flag --logger: want zap or capnslog", logger));
@@ -323,6 +333,13 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
     return absl::InvalidArgumentError(fmt::format(
         "invalid value {:?} for flag --initial-cluster-state: want new or existing",
         cluster_state));
+  }
+  if (config.engine != EngineKind::kRaft &&
+      config.initial_cluster_state == ServerConfig::ClusterState::kExisting) {
+    // Joining needs a membership change, which the Multi-Paxos engine lacks yet.
+    return absl::InvalidArgumentError(
+        "--initial-cluster-state existing: members cannot join a cluster on the multipaxos "
+        "engine yet");
   }
   if (Status status = ValidateAndDerive(config); !status.ok()) return status;
   return config;

@@ -17,6 +17,7 @@
 
 #include "base/ids.h"
 #include "base/status.h"
+#include "server/engine_kind.h"
 
 namespace synod::server {
 
@@ -66,6 +67,9 @@ struct ServerConfig {
   // etcd --experimental-watch-progress-notify-interval (a Go duration such as "10m" or "1.5s").
   std::chrono::milliseconds watch_progress_notify_interval{std::chrono::minutes(10)};
   std::string log_level = "info";
+  // --engine (synod's own flag): the consensus engine of a new data dir; an existing data dir
+  // must have been created with the same one (server/data_dir.h).
+  EngineKind engine = EngineKind::kRaft;
 
   // Derived from the above (etcd's scheme: a member's id hashes its peer URLs and the cluster
   // token; the cluster's id hashes the member ids), so every member computes the same ids.

@@ -15,6 +15,7 @@
 namespace synod::server {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 Result<ServerConfig> Parse(std::vector<std::string> arguments) {
@@ -162,8 +163,10 @@ class DataDirTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  ServerConfig Config(const std::string& token = "etcd-cluster") {
-    auto config = Parse({"--data-dir", dir_.string(), "--initial-cluster-token", token});
+  ServerConfig Config(const std::string& token = "etcd-cluster",
+                      const std::string& engine = "raft") {
+    auto config = Parse(
+        {"--data-dir", dir_.string(), "--initial-cluster-token", token, "--engine", engine});
     EXPECT_TRUE(config.ok()) << config.status();
     return *config;
   }
@@ -210,6 +213,51 @@ TEST_F(DataDirTest, ADamagedIdentityIsDataLossNamingTheFile) {
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(opened.status().message()), HasSubstr(path.string()));
+}
+
+// Issue 7 part 3: the engine is fixed when the data dir is created; a start with the other
+// engine is refused, naming both and the dir, and touches nothing.
+TEST_F(DataDirTest, ADirOfTheOtherEngineIsRefusedAndLeftUntouched) {
+  auto created = OpenDataDir(Config("etcd-cluster", "multipaxos"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->engine, EngineKind::kMultiPaxos);
+  const std::string identity = ReadFile(dir_ / "member" / "identity");
+  const std::string engine = ReadFile(dir_ / "member" / "engine");
+  auto as_raft = OpenDataDir(Config("etcd-cluster", "raft"));
+  ASSERT_FALSE(as_raft.ok());
+  EXPECT_EQ(as_raft.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(as_raft.status().message()),
+              AllOf(HasSubstr(dir_.string()), HasSubstr("created by the multipaxos engine"),
+                    HasSubstr("--engine raft")));
+  EXPECT_EQ(ReadFile(dir_ / "member" / "identity"), identity);
+  EXPECT_EQ(ReadFile(dir_ / "member" / "engine"), engine);
+  auto again = OpenDataDir(Config("etcd-cluster", "multipaxos"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->engine, EngineKind::kMultiPaxos);
+}
+
+// A data dir made before engines were recorded has no engine file: it is a Raft one.
+TEST_F(DataDirTest, ADirWithoutAnEngineRecordIsRaft) {
+  ASSERT_TRUE(OpenDataDir(Config()).ok());
+  std::filesystem::remove(dir_ / "member" / "engine");
+  auto as_raft = OpenDataDir(Config());
+  ASSERT_TRUE(as_raft.ok()) << as_raft.status();
+  EXPECT_EQ(as_raft->engine, EngineKind::kRaft);
+  auto as_multipaxos = OpenDataDir(Config("etcd-cluster", "multipaxos"));
+  ASSERT_FALSE(as_multipaxos.ok());
+  EXPECT_THAT(std::string(as_multipaxos.status().message()), HasSubstr("created by the raft"));
+}
+
+TEST(EngineFlagTest, UnknownEngineIsRefusedAndJoiningNeedsRaft) {
+  auto unknown = Parse({"--engine", "zab"});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("--engine"));
+  auto joining = Parse({"--engine", "multipaxos", "--initial-cluster-state", "existing"});
+  ASSERT_FALSE(joining.ok());
+  EXPECT_THAT(std::string(joining.status().message()), HasSubstr("multipaxos"));
+  auto defaulted = Parse({});
+  ASSERT_TRUE(defaulted.ok());
+  EXPECT_EQ(defaulted->engine, EngineKind::kRaft);
 }
 
 }  // namespace

@@ -43,9 +43,10 @@ Status SyncPath(const std::string& path, int flags) {
   return absl::OkStatus();
 }
 
-Status WriteIdentity(const std::string& member_dir, const MemberIdentity& identity) {
-  const std::string body = IdentityBody(identity);
-  const std::string path = member_dir + "/identity";
+// Writes `body` and its checksum line to `member_dir`/`name` atomically.
+Status WriteChecksummedFile(const std::string& member_dir, std::string_view name,
+                            const std::string& body) {
+  const std::string path = fmt::format("{}/{}", member_dir, name);
   const std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
@@ -59,23 +60,58 @@ Status WriteIdentity(const std::string& member_dir, const MemberIdentity& identi
   return SyncPath(member_dir, O_RDONLY | O_DIRECTORY);
 }
 
-Result<MemberIdentity> ReadIdentity(const std::string& path) {
+Status WriteIdentity(const std::string& member_dir, const MemberIdentity& identity) {
+  return WriteChecksummedFile(member_dir, "identity", IdentityBody(identity));
+}
+
+// The body of a file WriteChecksummedFile wrote, its checksum verified; DataLoss naming the
+// file (`what` says which) when it is damaged.
+Result<std::string> ReadChecksummedFile(const std::string& path, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream contents;
   contents << in.rdbuf();
   const std::string text = contents.str();
   auto damaged = [&](std::string_view why) {
-    return absl::DataLossError(fmt::format("identity file {} is damaged: {}", path, why));
+    return absl::DataLossError(fmt::format("{} file {} is damaged: {}", what, path, why));
   };
   const size_t crc_line = text.rfind("crc32c ");
   if (crc_line == std::string::npos) return damaged("no checksum");
-  const std::string body = text.substr(0, crc_line);
+  std::string body = text.substr(0, crc_line);
   uint32_t stored = 0;
   if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(absl::string_view(text).substr(crc_line + 7)),
                            &stored) ||
       stored != Checksum(body)) {
     return damaged("checksum mismatch");
   }
+  return body;
+}
+
+constexpr std::string_view kEngineFileName = "engine";
+
+std::string EngineBody(EngineKind engine) { return fmt::format("engine {}\n", ToString(engine)); }
+
+// The engine recorded in `member_dir`; Raft when there is no record (a data dir made before
+// engines were recorded).
+Result<EngineKind> ReadEngine(const std::string& member_dir) {
+  const std::string path = fmt::format("{}/{}", member_dir, kEngineFileName);
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) return EngineKind::kRaft;
+  Result<std::string> body = ReadChecksummedFile(path, "engine");
+  if (!body.ok()) return body.status();
+  for (EngineKind engine : {EngineKind::kRaft, EngineKind::kMultiPaxos}) {
+    if (*body == EngineBody(engine)) return engine;
+  }
+  return absl::DataLossError(
+      fmt::format("engine file {} is damaged: it names no known engine", path));
+}
+
+Result<MemberIdentity> ReadIdentity(const std::string& path) {
+  Result<std::string> checked = ReadChecksummedFile(path, "identity");
+  if (!checked.ok()) return checked.status();
+  const std::string& body = *checked;
+  auto damaged = [&](std::string_view why) {
+    return absl::DataLossError(fmt::format("identity file {} is damaged: {}", path, why));
+  };
   MemberIdentity identity;
   int version = 0;
   for (absl::string_view line : absl::StrSplit(body, '\n', absl::SkipEmpty())) {
@@ -122,6 +158,16 @@ Result<OpenedDataDir> OpenDataDir(const ServerConfig& config) {
           config.data_dir, stored->member_id.value(), stored->name, stored->cluster_id,
           config.member_id.value(), config.name, config.cluster_id));
     }
+    auto engine = ReadEngine(member_dir);
+    if (!engine.ok()) return engine.status();
+    if (*engine != config.engine) {
+      return absl::FailedPreconditionError(fmt::format(
+          "data dir {} was created by the {} engine, but this member was started with --engine "
+          "{}; a member's engine cannot change (start it with --engine {}, or give it a new "
+          "data dir)",
+          config.data_dir, ToString(*engine), ToString(config.engine), ToString(*engine)));
+    }
+    opened.engine = *engine;
     opened.existed = true;
     return opened;
   }
@@ -134,7 +180,15 @@ Result<OpenedDataDir> OpenDataDir(const ServerConfig& config) {
   if (error) {
     return absl::InternalError(fmt::format("cannot create {}: {}", member_dir, error.message()));
   }
+  // The engine first: the identity marks a complete directory, and a crash in between leaves
+  // none, so the next start writes both again.
+  if (Status status =
+          WriteChecksummedFile(member_dir, kEngineFileName, EngineBody(config.engine));
+      !status.ok()) {
+    return status;
+  }
   if (Status status = WriteIdentity(member_dir, opened.identity); !status.ok()) return status;
+  opened.engine = config.engine;
   return opened;
 }
 

@@ -114,8 +114,13 @@ int Serve(ServerConfig config) {
   std::atomic<Node*> node_for_peers = nullptr;
   PeerHandlers handlers;
   handlers.on_raft_message = [&](raft::Message message) {
-    if (Node* node = node_for_peers.load()) node->OnRaftMessage(std::move(message));
+    if (Node* node = node_for_peers.load()) node->OnPeerMessage(std::move(message));
   };
+  if (data_dir->engine == EngineKind::kMultiPaxos) {
+    handlers.on_multipaxos_message = [&](PeerMessage message) {
+      if (Node* node = node_for_peers.load()) node->OnPeerMessage(std::move(message));
+    };
+  }
   handlers.on_forwarded_proposal = [&](NodeId, std::string request) {
     if (Node* node = node_for_peers.load()) node->OnForwardedProposal(std::move(request));
   };
@@ -174,6 +179,7 @@ int Serve(ServerConfig config) {
   options.cluster_id = config.cluster_id;
   options.wal_dir = data_dir->wal_dir;
   options.kv_dir = data_dir->kv_dir;
+  options.engine = data_dir->engine;
   options.tick_ms = config.heartbeat_interval_ms;
   options.election_timeout_ticks = config.election_timeout_ms / config.heartbeat_interval_ms;
   options.snapshot_count = config.snapshot_count;

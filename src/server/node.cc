@@ -96,7 +96,8 @@ Result<std::unique_ptr<Node>> Node::Open(NodeOptions options, Transport* transpo
 
 Status Node::Recover() {
   fs_ = storage::NewPosixFileSystem();
-  storage::WalOptions wal_options{options_.wal_dir, options_.wal_segment_bytes_max};
+  storage::WalOptions wal_options{options_.wal_dir, options_.wal_segment_bytes_max,
+                                  WalContentOf(options_.engine)};
   storage::RecoveredLog recovered;
   auto opened = storage::Wal::Open(fs_.get(), wal_options, &recovered);
   if (absl::IsNotFound(opened.status())) {
@@ -127,29 +128,23 @@ Status Node::Recover() {
         options_.kv_dir, store_applied, options_.wal_dir, recovered.snapshot.index));
   }
 
-  raft::PersistentState state;
-  state.hard_state = recovered.hard_state;
-  state.snapshot.meta = recovered.snapshot;
-  state.entries = std::move(recovered.entries);
+  EngineStart start;
+  start.id = options_.id;
+  start.election_timeout_ticks = options_.election_timeout_ticks;
+  // Each incarnation draws different election timeouts; the core itself stays deterministic in
+  // the seed it is given.
+  start.seed = options_.id.value() ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
   // The core requires snapshot <= applied <= commit. A store ahead of the durable commit index
   // (it installed a leader's snapshot just before a crash) holds only committed entries; the
   // core re-delivers the ones in between and Store::Apply skips them.
-  state.applied = std::clamp(store_applied, recovered.snapshot.index,
+  start.applied = std::clamp(store_applied, recovered.snapshot.index,
                              std::max(recovered.hard_state.commit, recovered.snapshot.index));
-
-  raft::Config config;
-  config.id = options_.id;
-  config.election_timeout_ticks = options_.election_timeout_ticks;
-  config.heartbeat_interval_ticks = 1;
-  config.pre_vote = true;
-  config.check_quorum = true;
-  // Each incarnation draws different election timeouts; the core itself stays deterministic in
-  // the seed it is given.
-  config.seed = options_.id.value() ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  auto raft = raft::Raft::Create(config, std::move(state));
-  if (!raft.ok()) return raft.status();
-  raft_ = std::move(*raft);
   last_snapshot_index_ = recovered.snapshot.index;
+  const size_t recovered_records = recovered.entries.size() + recovered.slots.size();
+  start.recovered = std::move(recovered);
+  auto engine = ConsensusEngine::Create(options_.engine, std::move(start));
+  if (!engine.ok()) return engine.status();
+  engine_ = std::move(*engine);
   if (Status status = store_->AttachLessor(&lessor_); !status.ok()) return status;
   LoadMembers();
 
@@ -162,6 +157,7 @@ Status Node::Recover() {
             release_segments = true;
           }
           if (!write.entries.empty()) wal_->Append(write.entries);
+          if (!write.slots.empty()) wal_->SaveSlots(write.slots);
           if (write.hard_state) wal_->SaveHardState(*write.hard_state);
           if (write.compacted_to) {
             wal_->CompactTo(*write.compacted_to);
@@ -181,21 +177,27 @@ Status Node::Recover() {
         return absl::OkStatus();
       });
   PublishStatus();
-  spdlog::info("member {:x} recovered: term {}, commit {}, applied {}, log up to {}, voters [{}]",
-               options_.id.value(), raft_->term(), raft_->hard_state().commit, store_applied,
-               wal_->last_index(), raft::ToString(raft_->membership()));
+  spdlog::info(
+      "member {:x} recovered on the {} engine: term {}, commit {}, applied {}, {} log records up "
+      "to {}, voters [{}]",
+      options_.id.value(), ToString(options_.engine), engine_->term(), engine_->commit(),
+      store_applied, recovered_records, wal_->last_index(), raft::ToString(engine_->membership()));
   return absl::OkStatus();
 }
 
 void Node::Start() {
   SYNOD_ASSERT(!loop_thread_.joinable());
   next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
-  const raft::Membership& membership = raft_->membership();
+  const raft::Membership& membership = engine_->membership();
   if (membership.voters.size() == 1 && membership.voters[0] == options_.id) {
-    raft_->Campaign().IgnoreError();
+    engine_->Campaign();
   }
   loop_thread_ = std::thread([this] { Run(); });
-  if (!options_.name.empty()) publish_thread_ = std::thread([this] { Publish(); });
+  // Publishing the name and client URLs is a configuration entry, which only Raft's log has;
+  // a Multi-Paxos member keeps the records --initial-cluster gave it (no client URLs).
+  if (!options_.name.empty() && engine_->raft() != nullptr) {
+    publish_thread_ = std::thread([this] { Publish(); });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,16 +282,14 @@ Result<int64_t> Node::CallOnLoop(std::function<Result<int64_t>()> call) {
 
 Result<int64_t> Node::RenewLease(int64_t lease_id) {
   return CallOnLoop([this, lease_id]() -> Result<int64_t> {
-    if (raft_->role() != raft::Role::kLeader) {
-      return absl::FailedPreconditionError("not the leader");
-    }
+    if (!engine_->is_leader()) return absl::FailedPreconditionError("not the leader");
     return lessor_.Renew(lease_id, MonotonicMs());
   });
 }
 
 Result<int64_t> Node::LeaseRemainingMs(int64_t lease_id) {
   return CallOnLoop([this, lease_id]() -> Result<int64_t> {
-    if (raft_->role() != raft::Role::kLeader || !lessor_.primary()) {
+    if (!engine_->is_leader() || !lessor_.primary()) {
       return absl::FailedPreconditionError("not the leader");
     }
     std::optional<int64_t> remaining = lessor_.RemainingMs(lease_id, MonotonicMs());
@@ -298,15 +298,15 @@ Result<int64_t> Node::LeaseRemainingMs(int64_t lease_id) {
   });
 }
 
-void Node::OnRaftMessage(raft::Message message) {
-  // A full inbox drops the message; Raft recovers from lost messages by retransmission.
+void Node::OnPeerMessage(PeerMessage message) {
+  // A full inbox drops the message; both engines recover from lost messages by retransmission.
   Post([this, message = std::move(message)]() mutable {
-    if (message.type == raft::MessageType::kInstallSnapshot && message.snapshot &&
-        message.snapshot->meta.index > store_->applied_index()) {
-      StartSnapshotFetch(std::move(message));
+    const std::optional<Index> snapshot_index = AnnouncedSnapshotIndex(message);
+    if (snapshot_index && *snapshot_index > store_->applied_index()) {
+      StartSnapshotFetch(std::move(message), *snapshot_index);
       return;
     }
-    if (Status status = raft_->Step(std::move(message)); !status.ok()) {
+    if (Status status = engine_->Step(std::move(message)); !status.ok()) {
       spdlog::debug("dropped a peer message: {}", status.ToString());
     }
   });
@@ -314,8 +314,8 @@ void Node::OnRaftMessage(raft::Message message) {
 
 void Node::OnForwardedProposal(std::string request) {
   Post([this, request = std::move(request)]() mutable {
-    if (raft_->role() != raft::Role::kLeader) return;  // The follower's client times out.
-    if (auto position = raft_->Propose(std::move(request)); !position.ok()) {
+    if (!engine_->is_leader()) return;  // The follower's client times out.
+    if (auto position = engine_->Propose(std::move(request)); !position.ok()) {
       spdlog::debug("refused a forwarded proposal: {}", position.status().ToString());
     }
   });
@@ -413,12 +413,12 @@ void Node::Tick() {
   // A loop that fell far behind (a paused process) does not fire a burst of ticks: that would
   // end every election timeout at once.
   if (next_tick_ < now) next_tick_ = now + std::chrono::milliseconds(options_.tick_ms);
-  raft_->Tick();
+  engine_->Tick();
   ExpireWaiting(now);
 
   // Lease expiry and checkpoints are decided by the leader's clock only, and replicated as
   // entries so that every replica deletes the same keys at the same revision.
-  if (raft_->role() != raft::Role::kLeader) return;
+  if (!engine_->is_leader()) return;
   const int64_t now_ms = MonotonicMs();
   for (int64_t lease_id : lessor_.Expired(now_ms)) {
     synodpb::Request request;
@@ -444,8 +444,8 @@ void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
     it->second.done.Complete(std::move(status));
     proposals_.erase(it);
   };
-  if (raft_->role() == raft::Role::kLeader) {
-    auto position = raft_->Propose(std::move(data));
+  if (engine_->is_leader()) {
+    auto position = engine_->Propose(std::move(data));
     if (position.ok()) return;
     if (absl::IsResourceExhausted(position.status())) {
       fail(TooManyRequestsError());
@@ -455,7 +455,7 @@ void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
     }
     return;
   }
-  const NodeId leader = raft_->leader();
+  const NodeId leader = engine_->leader();
   if (leader == kNoNode || transport_ == nullptr) {
     fail(NoLeaderError());
     return;
@@ -466,7 +466,7 @@ void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
 void Node::IssueReadIndex() {
   if (reads_unissued_.empty()) return;
   const uint64_t context = next_read_context_++;
-  Status status = raft_->ReadIndex(std::to_string(context));
+  Status status = engine_->ReadIndex(std::to_string(context));
   if (!status.ok()) {
     const Status error = absl::IsUnavailable(status) ? NoLeaderError() : TooManyRequestsError();
     for (PendingRead& read : reads_unissued_) read.done.Complete(error);
@@ -478,9 +478,9 @@ void Node::IssueReadIndex() {
 }
 
 void Node::ProcessReady() {
-  if (ready_at_disk_ || !raft_->HasReady()) return;
-  raft::Ready ready = raft_->TakeReady();
-  NoteAppendedConfigs(ready.entries);
+  if (ready_at_disk_ || !engine_->HasReady()) return;
+  EngineReady ready = engine_->TakeReady();
+  NoteAppendedConfigs(ready.write.entries);
   if (ready.soft_state && ready.soft_state->leader != known_leader_) {
     // A proposal forwarded to the old leader, or queued by it, may be lost; let its client
     // retry now instead of waiting out the request timeout. The outcome is unknown (it may
@@ -490,6 +490,8 @@ void Node::ProcessReady() {
     // Ready that commits its removal.
     if (known_leader_ != kNoNode) fail_waiting_after_apply_ = true;
     known_leader_ = ready.soft_state->leader;
+    spdlog::info("member {:x} ({}): leader is now {:x}, term {}", options_.id.value(),
+                 raft::ToString(ready.soft_state->role), known_leader_.value(), engine_->term());
   }
   if (ready.soft_state) {
     if (ready.soft_state->role == raft::Role::kLeader) {
@@ -498,24 +500,21 @@ void Node::ProcessReady() {
       lessor_.Demote();
     }
   }
-  for (raft::Message& message : ready.early_messages) Send(std::move(message));
+  for (PeerMessage& message : ready.early_messages) Send(std::move(message));
   ready.early_messages.clear();
-  if (ready.snapshot) {
+  if (ready.write.installed_snapshot) {
     // Installed into the store before the message was stepped (StartSnapshotFetch).
-    SYNOD_ASSERT_MSG(store_->applied_index() >= ready.snapshot->meta.index,
+    SYNOD_ASSERT_MSG(store_->applied_index() >= ready.write.installed_snapshot->index,
                      "snapshot at {} reached the core before the store (applied {})",
-                     ready.snapshot->meta.index, store_->applied_index());
+                     ready.write.installed_snapshot->index, store_->applied_index());
   }
   if (!ready.MustPersist()) {
     ready_at_disk_ = std::move(ready);
     FinishReady();
     return;
   }
-  storage::LogWrite write;
-  if (ready.snapshot) write.installed_snapshot = ready.snapshot->meta;
-  write.entries = std::move(ready.entries);
-  ready.entries.clear();
-  write.hard_state = ready.hard_state;
+  storage::LogWrite write = std::move(ready.write);
+  ready.write = {};
   ready_at_disk_ = std::move(ready);
   log_writer_->Submit(std::move(write), [this](Status status) {
     // On the storage thread. The completion must reach the loop even when the inbox is full,
@@ -536,9 +535,9 @@ void Node::OnPersisted(Status status) {
 
 void Node::FinishReady() {
   SYNOD_ASSERT(ready_at_disk_.has_value());
-  raft::Ready ready = std::move(*ready_at_disk_);
+  EngineReady ready = std::move(*ready_at_disk_);
   ready_at_disk_.reset();
-  for (raft::Message& message : ready.messages) Send(std::move(message));
+  for (PeerMessage& message : ready.messages) Send(std::move(message));
   ApplyCommitted(ready.committed_entries);
   OnConfigEntriesApplied(ready.committed_entries);
   if (std::exchange(fail_waiting_after_apply_, false)) FailAllWaiting(LeaderChangedError());
@@ -554,7 +553,7 @@ void Node::FinishReady() {
     reads_issued_.erase(it);
   }
   ReleaseReads();
-  raft_->Advance();
+  engine_->Advance();
   MaybeSnapshot();
 }
 
@@ -615,39 +614,37 @@ void Node::MaybeSnapshot() {
   // Raft 7: the state machine is the snapshot; once it is durable at `index`, the log up to
   // there is no longer needed (but the core keeps a tail for followers that are slightly
   // behind).
-  const Index index = std::min(store_->applied_index(), raft_->log().applied());
-  if (index <= raft_->log().snapshot().meta.index) return;
+  const Index index = std::min(store_->applied_index(), engine_->applied());
+  if (index <= engine_->snapshot_meta().index) return;
   if (index.distance_from(last_snapshot_index_) < options_.snapshot_count) return;
   // A blocking fsync on the loop, once per snapshot_count entries.
   if (Status status = store_->Sync(); !status.ok()) FailStop(status);
-  if (Status status = raft_->SetSnapshot(index, ""); !status.ok()) FailStop(status);
+  if (Status status = engine_->SetSnapshot(index); !status.ok()) FailStop(status);
   last_snapshot_index_ = index;
   storage::LogWrite write;
-  write.compacted_to = raft_->log().snapshot().meta;
+  write.compacted_to = engine_->snapshot_meta();
   log_writer_->Submit(std::move(write), [this](Status status) {
     if (!status.ok()) FailStop(status);
   });
   if (index.value() > options_.snapshot_catchup_entries) {
-    const Index compact_to = index.minus(options_.snapshot_catchup_entries);
-    if (compact_to > raft_->log().prev_index()) raft_->CompactLog(compact_to).IgnoreError();
+    engine_->CompactLog(index.minus(options_.snapshot_catchup_entries));
   }
   spdlog::info("snapshot at index {}; log compacted", index);
 }
 
-void Node::StartSnapshotFetch(raft::Message message) {
+void Node::StartSnapshotFetch(PeerMessage message, Index index) {
   // One fetch at a time; the leader resends the snapshot until it is acknowledged.
   if (snapshot_fetch_running_ || transport_ == nullptr) return;
   if (snapshot_fetch_thread_.joinable()) snapshot_fetch_thread_.join();
   snapshot_fetch_running_ = true;
-  snapshot_fetch_thread_ = std::thread([this, message = std::move(message)]() mutable {
-    const Index index = message.snapshot->meta.index;
-    spdlog::info("fetching a snapshot at index >= {} from member {:x}", index,
-                 message.from.value());
+  snapshot_fetch_thread_ = std::thread([this, index, message = std::move(message)]() mutable {
+    const NodeId from = SenderOf(message);
+    spdlog::info("fetching a snapshot at index >= {} from member {:x}", index, from.value());
     auto installer = storage::SnapshotInstaller::Start(store_->dir());
     Status status = installer.status();
     if (status.ok()) {
       status = transport_->FetchSnapshot(
-          message.from, index,
+          from, index,
           [&](std::string_view chunk) -> Status {
             {
               std::lock_guard lock(inbox_mutex_);
@@ -685,7 +682,7 @@ void Node::StartSnapshotFetch(raft::Message message) {
       spdlog::info("installed a snapshot; the store has applied up to {}",
                    store_->applied_index());
       LoadMembers();
-      if (Status status = raft_->Step(std::move(message)); !status.ok()) {
+      if (Status status = engine_->Step(std::move(message)); !status.ok()) {
         spdlog::warn("the core refused the snapshot message: {}", status.ToString());
       }
     });
@@ -693,7 +690,7 @@ void Node::StartSnapshotFetch(raft::Message message) {
   });
 }
 
-void Node::Send(raft::Message message) {
+void Node::Send(PeerMessage message) {
   if (transport_ != nullptr) transport_->Send(std::move(message));
 }
 
@@ -739,12 +736,12 @@ void Node::FailAllWaiting(const Status& status) {
 void Node::PublishStatus() {
   std::lock_guard lock(status_mutex_);
   status_.id = options_.id;
-  status_.leader = raft_->leader();
-  status_.role = raft_->role();
-  status_.term = raft_->term();
-  status_.commit = raft_->hard_state().commit;
+  status_.leader = engine_->leader();
+  status_.role = engine_->role();
+  status_.term = engine_->term();
+  status_.commit = engine_->commit();
   status_.applied = store_->applied_index();
-  if (status_.membership != raft_->membership()) status_.membership = raft_->membership();
+  if (status_.membership != engine_->membership()) status_.membership = engine_->membership();
 }
 
 void Node::FailStop(const Status& status) {

@@ -1,9 +1,12 @@
 # The member's event loop and the client API services, and the synod binary. The objects are
 # compiled once and linked with the Raft core (synod_node), or with a deliberately broken core.
-add_library(synod_node_objects OBJECT node.cc recipes.cc services.cc watch_service.cc
-  worker_pool.cc)
+# The engine adapters (consensus_engine.cc) link the Multi-Paxos core here; the Raft core is
+# linked per binary, so that a deliberately broken Raft core can replace it.
+add_library(synod_node_objects OBJECT node.cc consensus_engine.cc recipes.cc services.cc
+  watch_service.cc worker_pool.cc)
 target_link_libraries(synod_node_objects
-  PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
+  PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
+    synod_members
     spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 add_library(synod_node STATIC)
@@ -21,6 +24,10 @@ gtest_discover_tests(completion_test PROPERTIES LABELS unit)
 add_executable(worker_pool_test worker_pool_test.cc)
 target_link_libraries(worker_pool_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(worker_pool_test PROPERTIES LABELS unit)
+
+add_executable(consensus_engine_test consensus_engine_test.cc)
+target_link_libraries(consensus_engine_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(consensus_engine_test PROPERTIES LABELS unit)
 
 add_executable(recipes_test recipes_test.cc)
 target_link_libraries(recipes_test PRIVATE synod_node GTest::gtest_main)
@@ -65,8 +72,8 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
     $<TARGET_OBJECTS:synod_node_loop_broken_acks_before_fsync>)
   # What synod_node_objects links (above, and synod_etcd_snapshot_file in snapshot.cmake).
   target_link_libraries(synod_node_broken_acks_before_fsync
-    PUBLIC synod_kv synod_storage synod_raft_types synod_grpc synod_transport synod_members
-      spdlog::spdlog synod_etcd_snapshot_file synod_raft
+    PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
+      synod_members spdlog::spdlog synod_etcd_snapshot_file synod_raft
     PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
   add_executable(synod-broken-acks-before-fsync main.cc)
   target_link_libraries(synod-broken-acks-before-fsync

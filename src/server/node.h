@@ -1,8 +1,9 @@
 #pragma once
 
 // One synod member's event loop (ARCHITECTURE.md, "Threads" and "Data path of a write"): it owns
-// the Raft core, feeds it ticks, peer messages, proposals and read requests, and carries out
-// each Ready in the order types.h prescribes:
+// the consensus engine (Raft or Multi-Paxos, fixed when the data dir was created; see
+// server/consensus_engine.h for the boundary), feeds it ticks, peer messages, proposals and read
+// requests, and carries out each Ready in the order types.h prescribes:
 //
 //   1. early messages (a leader's AppendEntries for entries it has not yet synced, thesis
 //      10.2.1) go out at once;
@@ -57,6 +58,7 @@
 #include "base/status.h"
 #include "consensus/raft/raft.h"
 #include "kv/etcd_backup.h"
+#include "server/consensus_engine.h"
 #include "kv/lessor.h"
 #include "kv/store.h"
 #include "kv/watch_hub.h"
@@ -80,6 +82,8 @@ struct NodeOptions {
   uint64_t cluster_id = 0;
   std::string wal_dir;
   std::string kv_dir;
+  // The consensus engine; must be the one the data dir was created with (server/data_dir.h).
+  EngineKind engine = EngineKind::kRaft;
   // For a member of a new cluster: the initial voters. Used only when there is no log yet.
   raft::Membership initial_membership;
   uint32_t tick_ms = 100;               // etcd --heartbeat-interval
@@ -118,6 +122,7 @@ struct NodeStatus {
   NodeId id;
   NodeId leader;
   raft::Role role = raft::Role::kFollower;
+  // Multi-Paxos: the promised ballot's round.
   Term term;
   Index commit;
   Index applied;
@@ -174,7 +179,7 @@ class Node {
   int64_t NewLeaseId() { return static_cast<int64_t>(NextRequestId() & INT64_MAX); }
 
   // Peer input (the transport's handlers).
-  void OnRaftMessage(raft::Message message);
+  void OnPeerMessage(PeerMessage message);
   void OnForwardedProposal(std::string request);
   // A point-in-time chunk stream of this node's store (for a follower's FetchSnapshot).
   // FailedPrecondition when the store has not applied `min_applied_index` yet.
@@ -256,8 +261,8 @@ class Node {
   void FailAllWaiting(const Status& status);
   void ExpireWaiting(std::chrono::steady_clock::time_point now);
   void PublishStatus();
-  void StartSnapshotFetch(raft::Message message);
-  void Send(raft::Message message);
+  void StartSnapshotFetch(PeerMessage message, Index index);
+  void Send(PeerMessage message);
   [[noreturn]] void FailStop(const Status& status);
   uint64_t NextRequestId();
 
@@ -299,9 +304,9 @@ class Node {
   std::atomic<int> snapshot_sources_ = 0;
 
   // ---- Loop thread only ----
-  std::unique_ptr<raft::Raft> raft_;
+  std::unique_ptr<ConsensusEngine> engine_;
   kv::Lessor lessor_;
-  std::optional<raft::Ready> ready_at_disk_;  // Set while its write is at the storage thread.
+  std::optional<EngineReady> ready_at_disk_;  // Set while its write is at the storage thread.
   std::map<uint64_t, PendingProposal> proposals_;
   std::vector<PendingRead> reads_unissued_;
   uint64_t next_read_context_ = 1;

@@ -53,9 +53,14 @@ synodpb::ClusterMembers Node::NewestMembers() {
   auto promise = std::make_shared<std::promise<std::optional<synodpb::ClusterMembers>>>();
   auto future = promise->get_future();
   const bool posted = Post([this, promise] {
-    const raft::RaftLog& log = raft_->log();
-    const Index index = log.membership_index();
     std::optional<synodpb::ClusterMembers> newest;
+    // Only Raft's log holds configuration entries (consensus_engine.h).
+    if (engine_->raft() == nullptr) {
+      promise->set_value(std::move(newest));
+      return;
+    }
+    const raft::RaftLog& log = engine_->raft()->log();
+    const Index index = log.membership_index();
     if (index > store_->applied_index() && index >= log.first_index() &&
         index <= log.last_index() && log.At(index).type == raft::EntryType::kConfig) {
       Result<synodpb::ClusterMembers> decoded = DecodeClusterMembers(log.At(index).data);
@@ -218,33 +223,38 @@ Result<Index> Node::ChangeMembersAsLeader(const synodpb::MemberChangeRequest& re
 void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request,
                                      uint64_t request_id, ProposalDone done,
                                      Clock::time_point deadline) {
-  if (raft_->role() != raft::Role::kLeader) {
+  raft::Raft* const raft = engine_->raft();
+  if (raft == nullptr) {
+    done.Complete(MembershipUnsupportedError());
+    return;
+  }
+  if (raft->role() != raft::Role::kLeader) {
     done.Complete(NotLeaderError());
     return;
   }
   // The next records are computed from the applied ones, so every earlier change must be
   // applied here first (members.h).
-  if (store_->applied_index() < raft_->log().membership_index()) {
+  if (store_->applied_index() < raft->log().membership_index()) {
     done.Complete(RetrySoon());
     return;
   }
   const synodpb::ClusterMembers current = members();
-  if (MembershipOf(current) != raft_->membership()) {
+  if (MembershipOf(current) != raft->membership()) {
     done.Complete(absl::InternalError(
         fmt::format("etcdserver: the member records ({}) disagree with the Raft configuration ({})",
-                    raft::ToString(MembershipOf(current)), raft::ToString(raft_->membership()))));
+                    raft::ToString(MembershipOf(current)), raft::ToString(raft->membership()))));
     return;
   }
   const NodeId id(request.member().id());
   if (static_cast<MemberChangeKind>(request.kind()) == MemberChangeKind::kPromote &&
-      raft_->membership().IsLearner(id)) {
+      raft->membership().IsLearner(id)) {
     // etcd's isLearnerReady (the learner has matched at least 90% of the leader's log), and the
     // core's own rule (at most raft::Config::learner_promotion_lag_max entries behind), so
     // that the core never refuses what passed here. etcd's rule alone would let a learner that
     // never started be promoted in a young cluster whose log is short.
     const raft::Config defaults;
-    const Index match = raft_->progress().at(id).match();
-    const Index last = raft_->log().last_index();
+    const Index match = raft->progress().at(id).match();
+    const Index last = raft->log().last_index();
     if (match.plus(defaults.learner_promotion_lag_max) < last ||
         match.value() * 10 < last.value() * 9) {
       done.Complete(LearnerNotReadyError());
@@ -262,7 +272,7 @@ void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request
     done.Complete(plan.status());
     return;
   }
-  Result<raft::LogPosition> position = raft_->ProposeConfChange(std::move(plan->conf_change));
+  Result<raft::LogPosition> position = raft->ProposeConfChange(std::move(plan->conf_change));
   if (!position.ok()) {
     // A change in progress, a transfer in progress, or a new leader's first entry not yet
     // committed: all pass soon.
@@ -280,6 +290,7 @@ void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request
 }
 
 Result<Index> Node::ChangeMembers(const synodpb::MemberChangeRequest& request) {
+  if (options_.engine != EngineKind::kRaft) return MembershipUnsupportedError();
   const auto deadline = Clock::now() + options_.request_timeout;
   while (true) {
     const NodeId leader = status().leader;
@@ -327,20 +338,23 @@ Status Node::WaitApplied(Index index, Clock::time_point deadline) const {
 Status Node::MoveLeader(NodeId target, Clock::time_point deadline) {
   // Starts (or restarts, when the core gave up after an election timeout) the transfer; 1 once
   // `target` leads.
-  auto step = [this, target]() -> Result<int64_t> {
-    if (raft_->leader() == target) return 1;
-    if (raft_->role() != raft::Role::kLeader) return 0;  // Between leaders; wait.
-    if (!raft_->membership().IsVoter(target)) return BadLeaderTransfereeError();
-    if (raft_->transfer_target() == target) return 0;
-    if (Status status = raft_->TransferLeadership(target); !status.ok()) {
+  raft::Raft* const raft = engine_->raft();
+  if (raft == nullptr) return MembershipUnsupportedError();
+  // `raft` is used on the loop only (CallOnLoop); the engine lives as long as the node.
+  auto step = [this, raft, target]() -> Result<int64_t> {
+    if (raft->leader() == target) return 1;
+    if (raft->role() != raft::Role::kLeader) return 0;  // Between leaders; wait.
+    if (!raft->membership().IsVoter(target)) return BadLeaderTransfereeError();
+    if (raft->transfer_target() == target) return 0;
+    if (Status status = raft->TransferLeadership(target); !status.ok()) {
       return BadLeaderTransfereeError();
     }
     spdlog::info("leadership transfer from {:x} to {:x} starting", options_.id.value(),
                  target.value());
     return 0;
   };
-  Result<int64_t> first = CallOnLoop([this, step]() -> Result<int64_t> {
-    if (raft_->role() != raft::Role::kLeader) return NotLeaderError();
+  Result<int64_t> first = CallOnLoop([raft, step]() -> Result<int64_t> {
+    if (raft->role() != raft::Role::kLeader) return NotLeaderError();
     return step();
   });
   if (!first.ok()) return first.status();

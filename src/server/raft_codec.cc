@@ -80,15 +80,69 @@ size_t MembershipBytesMax(const raft::Membership& membership) {
 
 }  // namespace
 
+size_t EntryEncodedBytesMax(const raft::Entry& entry) {
+  return kEntryFixedBytesMax + entry.data.size() + MembershipBytesMax(entry.membership);
+}
+
+size_t SnapshotEncodedBytesMax(const raft::Snapshot& snapshot) {
+  return snapshot.data.size() + MembershipBytesMax(snapshot.meta.membership);
+}
+
 size_t EncodedBytesMax(const raft::Message& message) {
   size_t bytes = kMessageFixedBytesMax + message.read_context.size();
-  for (const raft::Entry& entry : message.entries) {
-    bytes += kEntryFixedBytesMax + entry.data.size() + MembershipBytesMax(entry.membership);
-  }
-  if (message.snapshot.has_value()) {
-    bytes += message.snapshot->data.size() + MembershipBytesMax(message.snapshot->meta.membership);
-  }
+  for (const raft::Entry& entry : message.entries) bytes += EntryEncodedBytesMax(entry);
+  if (message.snapshot.has_value()) bytes += SnapshotEncodedBytesMax(*message.snapshot);
   return bytes;
+}
+
+void EncodeEntry(raft::Entry entry, synodpb::Entry* out) {
+  out->set_term(entry.term.value());
+  out->set_index(entry.index.value());
+  out->set_type(static_cast<uint32_t>(entry.type));
+  out->set_data(std::move(entry.data));
+  // Only configuration entries carry a membership (types.h); the decoder reads no other.
+  if (entry.type == raft::EntryType::kConfig) {
+    EncodeMembership(entry.membership, out->mutable_membership());
+  }
+}
+
+Result<raft::Entry> DecodeEntry(synodpb::Entry& in, std::string_view where) {
+  if (in.type() > kEntryTypeLast) {
+    return absl::InvalidArgumentError(
+        fmt::format("{} (index {}): unknown entry type {}", where, in.index(), in.type()));
+  }
+  raft::Entry entry;
+  entry.term = Term(in.term());
+  entry.index = Index(in.index());
+  entry.type = static_cast<raft::EntryType>(in.type());
+  entry.data = std::move(*in.mutable_data());
+  // A membership on any other entry type is ignored, as the core would ignore it.
+  if (entry.type == raft::EntryType::kConfig) {
+    auto membership =
+        DecodeMembership(in.membership(), fmt::format("{} (index {})", where, in.index()));
+    if (!membership.ok()) return membership.status();
+    entry.membership = std::move(*membership);
+  }
+  return entry;
+}
+
+void EncodeSnapshot(raft::Snapshot snapshot, synodpb::SnapshotMeta* meta_out,
+                    std::string* data_out) {
+  meta_out->set_index(snapshot.meta.index.value());
+  meta_out->set_term(snapshot.meta.term.value());
+  EncodeMembership(snapshot.meta.membership, meta_out->mutable_membership());
+  *data_out = std::move(snapshot.data);
+}
+
+Result<raft::Snapshot> DecodeSnapshot(const synodpb::SnapshotMeta& meta, std::string* data) {
+  raft::Snapshot snapshot;
+  snapshot.meta.index = Index(meta.index());
+  snapshot.meta.term = Term(meta.term());
+  auto membership = DecodeMembership(meta.membership(), "snapshot");
+  if (!membership.ok()) return membership.status();
+  snapshot.meta.membership = std::move(*membership);
+  snapshot.data = std::move(*data);
+  return snapshot;
 }
 
 void EncodeRaftMessage(raft::Message message, synodpb::RaftMessage* out) {
@@ -100,17 +154,7 @@ void EncodeRaftMessage(raft::Message message, synodpb::RaftMessage* out) {
   out->set_log_index(message.log_index.value());
   out->set_log_term(message.log_term.value());
   out->mutable_entries()->Reserve(static_cast<int>(message.entries.size()));
-  for (raft::Entry& entry : message.entries) {
-    synodpb::Entry* encoded = out->add_entries();
-    encoded->set_term(entry.term.value());
-    encoded->set_index(entry.index.value());
-    encoded->set_type(static_cast<uint32_t>(entry.type));
-    encoded->set_data(std::move(entry.data));
-    // Only configuration entries carry a membership (types.h); the decoder reads no other.
-    if (entry.type == raft::EntryType::kConfig) {
-      EncodeMembership(entry.membership, encoded->mutable_membership());
-    }
-  }
+  for (raft::Entry& entry : message.entries) EncodeEntry(std::move(entry), out->add_entries());
   out->set_commit(message.commit.value());
   out->set_index(message.index.value());
   out->set_reject(message.reject);
@@ -121,11 +165,8 @@ void EncodeRaftMessage(raft::Message message, synodpb::RaftMessage* out) {
   out->set_read_context(std::move(message.read_context));
   if (message.snapshot.has_value()) {
     out->set_has_snapshot(true);
-    synodpb::SnapshotMeta* meta = out->mutable_snapshot_meta();
-    meta->set_index(message.snapshot->meta.index.value());
-    meta->set_term(message.snapshot->meta.term.value());
-    EncodeMembership(message.snapshot->meta.membership, meta->mutable_membership());
-    out->set_snapshot_data(std::move(message.snapshot->data));
+    EncodeSnapshot(std::move(*message.snapshot), out->mutable_snapshot_meta(),
+                   out->mutable_snapshot_data());
   }
 }
 
@@ -142,23 +183,9 @@ Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in) {
   message.log_term = Term(in.log_term());
   message.entries.reserve(in.entries_size());
   for (int i = 0; i < in.entries_size(); ++i) {
-    synodpb::Entry& encoded = *in.mutable_entries(i);
-    if (encoded.type() > kEntryTypeLast) {
-      return absl::InvalidArgumentError(fmt::format("entry {} (index {}): unknown entry type {}", i,
-                                                    encoded.index(), encoded.type()));
-    }
-    raft::Entry& entry = message.entries.emplace_back();
-    entry.term = Term(encoded.term());
-    entry.index = Index(encoded.index());
-    entry.type = static_cast<raft::EntryType>(encoded.type());
-    entry.data = std::move(*encoded.mutable_data());
-    // A membership on any other entry type is ignored, as the core would ignore it.
-    if (entry.type == raft::EntryType::kConfig) {
-      auto membership = DecodeMembership(encoded.membership(),
-                                         fmt::format("entry {} (index {})", i, encoded.index()));
-      if (!membership.ok()) return membership.status();
-      entry.membership = std::move(*membership);
-    }
+    auto entry = DecodeEntry(*in.mutable_entries(i), fmt::format("entry {}", i));
+    if (!entry.ok()) return entry.status();
+    message.entries.push_back(std::move(*entry));
   }
   message.commit = Index(in.commit());
   message.index = Index(in.index());
@@ -169,14 +196,9 @@ Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in) {
   message.read_round = in.read_round();
   message.read_context = std::move(*in.mutable_read_context());
   if (in.has_snapshot()) {
-    raft::Snapshot snapshot;
-    snapshot.meta.index = Index(in.snapshot_meta().index());
-    snapshot.meta.term = Term(in.snapshot_meta().term());
-    auto membership = DecodeMembership(in.snapshot_meta().membership(), "snapshot");
-    if (!membership.ok()) return membership.status();
-    snapshot.meta.membership = std::move(*membership);
-    snapshot.data = std::move(*in.mutable_snapshot_data());
-    message.snapshot = std::move(snapshot);
+    auto snapshot = DecodeSnapshot(in.snapshot_meta(), in.mutable_snapshot_data());
+    if (!snapshot.ok()) return snapshot.status();
+    message.snapshot = std::move(*snapshot);
   }
   SYNOD_ASSERT(message.entries.size() == static_cast<size_t>(in.entries_size()));
   return message;

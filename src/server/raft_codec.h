@@ -14,6 +14,8 @@
 // them: an AppendEntries may carry a megabyte.
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 
 #include "base/status.h"
 #include "consensus/raft/types.h"
@@ -36,5 +38,17 @@ Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in);
 // a copy of every payload. Exceeds the real size by at most a few hundred bytes per message and
 // entry.
 size_t EncodedBytesMax(const raft::Message& message);
+
+// The parts Raft's and Multi-Paxos's messages share (server/multipaxos_codec.h), with the same
+// rules: the payload is moved, unknown entry types and malformed memberships are refused with an
+// error naming `where`.
+void EncodeEntry(raft::Entry entry, synodpb::Entry* out);
+Result<raft::Entry> DecodeEntry(synodpb::Entry& in, std::string_view where);
+void EncodeSnapshot(raft::Snapshot snapshot, synodpb::SnapshotMeta* meta_out,
+                    std::string* data_out);
+Result<raft::Snapshot> DecodeSnapshot(const synodpb::SnapshotMeta& meta, std::string* data);
+// Bounds of what an entry and a snapshot add to an encoded message (EncodedBytesMax).
+size_t EntryEncodedBytesMax(const raft::Entry& entry);
+size_t SnapshotEncodedBytesMax(const raft::Snapshot& snapshot);
 
 }  // namespace synod::server

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "base/assert.h"
+#include "server/multipaxos_codec.h"
 #include "server/raft_codec.h"
 #include "synod/peer.grpc.pb.h"
 
@@ -287,6 +288,35 @@ class Transport::PeerService final : public synodpb::Peer::Service {
             handlers_.on_raft_message(std::move(*decoded));
             break;
           }
+          case synodpb::PeerMessage::kMultipaxos:
+          case synodpb::PeerMessage::kReadIndexRelay: {
+            if (!handlers_.on_multipaxos_message) {
+              refuse(absl::InvalidArgumentError(
+                  "a Multi-Paxos message, but this member runs the raft engine"));
+              break;
+            }
+            Result<PeerMessage> decoded =
+                message.kind_case() == synodpb::PeerMessage::kMultipaxos
+                    ? Result<PeerMessage>(
+                          DecodeMultiPaxosMessage(std::move(*message.mutable_multipaxos())))
+                    : Result<PeerMessage>(
+                          DecodeReadIndexRelay(std::move(*message.mutable_read_index_relay())));
+            if (!decoded.ok()) {
+              refuse(decoded.status());
+              break;
+            }
+            // As for Raft messages: each message must agree with the stream's identity.
+            if (SenderOf(*decoded) != caller.from || RecipientOf(*decoded) != self_) {
+              refuse(absl::InvalidArgumentError(fmt::format(
+                  "a message from {:x} to {:x} on the stream from {:x} to {:x}",
+                  SenderOf(*decoded).value(), RecipientOf(*decoded).value(), caller.from.value(),
+                  self_.value())));
+              break;
+            }
+            ++counters_.received;
+            handlers_.on_multipaxos_message(std::move(*decoded));
+            break;
+          }
           case synodpb::PeerMessage::kForwardedRequest:
             ++counters_.received;
             handlers_.on_forwarded_proposal(caller.from,
@@ -418,8 +448,8 @@ class Transport::PeerService final : public synodpb::Peer::Service {
 
 // A message waiting in a peer's queue. Encoded on the sender thread, not the caller's.
 struct Transport::Outgoing {
-  // A Raft message, or a forwarded request's bytes.
-  std::variant<raft::Message, std::string> payload;
+  // A peer message of either engine, or a forwarded request's bytes.
+  std::variant<PeerMessage, std::string> payload;
   // EncodedBytesMax of the payload: counted against the queue's and the batch's limits.
   size_t bytes = 0;
 };
@@ -630,8 +660,15 @@ class Transport::PeerSender {
       if (batch.messages_size() > 0 && batch_bytes + next.bytes > options_.batch_bytes_max) break;
       batch_bytes += next.bytes;
       synodpb::PeerMessage* message = batch.add_messages();
-      if (auto* raft = std::get_if<raft::Message>(&next.payload)) {
-        EncodeRaftMessage(std::move(*raft), message->mutable_raft());
+      if (auto* peer_message = std::get_if<PeerMessage>(&next.payload)) {
+        if (auto* raft = std::get_if<raft::Message>(peer_message)) {
+          EncodeRaftMessage(std::move(*raft), message->mutable_raft());
+        } else if (auto* paxos = std::get_if<multipaxos::Message>(peer_message)) {
+          EncodeMultiPaxosMessage(std::move(*paxos), message->mutable_multipaxos());
+        } else {
+          EncodeReadIndexRelay(std::move(std::get<ReadIndexRelay>(*peer_message)),
+                               message->mutable_read_index_relay());
+        }
       } else {
         message->set_forwarded_request(std::move(std::get<std::string>(next.payload)));
       }
@@ -932,9 +969,10 @@ void Transport::Enqueue(NodeId to, Outgoing message) {
   if (it == peers_.end() || !it->second->Enqueue(std::move(message))) ++counters_.dropped;
 }
 
-void Transport::Send(raft::Message message) {
-  const NodeId to = message.to;
-  const size_t bytes = EncodedBytesMax(message);
+void Transport::Send(PeerMessage message) {
+  const NodeId to = RecipientOf(message);
+  const size_t bytes =
+      std::visit([](const auto& each) { return EncodedBytesMax(each); }, message);
   Enqueue(to, Outgoing{std::move(message), bytes});
 }
 

@@ -62,6 +62,7 @@
 #include "base/status.h"
 #include "consensus/raft/types.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
+#include "server/peer_message.h"
 #include "synod/peer.pb.h"
 
 namespace synod::server {
@@ -73,6 +74,9 @@ namespace synod::server {
 struct PeerHandlers {
   // A decoded, well-formed message addressed to this member by the peer it says it is from.
   std::function<void(raft::Message)> on_raft_message;
+  // The same for a Multi-Paxos message or a relayed read (server/peer_message.h), which members
+  // on the multipaxos engine send. Optional: a transport without it refuses them.
+  std::function<void(PeerMessage)> on_multipaxos_message;
   // A serialized synodpb::Request that `from` wants the leader (this member, it thinks) to
   // propose.
   std::function<void(NodeId from, std::string request)> on_forwarded_proposal;
@@ -198,7 +202,7 @@ class Transport {
 
   // Queue for the peer's sender. Never blocks on the network; drops (and counts) when the peer is
   // unknown or its queue is full. Threading: any thread.
-  void Send(raft::Message message);
+  void Send(PeerMessage message);
   void SendForward(NodeId to, std::string request);
 
   // A unary call to member `to`, waiting at most `deadline`. The status is the peer handler's,

@@ -36,6 +36,8 @@ struct Received {
   std::optional<raft::Message> raft;
   NodeId forward_from;
   std::string forward;
+  // A Multi-Paxos message or relayed read (members on the multipaxos engine).
+  std::optional<PeerMessage> multipaxos;
 };
 
 // Stands in for the node behind a transport.
@@ -73,15 +75,22 @@ class FakeNode {
   std::function<grpc::Status(synodpb::MembersResponse*)> members;
   std::function<bool(NodeId)> is_removed;
   std::function<void()> on_removed;
+  // Whether this member runs the multipaxos engine (takes its messages); set before Start.
+  bool multipaxos = false;
 
   PeerHandlers Handlers() {
     PeerHandlers handlers;
     handlers.on_raft_message = [this](raft::Message message) {
-      Add(Received{std::move(message), kNoNode, ""});
+      Add(Received{std::move(message), kNoNode, "", std::nullopt});
     };
     handlers.on_forwarded_proposal = [this](NodeId from, std::string request) {
-      Add(Received{std::nullopt, from, std::move(request)});
+      Add(Received{std::nullopt, from, std::move(request), std::nullopt});
     };
+    if (multipaxos) {
+      handlers.on_multipaxos_message = [this](PeerMessage message) {
+        Add(Received{std::nullopt, kNoNode, "", std::move(message)});
+      };
+    }
     handlers.on_lease_renew = [this](const auto& request, auto* response) {
       return renew(request, response);
     };
@@ -307,6 +316,40 @@ TEST(TransportStartTest, InvalidOptionsAreRefusedNotAdjusted) {
             absl::StatusCode::kInvalidArgument);  // Above the max of 200 ms.
   EXPECT_EQ(refused([](auto& o) { o.handshake_timeout = 0ms; }).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Members on the multipaxos engine exchange its messages and relayed reads on the same stream;
+// a member on the raft engine refuses them (counted) and goes on taking its own.
+TEST(TransportTest, MultiPaxosMessagesReachOnlyAMultiPaxosMember) {
+  auto a = StartMember(NodeId(1));
+  auto paxos = StartMember(TestOptions(NodeId(2)), [](FakeNode& node) { node.multipaxos = true; });
+  auto raft_only = StartMember(NodeId(3));
+  a->transport->SetPeer(NodeId(2), {paxos->url()});
+  a->transport->SetPeer(NodeId(3), {raft_only->url()});
+  multipaxos::Message accept;
+  accept.type = multipaxos::MessageType::kAccept;
+  accept.from = NodeId(1);
+  accept.to = NodeId(2);
+  accept.ballot = multipaxos::BallotNumber{Ballot(4), NodeId(1)};
+  accept.entries.push_back({Term(4), Index(7), raft::EntryType::kNormal, "put a", {}});
+  const ReadIndexRelay relay{NodeId(1), NodeId(2), "17", Index(7)};
+  a->transport->Send(accept);
+  a->transport->Send(relay);
+  const std::vector<Received> received = paxos->node.WaitFor(2);
+  ASSERT_EQ(received.size(), 2u);
+  ASSERT_TRUE(received[0].multipaxos.has_value());
+  const auto& got = std::get<multipaxos::Message>(*received[0].multipaxos);
+  EXPECT_EQ(got.ballot, accept.ballot);
+  EXPECT_EQ(got.entries, accept.entries);
+  EXPECT_EQ(std::get<ReadIndexRelay>(*received[1].multipaxos), relay);
+
+  accept.to = NodeId(3);
+  a->transport->Send(accept);
+  a->transport->Send(Heartbeat(NodeId(1), NodeId(3), 1));
+  const std::vector<Received> taken = raft_only->node.WaitFor(1);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_TRUE(taken[0].raft.has_value());
+  EXPECT_EQ(raft_only->transport->stats().refused, 1u);
 }
 
 TEST(TransportTest, MessagesAndForwardsArriveInOrderAndIntact) {

@@ -179,4 +179,19 @@ bool DecodeSnapshotMeta(std::string_view in, raft::SnapshotMeta* meta) {
   return decoder.empty();
 }
 
+void EncodeSlot(const multipaxos::Slot& slot, std::string* out) {
+  Encoder encoder(out);
+  encoder.PutU64(slot.accepted.round.value());
+  encoder.PutU64(slot.accepted.proposer.value());
+  EncodeEntry(slot.value, out);
+}
+
+bool DecodeSlot(std::string_view in, multipaxos::Slot* slot) {
+  Decoder decoder(in.substr(0, 16));
+  uint64_t round = 0, proposer = 0;
+  if (in.size() < 16 || !decoder.GetU64(&round) || !decoder.GetU64(&proposer)) return false;
+  slot->accepted = multipaxos::BallotNumber{Ballot(round), NodeId(proposer)};
+  return DecodeEntry(in.substr(16), &slot->value);
+}
+
 }  // namespace synod::storage

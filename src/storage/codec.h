@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "consensus/multipaxos/types.h"
 #include "consensus/raft/types.h"
 
 namespace synod::storage {
@@ -53,5 +54,9 @@ void EncodeHardState(const raft::HardState& hard_state, std::string* out);
 bool DecodeHardState(std::string_view in, raft::HardState* hard_state);
 void EncodeSnapshotMeta(const raft::SnapshotMeta& meta, std::string* out);
 bool DecodeSnapshotMeta(std::string_view in, raft::SnapshotMeta* meta);
+// A Multi-Paxos acceptor's slot: the accepted ballot (round, proposer), then the value as an
+// entry (EncodeEntry); the slot's index is the entry's.
+void EncodeSlot(const multipaxos::Slot& slot, std::string* out);
+bool DecodeSlot(std::string_view in, multipaxos::Slot* slot);
 
 }  // namespace synod::storage

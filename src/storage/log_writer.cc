@@ -46,7 +46,7 @@ void LogWriter::Run() {
       }
       // Group commit: everything that arrived while the previous fsync ran shares this one.
       for (Queued& queued : queue_) {
-        stats_.entries += queued.write.entries.size();
+        stats_.entries += queued.write.entries.size() + queued.write.slots.size();
         group.push_back(std::move(queued.write));
         completions.push_back(std::move(queued.done));
       }

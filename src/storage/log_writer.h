@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "consensus/multipaxos/types.h"
 #include "consensus/raft/types.h"
 
 namespace synod::storage {
@@ -26,6 +27,8 @@ namespace synod::storage {
 struct LogWrite {
   std::optional<raft::SnapshotMeta> installed_snapshot;
   std::vector<raft::Entry> entries;
+  // A Multi-Paxos log's accepted or learned slots (Wal::SaveSlots); empty for Raft.
+  std::vector<multipaxos::Slot> slots;
   std::optional<raft::HardState> hard_state;
   // The state machine is durable up to this snapshot, so the log may drop what it covers
   // (Wal::CompactTo); it goes last because it depends on nothing above.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -21,6 +22,8 @@ enum RecordType : uint8_t {
   // A local snapshot: the prefix up to its index is no longer needed.
   kSnapshotTaken = 4,
   kEntry = 5,
+  // A Multi-Paxos acceptor's slot (WalContent::kSlots).
+  kSlot = 6,
 };
 
 constexpr uint8_t kFlagLastInBatch = 1;
@@ -126,11 +129,12 @@ bool ParseSegmentName(std::string_view name, uint64_t* sequence, Index* first_in
   return true;
 }
 
-std::string SegmentHeaderBody(uint64_t sequence) {
+std::string SegmentHeaderBody(uint64_t sequence, WalContent content) {
   std::string body(kSegmentMagic);
   Encoder encoder(&body);
   encoder.PutU32(kWalFormatVersion);
   encoder.PutU64(sequence);
+  encoder.PutU8(static_cast<uint8_t>(content));
   return body;
 }
 
@@ -143,11 +147,15 @@ Status Corruption(const std::string& path, size_t offset, std::string_view why) 
 
 // The state rebuilt while replaying records.
 struct Replay {
+  // What the log is opened as; every segment header must agree.
+  WalContent content = WalContent::kEntries;
   raft::HardState hard_state;
   raft::SnapshotMeta snapshot;
   // Sorted by index; may have one gap where removed segments were, which a later snapshot
   // record covers (checked at the end).
   std::vector<raft::Entry> entries;
+  // kSlots: the latest record of each index.
+  std::map<Index, multipaxos::Slot> slots;
   // The last batch applied; every applied batch was complete.
   uint64_t last_batch = 0;
 };
@@ -188,6 +196,13 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
         *why = "segment header cut short";
         return absl::DataLossError(*why);
       }
+      // Logs from before WalContent existed end here; they are Raft logs.
+      uint8_t content = static_cast<uint8_t>(WalContent::kEntries);
+      if (!decoder.empty() && (!decoder.GetU8(&content) || !decoder.empty() ||
+                               content > static_cast<uint8_t>(WalContent::kSlots))) {
+        *why = "segment header with an unknown content";
+        return absl::DataLossError(*why);
+      }
       if (version != kWalFormatVersion) {
         *why = fmt::format("write-ahead log format version {}; this build reads version {}",
                            version, kWalFormatVersion);
@@ -197,6 +212,11 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
         *why = fmt::format("segment header names sequence {}, the file name {}", sequence,
                            segment_sequence);
         return absl::DataLossError(*why);
+      }
+      if (static_cast<WalContent>(content) != replay->content) {
+        *why = fmt::format("the log holds {}, but was opened as a log of {}",
+                           ToString(static_cast<WalContent>(content)), ToString(replay->content));
+        return absl::FailedPreconditionError(*why);
       }
       return absl::OkStatus();
     }
@@ -215,7 +235,10 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
       }
       // A segment's opening copy of the snapshot may be older than one replayed before it.
       if (meta.index < replay->snapshot.index) return absl::OkStatus();
-      if (record.type == kSnapshotInstalled) {
+      if (replay->content == WalContent::kSlots) {
+        // Slots above a snapshot, received or local, are acceptor state (WalContent::kSlots).
+        replay->slots.erase(replay->slots.begin(), replay->slots.upper_bound(meta.index));
+      } else if (record.type == kSnapshotInstalled) {
         replay->entries.clear();
       } else {
         DropEntriesThrough(&replay->entries, meta.index);
@@ -223,7 +246,23 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
       replay->snapshot = std::move(meta);
       return absl::OkStatus();
     }
+    case kSlot: {
+      multipaxos::Slot slot;
+      if (replay->content != WalContent::kSlots || !DecodeSlot(record.body, &slot)) {
+        *why = replay->content != WalContent::kSlots ? "a slot record in a log of entries"
+                                                     : "undecodable slot";
+        return absl::DataLossError(*why);
+      }
+      if (slot.value.index <= replay->snapshot.index) return absl::OkStatus();
+      // A later record of a slot replaces that slot only (an acceptor's accept, PMS 2.2).
+      replay->slots[slot.value.index] = std::move(slot);
+      return absl::OkStatus();
+    }
     case kEntry: {
+      if (replay->content != WalContent::kEntries) {
+        *why = "an entry record in a log of slots";
+        return absl::DataLossError(*why);
+      }
       raft::Entry entry;
       if (!DecodeEntry(record.body, &entry)) {
         *why = "undecodable entry";
@@ -256,6 +295,16 @@ std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
 
 }  // namespace
 
+std::string_view ToString(WalContent content) {
+  switch (content) {
+    case WalContent::kEntries:
+      return "Raft entries";
+    case WalContent::kSlots:
+      return "Multi-Paxos slots";
+  }
+  return "unknown content";
+}
+
 Wal::Wal(FileSystem* fs, WalOptions options) : fs_(fs), options_(std::move(options)) {}
 
 Result<std::unique_ptr<Wal>> Wal::Create(FileSystem* fs, const WalOptions& options,
@@ -278,7 +327,8 @@ Result<std::unique_ptr<Wal>> Wal::Create(FileSystem* fs, const WalOptions& optio
     return status;
   }
   {
-    std::unique_ptr<Wal> draft(new Wal(fs, WalOptions{creating, options.segment_bytes_max}));
+    std::unique_ptr<Wal> draft(
+        new Wal(fs, WalOptions{creating, options.segment_bytes_max, options.content}));
     draft->snapshot_ = initial_snapshot;
     draft->synced_snapshot_ = initial_snapshot;
     draft->written_snapshot_ = initial_snapshot;
@@ -326,6 +376,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
   }
 
   Replay replay;
+  replay.content = options.content;
   *recovered = RecoveredLog{};
   for (size_t i = 0; i < wal->segments_.size(); ++i) {
     const Segment& segment = wal->segments_[i];
@@ -406,8 +457,10 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     break;
   }
 
-  // After the last snapshot the log must be contiguous: a gap means lost records.
+  // After the last snapshot a log of entries must be contiguous: a gap means lost records. A log
+  // of slots may have gaps (an acceptor need not accept every slot).
   DropEntriesThrough(&replay.entries, replay.snapshot.index);
+  replay.slots.erase(replay.slots.begin(), replay.slots.upper_bound(replay.snapshot.index));
   Index expected = replay.snapshot.index.next();
   for (const raft::Entry& entry : replay.entries) {
     if (entry.index != expected) {
@@ -427,10 +480,12 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
   wal->synced_snapshot_ = replay.snapshot;
   wal->written_snapshot_ = replay.snapshot;
   wal->last_index_ = replay.entries.empty() ? replay.snapshot.index : replay.entries.back().index;
+  if (!replay.slots.empty()) wal->last_index_ = replay.slots.rbegin()->first;
   wal->written_last_index_ = wal->last_index_;
   recovered->hard_state = replay.hard_state;
   recovered->snapshot = std::move(replay.snapshot);
   recovered->entries = std::move(replay.entries);
+  for (auto& [index, slot] : replay.slots) recovered->slots.push_back(std::move(slot));
   return wal;
 }
 
@@ -441,6 +496,7 @@ void Wal::BufferRecord(uint8_t type, std::string_view body) {
 
 void Wal::Append(std::span<const raft::Entry> entries) {
   if (entries.empty()) return;
+  SYNOD_ASSERT(options_.content == WalContent::kEntries);
   SYNOD_ASSERT_MSG(entries.front().index <= last_index_.next(),
                    "append at {} leaves a gap after {}", entries.front().index, last_index_);
   SYNOD_ASSERT_MSG(entries.front().index > snapshot_.index, "append at {} at or below the snapshot {}",
@@ -455,6 +511,18 @@ void Wal::Append(std::span<const raft::Entry> entries) {
   last_index_ = entries.back().index;
 }
 
+void Wal::SaveSlots(std::span<const multipaxos::Slot> slots) {
+  SYNOD_ASSERT(options_.content == WalContent::kSlots);
+  std::string body;
+  for (const multipaxos::Slot& slot : slots) {
+    SYNOD_ASSERT(slot.value.index != Index(0));
+    body.clear();
+    EncodeSlot(slot, &body);
+    BufferRecord(kSlot, body);
+    last_index_ = std::max(last_index_, slot.value.index);
+  }
+}
+
 void Wal::SaveHardState(const raft::HardState& hard_state) {
   SYNOD_ASSERT(hard_state.term >= hard_state_.term);
   hard_state_ = hard_state;
@@ -466,7 +534,9 @@ void Wal::SaveHardState(const raft::HardState& hard_state) {
 void Wal::InstallSnapshot(const raft::SnapshotMeta& meta) {
   SYNOD_ASSERT(meta.index >= snapshot_.index);
   snapshot_ = meta;
-  last_index_ = meta.index;
+  // Slots above a received snapshot stay (WalContent::kSlots), and last_index_ never falls.
+  last_index_ = options_.content == WalContent::kSlots ? std::max(last_index_, meta.index)
+                                                        : meta.index;
   std::string body;
   EncodeSnapshotMeta(meta, &body);
   BufferRecord(kSnapshotInstalled, body);
@@ -474,6 +544,9 @@ void Wal::InstallSnapshot(const raft::SnapshotMeta& meta) {
 
 void Wal::CompactTo(const raft::SnapshotMeta& meta) {
   SYNOD_ASSERT(meta.index >= snapshot_.index);
+  // A log of slots may not hold the slots below the commit index it learned from a leader's
+  // snapshot; the local snapshot then lies beyond its highest slot.
+  if (options_.content == WalContent::kSlots) last_index_ = std::max(last_index_, meta.index);
   SYNOD_ASSERT(meta.index <= last_index_);
   snapshot_ = meta;
   std::string body;
@@ -492,7 +565,8 @@ Status Wal::OpenNewSegment(uint64_t sequence, Index first_index) {
   // The opening records go before anything already buffered: they make the segment readable on
   // its own once earlier segments are removed.
   std::string opening;
-  AppendRecord(&opening, kSegmentHeader, 0, next_batch_, SegmentHeaderBody(sequence));
+  AppendRecord(&opening, kSegmentHeader, 0, next_batch_,
+               SegmentHeaderBody(sequence, options_.content));
   std::string body;
   EncodeHardState(hard_state_, &body);
   AppendRecord(&opening, kHardState, 0, next_batch_, body);

@@ -1,7 +1,8 @@
 #pragma once
 
 // The durable Raft log and hard state: a write-ahead log of checksummed records in numbered
-// segment files.
+// segment files. The same log, with the same framing, batches, checksums and torn-tail
+// recovery, also holds a Multi-Paxos acceptor's state (WalContent::kSlots below).
 //
 // Format (version 1). A segment file is named "<sequence>-<first index>.wal" (16 hex digits
 // each) and is a sequence of records. Each record is a 24-byte header and a body:
@@ -14,7 +15,8 @@
 //   u16 reserved     zero
 //   u64 batch        the number of the write (one write + one fsync) the record belongs to
 //
-// A segment begins with a segment header record (magic, format version, sequence), then the
+// A segment begins with a segment header record (magic, format version, sequence, and a
+// content byte, WalContent, absent in logs written before Multi-Paxos existed), then the
 // hard state and the latest snapshot's metadata, so every segment is readable on its own and
 // older segments can be removed once a snapshot covers their entries (Raft 7).
 //
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "consensus/multipaxos/types.h"
 #include "consensus/raft/types.h"
 #include "storage/file_system.h"
 
@@ -48,19 +51,39 @@ namespace synod::storage {
 
 inline constexpr uint32_t kWalFormatVersion = 1;
 
+// What a log holds after its snapshot, fixed when it is created and named in every segment
+// header, so that a log is never replayed by the rules of the other engine.
+enum class WalContent : uint8_t {
+  // Raft: a contiguous run of entries; an entry record replaces its index and every index after
+  // it (Raft 5.3); a snapshot received from the leader replaces the whole log (Raft 7).
+  kEntries = 0,
+  // Multi-Paxos (consensus/multipaxos/types.h): acceptor slots. A slot record replaces only the
+  // slot of its own index; slots need not be contiguous; a snapshot, received or local, drops
+  // only the slots at or below its index, because a slot above it holds a value accepted in some
+  // ballot, which may be part of a choice and must never be forgotten ("Paxos Made Simple" 2.3).
+  // The hard state record holds the promise as {term = promise round, voted_for = promise
+  // proposer, commit}.
+  kSlots = 1,
+};
+std::string_view ToString(WalContent content);
+
 struct WalOptions {
   std::string directory;
   // A segment that has grown past this is closed after the write that grew it, and the next
   // write starts a new one (etcd uses 64 MiB segments too).
   uint64_t segment_bytes_max = 64 << 20;
+  // Create writes it; Open refuses a log of the other content with kFailedPrecondition.
+  WalContent content = WalContent::kEntries;
 };
 
 // What a restarted node resumes from.
 struct RecoveredLog {
   raft::HardState hard_state;
   raft::SnapshotMeta snapshot;
-  // Contiguous, starting at snapshot.index + 1.
+  // kEntries: contiguous, starting at snapshot.index + 1.
   std::vector<raft::Entry> entries;
+  // kSlots: above snapshot.index, ascending, gaps allowed; each the latest record of its index.
+  std::vector<multipaxos::Slot> slots;
   // Set when recovery cut a torn final write: the file and the offset it was cut at.
   std::optional<std::string> torn_tail;
 };
@@ -87,8 +110,12 @@ class Wal {
   // first index is at most last_index() + 1 and above the snapshot.
   void Append(std::span<const raft::Entry> entries);
   void SaveHardState(const raft::HardState& hard_state);
+  // kSlots only: each slot replaces the stored slot of its index. Slots at or below the snapshot
+  // are covered by it and dropped at recovery.
+  void SaveSlots(std::span<const multipaxos::Slot> slots);
   // A snapshot received from the leader replaced the whole log (Raft 7: "the follower discards
-  // its entire log"); the log continues at meta.index + 1.
+  // its entire log"); the log continues at meta.index + 1. kSlots: only the slots at or below
+  // meta.index are dropped (see WalContent).
   void InstallSnapshot(const raft::SnapshotMeta& meta);
   // This node's state machine is durable up to meta.index (a local snapshot), so the entries up
   // to it are no longer needed; later entries stay. Precondition: meta.index <= last_index().
@@ -106,6 +133,8 @@ class Wal {
   // Returns the number of segments removed.
   Result<size_t> ReleaseCoveredSegments();
 
+  // kEntries: the last entry's index. kSlots: the highest slot index ever written (or the
+  // snapshot's, if higher); segment names and ReleaseCoveredSegments rely on it never falling.
   Index last_index() const { return last_index_; }
   uint64_t segment_count() const { return segments_.size(); }
 

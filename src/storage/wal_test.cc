@@ -1,6 +1,6 @@
 // The write-ahead log on the simulator's disk: what survives each fault, and what recovery
 // must say about it (issue: unsynced writes lost at a crash, a torn final write, a flipped bit
-// in an old record, fsync failure).
+// in an old record, fsync failure), for Raft's entries and Multi-Paxos's slots.
 #include "storage/wal.h"
 
 #include <gtest/gtest.h>
@@ -291,18 +291,12 @@ TEST_F(WalTest, MissingMiddleSegmentIsReported) {
       << reopened.status();
 }
 
-TEST_F(WalTest, UnknownFormatVersionIsRefused) {
-  auto wal = CreateWal();
-  wal.reset();
-  const std::string path = OnlySegmentPath();
-  std::string contents = *disk_.ReadFile(path);
-  // Rewrite the segment header record with version 2 and valid checksums, as a future build
-  // would write it.
-  std::string body = "SYNODWAL";
-  Encoder encoder(&body);
-  encoder.PutU32(2);
-  encoder.PutU64(0);
-  const size_t old_record_bytes = 24 + (8 + 4 + 8);
+// Rewrites the only segment's header record with `body` and valid checksums, as another build
+// would have written it.
+void RewriteSegmentHeader(SimDisk& disk, const std::string& path, const std::string& body) {
+  std::string contents = *disk.ReadFile(path);
+  // This build's header: magic, version, sequence and the content byte.
+  const size_t old_record_bytes = 24 + (8 + 4 + 8 + 1);
   std::string record;
   Encoder header(&record);
   header.PutU32(0);
@@ -316,10 +310,20 @@ TEST_F(WalTest, UnknownFormatVersionIsRefused) {
   for (int i = 0; i < 4; ++i) record[i] = static_cast<char>(header_crc >> (8 * i));
   record += body;
   contents.replace(0, old_record_bytes, record);
-  ASSERT_TRUE(disk_.Remove(path).ok());
-  auto file = disk_.OpenForAppend(path);
+  ASSERT_TRUE(disk.Remove(path).ok());
+  auto file = disk.OpenForAppend(path);
   ASSERT_TRUE((*file)->Append(contents).ok());
   ASSERT_TRUE((*file)->Sync().ok());
+}
+
+TEST_F(WalTest, UnknownFormatVersionIsRefused) {
+  auto wal = CreateWal();
+  wal.reset();
+  std::string body = "SYNODWAL";
+  Encoder encoder(&body);
+  encoder.PutU32(2);
+  encoder.PutU64(0);
+  RewriteSegmentHeader(disk_, OnlySegmentPath(), body);
 
   RecoveredLog recovered;
   auto reopened = Reopen(&recovered);
@@ -327,6 +331,29 @@ TEST_F(WalTest, UnknownFormatVersionIsRefused) {
   EXPECT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(reopened.status().message().find("format version 2"), std::string::npos)
       << reopened.status();
+}
+
+// A log written before WalContent existed has no content byte in its segment headers: it is a
+// Raft log, and opens as one (and only as one).
+TEST_F(WalTest, SegmentHeaderWithoutContentIsARaftLog) {
+  auto wal = CreateWal();
+  wal->Append(MakeEntries(1, 1, 3));
+  ASSERT_TRUE(wal->Sync().ok());
+  wal.reset();
+  std::string body = "SYNODWAL";
+  Encoder encoder(&body);
+  encoder.PutU32(kWalFormatVersion);
+  encoder.PutU64(0);
+  RewriteSegmentHeader(disk_, OnlySegmentPath(), body);
+
+  RecoveredLog recovered;
+  auto reopened = Reopen(&recovered);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(recovered.entries, MakeEntries(1, 1, 3));
+  options_.content = WalContent::kSlots;
+  auto as_slots = Reopen(&recovered);
+  ASSERT_FALSE(as_slots.ok());
+  EXPECT_EQ(as_slots.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 // A crash while the log is being created leaves no directory that looks like a log, and
@@ -348,6 +375,171 @@ TEST_F(WalTest, ExistingDirectoryIsNotOverwritten) {
   auto wal = CreateWal();
   auto again = Wal::Create(&disk_, options_, InitialSnapshot());
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log as a Multi-Paxos acceptor's durable state (WalContent::kSlots): a slot record replaces
+// only its own slot, slots may have gaps, a snapshot drops only the slots it covers, a torn final
+// write is cut whole, and a log is never opened as the other engine's.
+
+using multipaxos::BallotNumber;
+using multipaxos::Slot;
+
+Slot MakeSlot(uint64_t index, uint64_t round, uint64_t proposer, std::string data = "") {
+  if (data.empty()) data = fmt::format("value-{}-{}", round, index);
+  return Slot{BallotNumber{Ballot(round), NodeId(proposer)},
+              Entry{Term(round), Index(index), raft::EntryType::kNormal, std::move(data), {}}};
+}
+
+std::vector<Slot> MakeSlots(uint64_t first, uint64_t last, uint64_t round) {
+  std::vector<Slot> slots;
+  for (uint64_t index = first; index <= last; ++index) slots.push_back(MakeSlot(index, round, 1));
+  return slots;
+}
+
+std::vector<uint64_t> IndexesOf(const std::vector<Slot>& slots) {
+  std::vector<uint64_t> indexes;
+  for (const Slot& slot : slots) indexes.push_back(slot.value.index.value());
+  return indexes;
+}
+
+class WalSlotsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(disk_.CreateDirectory("/data").ok());
+    options_ = WalOptions{kDirectory, 64 << 20, WalContent::kSlots};
+  }
+
+  std::unique_ptr<Wal> CreateWal() {
+    auto wal = Wal::Create(&disk_, options_, InitialSnapshot());
+    EXPECT_TRUE(wal.ok()) << wal.status();
+    return wal.ok() ? std::move(*wal) : nullptr;
+  }
+
+  RecoveredLog Recover() {
+    RecoveredLog recovered;
+    auto reopened = Wal::Open(&disk_, options_, &recovered);
+    EXPECT_TRUE(reopened.ok()) << reopened.status();
+    return recovered;
+  }
+
+  SimDisk disk_;
+  WalOptions options_;
+};
+
+TEST_F(WalSlotsTest, LaterRecordReplacesOnlyItsOwnSlot) {
+  auto wal = CreateWal();
+  wal->SaveSlots(MakeSlots(1, 5, 1));
+  ASSERT_TRUE(wal->Sync().ok());
+  // A new leader's ballot re-proposes slot 3 (PMS 3): unlike Raft 5.3, slots 4 and 5 stay.
+  const Slot reproposed = MakeSlot(3, 2, 2, "reproposed");
+  wal->SaveSlots(std::vector<Slot>{reproposed});
+  // The promise maps onto the hard state record: term = round, voted_for = proposer.
+  wal->SaveHardState(HardState{Term(2), NodeId(2), Index(2)});
+  ASSERT_TRUE(wal->Sync().ok());
+  wal.reset();
+
+  RecoveredLog recovered = Recover();
+  std::vector<Slot> expected = MakeSlots(1, 5, 1);
+  expected[2] = reproposed;
+  EXPECT_EQ(recovered.slots, expected);
+  EXPECT_TRUE(recovered.entries.empty());
+  EXPECT_EQ(recovered.hard_state, (HardState{Term(2), NodeId(2), Index(2)}));
+}
+
+TEST_F(WalSlotsTest, SlotsWithGapsAreRecoveredAsTheyWere) {
+  auto wal = CreateWal();
+  wal->SaveSlots(std::vector<Slot>{MakeSlot(2, 1, 1), MakeSlot(7, 1, 1)});
+  ASSERT_TRUE(wal->Sync().ok());
+  wal->SaveSlots(std::vector<Slot>{MakeSlot(4, 1, 1)});
+  ASSERT_TRUE(wal->Sync().ok());
+  EXPECT_EQ(wal->last_index(), Index(7));
+  wal.reset();
+  EXPECT_EQ(IndexesOf(Recover().slots), (std::vector<uint64_t>{2, 4, 7}));
+}
+
+TEST_F(WalSlotsTest, SnapshotsDropOnlyTheSlotsTheyCover) {
+  options_.segment_bytes_max = 2048;
+  auto wal = CreateWal();
+  for (uint64_t index = 1; index <= 200; index += 10) {
+    wal->SaveSlots(MakeSlots(index, index + 9, 1));
+    ASSERT_TRUE(wal->Sync().ok());
+  }
+  EXPECT_GE(wal->segment_count(), 5u);
+  // A local snapshot at 120, then one received from a leader at 150: the slots above 150 are
+  // acceptor state and survive both (a Raft log would lose them to the received one).
+  wal->CompactTo(SnapshotMeta{Index(120), Term(1), InitialSnapshot().membership});
+  ASSERT_TRUE(wal->Sync().ok());
+  const SnapshotMeta received{Index(150), Term(1), InitialSnapshot().membership};
+  wal->InstallSnapshot(received);
+  wal->SaveSlots(std::vector<Slot>{MakeSlot(151, 3, 2, "after the snapshot")});
+  ASSERT_TRUE(wal->Sync().ok());
+  const uint64_t segments_before = wal->segment_count();
+  auto released = wal->ReleaseCoveredSegments();
+  ASSERT_TRUE(released.ok());
+  EXPECT_GT(*released, 0u);
+  EXPECT_EQ(wal->segment_count(), segments_before - *released);
+  wal.reset();
+
+  RecoveredLog recovered = Recover();
+  EXPECT_EQ(recovered.snapshot, received);
+  std::vector<Slot> expected = MakeSlots(151, 200, 1);
+  expected[0] = MakeSlot(151, 3, 2, "after the snapshot");
+  EXPECT_EQ(recovered.slots, expected);
+}
+
+// The torn final write of a batch of slots is cut whole, as for entries (wal.h).
+TEST_F(WalSlotsTest, TornFinalWriteIsCutWhole) {
+  int torn_tails = 0;
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SimDisk disk;
+    ASSERT_TRUE(disk.CreateDirectory("/data").ok());
+    auto created = Wal::Create(&disk, options_, InitialSnapshot());
+    ASSERT_TRUE(created.ok());
+    std::unique_ptr<Wal> wal = std::move(*created);
+    wal->SaveSlots(MakeSlots(1, 10, 1));
+    ASSERT_TRUE(wal->Sync().ok());
+    std::vector<Slot> torn_batch;
+    for (uint64_t index = 5; index <= 30; ++index) {
+      torn_batch.push_back(MakeSlot(index, 2, 3, std::string(700, static_cast<char>('a' + index % 26))));
+    }
+    wal->SaveSlots(torn_batch);
+    wal->SaveHardState(HardState{Term(2), NodeId(3), Index(0)});
+    disk.FailSyncs(1);
+    ASSERT_FALSE(wal->Sync().ok());
+    wal.reset();
+    base::Prng prng(seed);
+    disk.Crash(SimDisk::CrashKind::kTornWrite, prng);
+
+    RecoveredLog recovered;
+    auto reopened = Wal::Open(&disk, options_, &recovered);
+    ASSERT_TRUE(reopened.ok()) << "seed " << seed << ": " << reopened.status();
+    if (recovered.torn_tail.has_value()) {
+      ++torn_tails;
+      EXPECT_EQ(recovered.slots, MakeSlots(1, 10, 1)) << "seed " << seed;
+      EXPECT_EQ(recovered.hard_state, HardState{}) << "seed " << seed;
+    } else {
+      std::vector<Slot> whole = MakeSlots(1, 4, 1);
+      whole.insert(whole.end(), torn_batch.begin(), torn_batch.end());
+      EXPECT_EQ(recovered.slots, whole) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(torn_tails, 50);
+}
+
+TEST_F(WalSlotsTest, ALogIsNeverOpenedAsTheOtherEngines) {
+  auto wal = CreateWal();
+  wal->SaveSlots(MakeSlots(1, 3, 1));
+  ASSERT_TRUE(wal->Sync().ok());
+  wal.reset();
+  RecoveredLog recovered;
+  WalOptions as_raft = options_;
+  as_raft.content = WalContent::kEntries;
+  auto opened = Wal::Open(&disk_, as_raft, &recovered);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("holds Multi-Paxos slots"), std::string::npos)
+      << opened.status();
 }
 
 }  // namespace

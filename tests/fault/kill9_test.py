@@ -39,19 +39,21 @@ def main():
     parser.add_argument("--election-ms", type=int, default=1000)
     parser.add_argument("--snapshot-count", type=int, default=500)
     parser.add_argument("--check-failover", action="store_true")
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     parser.add_argument("--expect-violation", action="store_true",
                         help="for a deliberately broken build: pass only if a safety check fails")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    print(f"kill9_test: seed {seed}, {args.members} members, {args.seconds} s, "
+    print(f"kill9_test: seed {seed}, {args.members} members on {args.engine}, {args.seconds} s, "
           f"{args.writers} writers", flush=True)
 
     base_dir = tempfile.mkdtemp(prefix="synod-kill9-")
     cluster = Cluster(args.binary, base_dir, args.members, base_port=args.base_port,
                       election_ms=args.election_ms,
-                      extra_flags=["--snapshot-count", str(args.snapshot_count)])
+                      extra_flags=["--snapshot-count", str(args.snapshot_count)],
+                      engine=args.engine)
     failures = []
     try:
         cluster.start_all()

@@ -23,22 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synod_cluster import Cluster, Member  # noqa: E402
-
-ETCDCTL = "/usr/bin/etcdctl"
-
-
-def etcdctl(endpoints, *args, check=True, timeout_s=15):
-    """Runs etcdctl against `endpoints` (members); returns (exit code, stdout + stderr)."""
-    command = [ETCDCTL, "--endpoints", ",".join(m.client_url for m in endpoints),
-               "--command-timeout", "5s", "--dial-timeout", "2s", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                            env=dict(os.environ, ETCDCTL_API="3"))
-    output = result.stdout + result.stderr
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command[3:])} failed ({result.returncode}): {output}")
-    return result.returncode, output
-
+from synod_cluster import Cluster, Member, etcdctl  # noqa: E402
 
 def etcdctl_json(endpoints, *args):
     _, output = etcdctl(endpoints, "-w", "json", *args)

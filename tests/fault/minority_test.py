@@ -83,9 +83,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--base-port", type=int, default=23790)
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
     base_dir = tempfile.mkdtemp(prefix="synod-minority-")
-    cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port)
+    cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port, engine=args.engine)
     frozen = []
     try:
         cluster.start_all()

@@ -6,11 +6,12 @@ InstallSnapshot, the follower pulls the leader's store in checksummed chunks and
 Checks: the member logs the install, then holds exactly the leader's data (HashKV at the same
 revision) and serves the latest key. It is then killed with SIGKILL right away and restarted, and
 must come back with the same data (its store may be ahead of its log after the install).
+With --engine multipaxos the same holds: the leader's catch-up (or its phase 1's promise from the
+lagging member) carries its snapshot, which the member pulls the same way.
 """
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -37,11 +38,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--base-port", type=int, default=23790)
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
     base_dir = tempfile.mkdtemp(prefix="synod-snapshot-")
     cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port,
                       extra_flags=["--snapshot-count", "100",
-                                   "--experimental-snapshot-catchup-entries", "20"])
+                                   "--experimental-snapshot-catchup-entries", "20"],
+                      engine=args.engine)
     failure = None
     try:
         cluster.start_all()
@@ -82,13 +85,7 @@ def main():
     except AssertionError as error:
         failure = str(error)
     finally:
-        cluster.stop_all()
-        if failure:
-            for member in cluster.members:
-                print(f"--- log tail of {member.name}:\n{cluster.log_tail(member, 30)}")
-            print(f"data and logs kept in {base_dir}\nFAIL: {failure}")
-        else:
-            shutil.rmtree(base_dir, ignore_errors=True)
+        cluster.stop_and_clean_up(failure, tail_lines=30)
     return 1 if failure else 0
 
 

@@ -6,6 +6,7 @@ else on the machine; outside one, pass another base port.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +27,21 @@ def terminate_together(processes, grace_s=10):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+ETCDCTL = "/usr/bin/etcdctl"
+
+
+def etcdctl(endpoints, *args, check=True, timeout_s=15):
+    """Runs etcdctl against `endpoints` (members); returns (exit code, stdout + stderr)."""
+    command = [ETCDCTL, "--endpoints", ",".join(m.client_url for m in endpoints),
+               "--command-timeout", "5s", "--dial-timeout", "2s", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                            env=dict(os.environ, ETCDCTL_API="3"))
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command[3:])} failed ({result.returncode}): {output}")
+    return result.returncode, output
 
 
 class Member:
@@ -53,8 +69,11 @@ class Member:
 
 class Cluster:
     def __init__(self, binary, base_dir, size, base_port=23790, heartbeat_ms=100,
-                 election_ms=1000, extra_flags=()):
+                 election_ms=1000, extra_flags=(), engine=None):
         self.binary = binary
+        # The consensus engine (synod --engine; None: the binary's default, and no flag, so the
+        # same command lines start etcd). A data dir keeps the engine it was created with.
+        self.engine = engine
         self.base_dir = base_dir
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
@@ -78,7 +97,8 @@ class Cluster:
                 "--initial-cluster", self.initial_cluster,
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", str(self.heartbeat_ms),
-                "--election-timeout", str(self.election_ms)] + self.extra_flags
+                "--election-timeout", str(self.election_ms)] + \
+            ([] if self.engine is None else ["--engine", self.engine]) + self.extra_flags
 
     def start(self, member):
         assert not member.running()
@@ -128,6 +148,17 @@ class Cluster:
                 return leader
             time.sleep(0.05)
         raise AssertionError(f"no leader within {timeout_s} s; logs in {self.base_dir}")
+
+    def stop_and_clean_up(self, failure, tail_lines=20):
+        """Stops every member; after a failure prints each log's tail and keeps the data and
+        logs (saying where), else removes them."""
+        self.stop_all()
+        if not failure:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            return
+        for member in self.members:
+            print(f"--- log tail of {member.name}:\n{self.log_tail(member, tail_lines)}")
+        print(f"data and logs kept in {self.base_dir}\nFAIL: {failure}")
 
     def log_tail(self, member, lines=20):
         try:

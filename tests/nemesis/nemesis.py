@@ -91,8 +91,9 @@ class Members:
     """The synod processes: start, kill -9, pause, resume, restart; who leads."""
 
     def __init__(self, binary, net, size, work_dir, heartbeat_ms, election_ms, clock_step_shim,
-                 powerloss_shim=None):
+                 powerloss_shim=None, engine="raft"):
         self.binary = binary
+        self.engine = engine  # synod --engine
         self.clock_step_shim = clock_step_shim
         # With the power-loss model (tests/fault/powerloss_shim.cc) every kill -9 is a power
         # cut: before a member starts again, what it wrote but did not fsync is cut away.
@@ -149,6 +150,7 @@ class Members:
             "--heartbeat-interval", str(self.heartbeat_ms),
             "--election-timeout", str(self.election_ms),
             "--snapshot-count", "2000",
+            "--engine", self.engine,
             "--log-level", "info"]
 
     def start(self, i):
@@ -612,6 +614,8 @@ def main():
     parser.add_argument("--binary", required=True, help="the synod binary")
     parser.add_argument("--checker", required=True, help="the synod-check binary")
     parser.add_argument("--members", type=int, default=3, choices=(3, 5))
+    parser.add_argument("--engine", choices=("raft", "multipaxos"), default="raft",
+                        help="the members' consensus engine (synod --engine)")
     parser.add_argument("--duration", type=parse_duration, default=parse_duration("60s"))
     parser.add_argument("--faults", default="all",
                         help="comma-separated of " + ",".join(FAULT_KINDS) + ", or all")
@@ -673,7 +677,7 @@ def main():
     results = args.results or tempfile.mkdtemp(prefix="nemesis-")
     os.makedirs(results, exist_ok=True)
     work_dir = tempfile.mkdtemp(prefix="nemesis-data-")
-    print(f"nemesis: seed {seed}, {args.members} members, {args.duration:.0f} s, "
+    print(f"nemesis: seed {seed}, {args.members} members on {args.engine}, {args.duration:.0f} s, "
           f"faults {','.join(kinds)}, results in {results}", flush=True)
 
     # SIGTERM (a test runner's timeout, a user's kill) stops the run through the cleanup below:
@@ -681,7 +685,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     net.setup()
     members = Members(args.binary, net, args.members, work_dir, args.heartbeat_interval,
-                      args.election_timeout, args.clock_step_shim, args.powerloss_shim)
+                      args.election_timeout, args.clock_step_shim, args.powerloss_shim,
+                      args.engine)
     history = History()
     stop_clients, stop_nemesis = threading.Event(), threading.Event()
     verdict = 2
@@ -802,8 +807,8 @@ def summarize(args, seed, kinds, history, faults, checked, replica_problem, live
     for operation in history.operations:
         key = (operation["op"], operation["outcome"])
         outcomes[key] = outcomes.get(key, 0) + 1
-    lines = [f"seed {seed}, {args.members} members, {args.clients} clients, {args.keys} keys "
-             f"at a time (fresh ones every {args.key_life:.0f} s), "
+    lines = [f"seed {seed}, {args.members} members on {args.engine}, {args.clients} clients, "
+             f"{args.keys} keys at a time (fresh ones every {args.key_life:.0f} s), "
              f"{args.duration:.0f} s, faults: {','.join(kinds)}",
              f"operations: {len(history.operations)} ("
              + ", ".join(f"{kind} {outcome} {count}"

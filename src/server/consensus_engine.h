@@ -1,0 +1,128 @@
+#pragma once
+
+// The engine boundary of a member (issue 7 part 3): `synod --engine raft|multipaxos` runs the
+// same event loop (server/node.h) on either consensus core. The boundary sits where it costs
+// least and stays honest: both cores already share the contract of consensus/raft/raft.h
+// (Tick, Step, Propose, ReadIndex, Ready/Advance, SetSnapshot/CompactLog) and Raft's Entry,
+// Snapshot, Membership and ReadState types, so the loop's group commit (LogWriter), apply,
+// proposal tracking (by the request id inside each entry, never by (index, term): two
+// Multi-Paxos ballots share a round), ReadIndex and snapshot handling stay one code path. An
+// adapter translates only what differs:
+//
+//   - the Ready: Raft persists a suffix of entries and {term, vote, commit}; Multi-Paxos
+//     persists slots (each replaces its own index, gaps allowed) and {promise, commit}. Both
+//     become one storage::LogWrite for the same write-ahead log, whose content
+//     (storage::WalContent) is fixed when the member's data dir is created (server/data_dir.h);
+//   - peer messages (server/peer_message.h), carried by one transport stream;
+//   - a follower's ReadIndex: Raft's core relays it to the leader; Multi-Paxos's refuses it, so
+//     the adapter relays it itself (ReadIndexRelay) and turns the leader's answer into a
+//     ReadState, so the loop sees the same thing on both engines;
+//   - what only Raft offers yet (membership changes, leadership transfer): raft() is null on
+//     Multi-Paxos, and the member answers those requests with MembershipUnsupportedError().
+//
+// Threading: an engine is owned by the member's loop thread, like the cores it wraps.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/ids.h"
+#include "base/status.h"
+#include "consensus/raft/raft.h"
+#include "server/engine_kind.h"
+#include "server/peer_message.h"
+#include "storage/log_writer.h"
+#include "storage/wal.h"
+
+namespace synod::server {
+
+// What the engine's write-ahead log holds.
+storage::WalContent WalContentOf(EngineKind kind);
+
+// The answer to member changes and leadership transfer on an engine that lacks them, code
+// FailedPrecondition (etcd clients show the message).
+Status MembershipUnsupportedError();
+
+// One Ready of either core, in the loop's terms. The caller carries it out in the order of
+// raft::Ready: send `early_messages`; make `write` durable; then send `messages`, apply
+// `committed_entries`, serve `read_states` once applied, and call Advance().
+struct EngineReady {
+  // The role of a Multi-Paxos node maps onto Raft's (a proposer in phase 1 is kCandidate).
+  std::optional<raft::SoftState> soft_state;
+  std::vector<PeerMessage> early_messages;
+  // What to make durable before `messages` leave. Empty when nothing must be.
+  storage::LogWrite write;
+  std::vector<PeerMessage> messages;
+  std::vector<raft::Entry> committed_entries;
+  std::vector<raft::ReadState> read_states;
+
+  bool MustPersist() const {
+    return write.installed_snapshot || !write.entries.empty() || !write.slots.empty() ||
+           write.hard_state;
+  }
+};
+
+// What a member restarts from: the recovered log (or a new one) and how far its store applied.
+struct EngineStart {
+  NodeId id;
+  uint32_t election_timeout_ticks = 10;
+  uint64_t seed = 0;
+  storage::RecoveredLog recovered;
+  // Already clamped by the caller into [snapshot, max(commit, snapshot)].
+  Index applied;
+};
+
+class ConsensusEngine {
+ public:
+  // Errors: InvalidArgument from the core for inconsistent state.
+  static Result<std::unique_ptr<ConsensusEngine>> Create(EngineKind kind, EngineStart start);
+  virtual ~ConsensusEngine() = default;
+
+  virtual EngineKind kind() const = 0;
+
+  // ---- Inputs, as the cores' ----
+  virtual void Tick() = 0;
+  // InvalidArgument for a malformed message or one of the other engine (it is dropped).
+  virtual Status Step(PeerMessage message) = 0;
+  // FailedPrecondition off the leader, ResourceExhausted when too much is in flight.
+  virtual Result<raft::LogPosition> Propose(std::string data) = 0;
+  // A ReadState with `context` appears in a later Ready. Unavailable when no leader is known
+  // (the read cannot even be relayed); ResourceExhausted when too many reads wait.
+  virtual Status ReadIndex(std::string context) = 0;
+  virtual void Campaign() = 0;
+
+  // ---- Output ----
+  virtual bool HasReady() const = 0;
+  virtual EngineReady TakeReady() = 0;
+  virtual void Advance() = 0;
+
+  // ---- Local snapshots (Raft 7): the store is the snapshot, so the core's carries no data ----
+  virtual Index applied() const = 0;
+  virtual const raft::SnapshotMeta& snapshot_meta() const = 0;
+  // Precondition: snapshot_meta().index < index <= applied().
+  virtual Status SetSnapshot(Index index) = 0;
+  // Drops what the core keeps in memory up to `index` (<= the snapshot); idempotent.
+  virtual void CompactLog(Index index) = 0;
+
+  // ---- Inspection ----
+  virtual raft::Role role() const = 0;
+  bool is_leader() const { return role() == raft::Role::kLeader; }
+  virtual NodeId leader() const = 0;
+  // Raft's term; Multi-Paxos's promised round (what the status endpoint shows as the term).
+  virtual Term term() const = 0;
+  virtual Index commit() const = 0;
+  virtual const raft::Membership& membership() const = 0;
+
+  // The Raft core for what only it offers (membership changes, leadership transfer, its log and
+  // progress); null on Multi-Paxos.
+  virtual raft::Raft* raft() { return nullptr; }
+};
+
+// The snapshot a peer message announces, whose state the store must hold before the core sees
+// the message (server/node.h, "Snapshots"): a Raft InstallSnapshot, a Multi-Paxos
+// InstallSnapshot, or a Multi-Paxos Promise from an acceptor that compacted the asked slots.
+std::optional<Index> AnnouncedSnapshotIndex(const PeerMessage& message);
+
+}  // namespace synod::server
