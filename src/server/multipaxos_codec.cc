@@ -87,11 +87,8 @@ Result<multipaxos::Message> DecodeMultiPaxosMessage(synodpb::MultiPaxosMessage i
   message.ballot = DecodeBallot(in.ballot());
   message.index = Index(in.index());
   message.commit = Index(in.commit());
-  message.entries.reserve(in.entries_size());
-  for (int i = 0; i < in.entries_size(); ++i) {
-    auto entry = DecodeEntry(*in.mutable_entries(i), fmt::format("entry {}", i));
-    if (!entry.ok()) return entry.status();
-    message.entries.push_back(std::move(*entry));
+  if (Status status = DecodeEntries(*in.mutable_entries(), message.entries); !status.ok()) {
+    return status;
   }
   message.slots.reserve(in.slots_size());
   for (int i = 0; i < in.slots_size(); ++i) {

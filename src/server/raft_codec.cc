@@ -126,6 +126,17 @@ Result<raft::Entry> DecodeEntry(synodpb::Entry& in, std::string_view where) {
   return entry;
 }
 
+Status DecodeEntries(google::protobuf::RepeatedPtrField<synodpb::Entry>& in,
+                     std::vector<raft::Entry>& out) {
+  out.reserve(out.size() + in.size());
+  for (int i = 0; i < in.size(); ++i) {
+    auto entry = DecodeEntry(in[i], fmt::format("entry {}", i));
+    if (!entry.ok()) return entry.status();
+    out.push_back(std::move(*entry));
+  }
+  return absl::OkStatus();
+}
+
 void EncodeSnapshot(raft::Snapshot snapshot, synodpb::SnapshotMeta* meta_out,
                     std::string* data_out) {
   meta_out->set_index(snapshot.meta.index.value());
@@ -181,11 +192,8 @@ Result<raft::Message> DecodeRaftMessage(synodpb::RaftMessage in) {
   message.term = Term(in.term());
   message.log_index = Index(in.log_index());
   message.log_term = Term(in.log_term());
-  message.entries.reserve(in.entries_size());
-  for (int i = 0; i < in.entries_size(); ++i) {
-    auto entry = DecodeEntry(*in.mutable_entries(i), fmt::format("entry {}", i));
-    if (!entry.ok()) return entry.status();
-    message.entries.push_back(std::move(*entry));
+  if (Status status = DecodeEntries(*in.mutable_entries(), message.entries); !status.ok()) {
+    return status;
   }
   message.commit = Index(in.commit());
   message.index = Index(in.index());

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "consensus/raft/types.h"
@@ -44,6 +45,9 @@ size_t EncodedBytesMax(const raft::Message& message);
 // error naming `where`.
 void EncodeEntry(raft::Entry entry, synodpb::Entry* out);
 Result<raft::Entry> DecodeEntry(synodpb::Entry& in, std::string_view where);
+// Every entry of `in`, in order, appended to `out`; the first malformed one is the error.
+Status DecodeEntries(google::protobuf::RepeatedPtrField<synodpb::Entry>& in,
+                     std::vector<raft::Entry>& out);
 void EncodeSnapshot(raft::Snapshot snapshot, synodpb::SnapshotMeta* meta_out,
                     std::string* data_out);
 Result<raft::Snapshot> DecodeSnapshot(const synodpb::SnapshotMeta& meta, std::string* data);
