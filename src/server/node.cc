@@ -538,9 +538,9 @@ void Node::FinishReady() {
   EngineReady ready = std::move(*ready_at_disk_);
   ready_at_disk_.reset();
   for (PeerMessage& message : ready.messages) Send(std::move(message));
-  ApplyCommitted(ready.committed_entries);
-  OnConfigEntriesApplied(ready.committed_entries);
-  if (std::exchange(fail_waiting_after_apply_, false)) FailAllWaiting(LeaderChangedError());
+  unapplied_.push_back(
+      UnappliedReady{std::move(ready.committed_entries),
+                     std::exchange(fail_waiting_after_apply_, false)});
   for (raft::ReadState& read_state : ready.read_states) {
     uint64_t context = 0;
     if (!absl::SimpleAtoi(read_state.context, &context)) continue;
@@ -552,8 +552,24 @@ void Node::FinishReady() {
     reads_confirmed_.insert(position, ConfirmedReads{read_state.index, std::move(it->second)});
     reads_issued_.erase(it);
   }
-  ReleaseReads();
   engine_->Advance();
+  // The committed entries are durable (in this member's log or a quorum's), so the next Ready's
+  // write can go to the disk before they are applied: the store's write then overlaps that
+  // fsync instead of holding it back. A Ready that needs no write is finished inside this call
+  // and applies after this one (unapplied_ is first in, first out).
+  ProcessReady();
+  ApplyUnapplied();
+}
+
+void Node::ApplyUnapplied() {
+  while (!unapplied_.empty()) {
+    UnappliedReady next = std::move(unapplied_.front());
+    unapplied_.pop_front();
+    ApplyCommitted(next.committed_entries);
+    OnConfigEntriesApplied(next.committed_entries);
+    if (next.fail_waiting_after_apply) FailAllWaiting(LeaderChangedError());
+    ReleaseReads();
+  }
   MaybeSnapshot();
 }
 

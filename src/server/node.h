@@ -253,6 +253,8 @@ class Node {
   void ProcessReady();
   void OnPersisted(Status status);
   void FinishReady();
+  // Applies every finished Ready's committed entries in order, then answers what they allow.
+  void ApplyUnapplied();
   void ApplyCommitted(std::vector<raft::Entry>& entries);
   void ReleaseReads();
   void IssueReadIndex();
@@ -307,6 +309,12 @@ class Node {
   std::unique_ptr<ConsensusEngine> engine_;
   kv::Lessor lessor_;
   std::optional<EngineReady> ready_at_disk_;  // Set while its write is at the storage thread.
+  // A finished Ready's committed entries, waiting only for the next Ready to reach the disk.
+  struct UnappliedReady {
+    std::vector<raft::Entry> committed_entries;
+    bool fail_waiting_after_apply = false;  // The leader changed in that Ready.
+  };
+  std::deque<UnappliedReady> unapplied_;  // Empty outside FinishReady.
   std::map<uint64_t, PendingProposal> proposals_;
   std::vector<PendingRead> reads_unissued_;
   uint64_t next_read_context_ = 1;
