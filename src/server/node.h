@@ -314,7 +314,7 @@ class Node {
     std::vector<raft::Entry> committed_entries;
     bool fail_waiting_after_apply = false;  // The leader changed in that Ready.
   };
-  std::deque<UnappliedReady> unapplied_;  // Empty outside FinishReady.
+  std::deque<UnappliedReady> unapplied_;  // Empty outside ProcessReady and FinishReady.
   std::map<uint64_t, PendingProposal> proposals_;
   std::vector<PendingRead> reads_unissued_;
   uint64_t next_read_context_ = 1;
