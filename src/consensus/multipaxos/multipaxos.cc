@@ -1007,6 +1007,14 @@ void MultiPaxos::StartReadRound() {
 }
 
 void MultiPaxos::ReleaseConfirmedReads() {
+  // A leader that lags behind its phase 1 window does not yet know the configurations of every
+  // slot that may have been chosen before its ballot: a slot s needs slot s - α chosen first, so
+  // the lowest chosen slot above the window lies within α of it, possibly beyond commit + α,
+  // governed by a change this leader has not learned and whose voters need not have promised
+  // (they may have removed its promisers). Once its commit index reaches the window end, every
+  // such slot lies within commit + α, among the window configurations whose majorities promised
+  // (AfterLeaderCommitAdvanced), so phase 1 would have reported it. Until then reads wait.
+  if (commit_ < phase_one_end_) return;
   // A higher ballot that could have chosen a slot the read must see needed a majority of that
   // slot's configuration, so the round is confirmed by a majority of every window configuration.
   uint64_t confirmed = read_round_;
