@@ -159,7 +159,9 @@ class MultiPaxos {
   // index, or the end of the window its phase 1 learned, whichever is higher). A ReadState with
   // `context` appears in a later Ready once a majority of every window configuration has
   // answered a heartbeat sent after the read arrived, proving that no higher ballot had taken
-  // over then. Reads waiting at the same moment share one heartbeat round. A follower forwards
+  // over then. A leader releases no read until its commit index reaches the end of its phase 1
+  // window (multipaxos.cc, ReleaseConfirmedReads, says why). Reads waiting at the same moment
+  // share one heartbeat round. A follower forwards
   // the read to its leader (kReadIndex) and releases the ReadState when the answer comes back;
   // the caller serves it once it has applied up to the index. If the leader is deposed first no
   // ReadState appears, and the caller times out. Fails with Unavailable when no leader is known,
