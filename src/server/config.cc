@@ -334,13 +334,6 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
         "invalid value {:?} for flag --initial-cluster-state: want new or existing",
         cluster_state));
   }
-  if (config.engine != EngineKind::kRaft &&
-      config.initial_cluster_state == ServerConfig::ClusterState::kExisting) {
-    // Joining needs a membership change, which the Multi-Paxos engine lacks yet.
-    return absl::InvalidArgumentError(
-        "--initial-cluster-state existing: members cannot join a cluster on the multipaxos "
-        "engine yet");
-  }
   if (Status status = ValidateAndDerive(config); !status.ok()) return status;
   return config;
 }

@@ -14,11 +14,6 @@ storage::WalContent WalContentOf(EngineKind kind) {
   return kind == EngineKind::kRaft ? storage::WalContent::kEntries : storage::WalContent::kSlots;
 }
 
-Status MembershipUnsupportedError() {
-  return absl::FailedPreconditionError(
-      "etcdserver: membership changes are not supported on the multipaxos engine yet");
-}
-
 std::optional<Index> AnnouncedSnapshotIndex(const PeerMessage& message) {
   if (const auto* raft_message = std::get_if<raft::Message>(&message)) {
     if (raft_message->type == raft::MessageType::kInstallSnapshot && raft_message->snapshot) {
@@ -31,6 +26,14 @@ std::optional<Index> AnnouncedSnapshotIndex(const PeerMessage& message) {
 }
 
 namespace {
+
+// The promotion rule of ConsensusEngine::LearnerCaughtUp: `learner_progress` (Raft: its match
+// index; Multi-Paxos: its commit index) at most `lag_max` behind the leader's `progress`, and at
+// least 90% of it (etcd's isLearnerReady).
+bool LearnerCloseEnough(Index learner_progress, Index progress, uint64_t lag_max) {
+  return learner_progress.plus(lag_max) >= progress &&
+         learner_progress.value() * 10 >= progress.value() * 9;
+}
 
 template <typename Message>
 std::vector<PeerMessage> ToPeerMessages(std::vector<Message>& messages) {
@@ -92,7 +95,28 @@ class RaftEngine final : public ConsensusEngine {
   Term term() const override { return core_->term(); }
   Index commit() const override { return core_->hard_state().commit; }
   const raft::Membership& membership() const override { return core_->membership(); }
-  raft::Raft* raft() override { return core_.get(); }
+
+  Result<raft::LogPosition> ProposeConfChange(raft::ConfChange change) override {
+    return core_->ProposeConfChange(std::move(change));
+  }
+  Index membership_index() const override { return core_->log().membership_index(); }
+  const raft::Entry* membership_entry() const override {
+    const raft::RaftLog& log = core_->log();
+    const Index index = log.membership_index();
+    if (index < log.first_index() || index > log.last_index()) return nullptr;
+    const raft::Entry& entry = log.At(index);
+    return entry.type == raft::EntryType::kConfig ? &entry : nullptr;
+  }
+  bool LearnerCaughtUp(NodeId learner) const override {
+    auto it = core_->progress().find(learner);
+    if (it == core_->progress().end()) return false;
+    return LearnerCloseEnough(it->second.match(), core_->log().last_index(),
+                              raft::Config{}.learner_promotion_lag_max);
+  }
+  Status TransferLeadership(NodeId target) override {
+    return core_->TransferLeadership(target);
+  }
+  NodeId transfer_target() const override { return core_->transfer_target(); }
 
  private:
   std::unique_ptr<raft::Raft> core_;
@@ -235,6 +259,26 @@ class MultiPaxosEngine final : public ConsensusEngine {
   Term term() const override { return Term(core_->promised().round.value()); }
   Index commit() const override { return core_->commit(); }
   const raft::Membership& membership() const override { return core_->membership(); }
+
+  Result<raft::LogPosition> ProposeConfChange(raft::ConfChange change) override {
+    return core_->ProposeConfChange(std::move(change));
+  }
+  Index membership_index() const override { return core_->membership_index(); }
+  const raft::Entry* membership_entry() const override {
+    const multipaxos::Slot* stored = core_->slot(core_->membership_index());
+    if (stored == nullptr || stored->value.type != raft::EntryType::kConfig) return nullptr;
+    return &stored->value;
+  }
+  bool LearnerCaughtUp(NodeId learner) const override {
+    const std::optional<Index> learner_commit = core_->FollowerCommit(learner);
+    return learner_commit.has_value() &&
+           LearnerCloseEnough(*learner_commit, core_->commit(),
+                              multipaxos::Config{}.learner_promotion_lag_max);
+  }
+  Status TransferLeadership(NodeId target) override {
+    return core_->TransferLeadership(target);
+  }
+  NodeId transfer_target() const override { return core_->transfer_target(); }
 
  private:
   void StepRelay(ReadIndexRelay relay) {

@@ -17,8 +17,12 @@
 //   - a follower's ReadIndex: Raft's core relays it to the leader; Multi-Paxos's refuses it, so
 //     the adapter relays it itself (ReadIndexRelay) and turns the leader's answer into a
 //     ReadState, so the loop sees the same thing on both engines;
-//   - what only Raft offers yet (membership changes, leadership transfer): raft() is null on
-//     Multi-Paxos, and the member answers those requests with MembershipUnsupportedError().
+//   - membership changes and leadership transfer: both cores take raft::ConfChange, and the
+//     adapter gives the loop what it checks before a change (the latest configuration entry,
+//     whether a learner has caught up) in one shape. A configuration entry takes effect on
+//     Raft once appended, on Multi-Paxos α slots after the slot it is chosen in (the α rule,
+//     consensus/multipaxos/multipaxos.h); the member records follow the entry as it is applied
+//     on both (server/members.h).
 //
 // Threading: an engine is owned by the member's loop thread, like the cores it wraps.
 
@@ -40,10 +44,6 @@ namespace synod::server {
 
 // What the engine's write-ahead log holds.
 storage::WalContent WalContentOf(EngineKind kind);
-
-// The answer to member changes and leadership transfer on an engine that lacks them, code
-// FailedPrecondition (etcd clients show the message).
-Status MembershipUnsupportedError();
 
 // One Ready of either core, in the loop's terms. The caller carries it out in the order of
 // raft::Ready: send `early_messages`; make `write` durable; then send `messages`, apply
@@ -115,9 +115,30 @@ class ConsensusEngine {
   virtual Index commit() const = 0;
   virtual const raft::Membership& membership() const = 0;
 
-  // The Raft core for what only it offers (membership changes, leadership transfer, its log and
-  // progress); null on Multi-Paxos.
-  virtual raft::Raft* raft() { return nullptr; }
+  // ---- Membership changes (server/members.h) and leadership transfer (Raft thesis 3.10) ----
+  // Proposes one configuration change, whose `context` (the member records after it) becomes
+  // the entry's data. FailedPrecondition off the leader, while an earlier change is not yet in
+  // effect or entries are in flight that it must follow (Multi-Paxos), during a leadership
+  // transfer, or for a learner not yet caught up; Unavailable while a new Raft leader has not
+  // committed an entry of its term; the errors of raft::MembershipAfter for a change that does
+  // not fit the configuration.
+  virtual Result<raft::LogPosition> ProposeConfChange(raft::ConfChange change) = 0;
+  // The index of the configuration entry membership() comes from (Raft: the latest appended,
+  // perhaps uncommitted; Multi-Paxos: the latest chosen), or the snapshot's index.
+  virtual Index membership_index() const = 0;
+  // That entry while the core still holds it (nullptr once compacted, or for a snapshot's).
+  virtual const raft::Entry* membership_entry() const = 0;
+  // Leader: whether `learner` is close enough behind to be promoted: the core's own rule (at
+  // most learner_promotion_lag_max behind) and etcd's isLearnerReady (90% of the leader's log),
+  // so that the core never refuses what passed here. etcd's rule alone would let a learner that
+  // never started be promoted in a young cluster whose log is short.
+  virtual bool LearnerCaughtUp(NodeId learner) const = 0;
+  // Leader: hands leadership to the voter `target` once it is up to date; the leader proposes
+  // nothing meanwhile, and resumes if `target` has not taken over within an election timeout.
+  // FailedPrecondition off the leader or for a target that is not another voter.
+  virtual Status TransferLeadership(NodeId target) = 0;
+  // The transfer in progress on this leader, or kNoNode.
+  virtual NodeId transfer_target() const = 0;
 };
 
 // The snapshot a peer message announces, whose state the store must hold before the core sees

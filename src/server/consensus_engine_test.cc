@@ -1,7 +1,8 @@
 // The engine adapters (consensus_engine.h), driven as the member's loop drives them, with the
 // network in memory: a follower's linearizable read on Multi-Paxos is relayed to the leader and
 // comes back as a ReadState; a write commits on the followers without waiting for a tick; each
-// engine refuses the other's messages; the Ready carries what each engine must persist.
+// engine refuses the other's messages; the Ready carries what each engine must persist; a member
+// joins as a learner, catches up and is promoted, and leadership moves, alike on both engines.
 
 #include "server/consensus_engine.h"
 
@@ -31,6 +32,25 @@ class Group {
   }
 
   ConsensusEngine& at(uint64_t id) { return *nodes_.at(NodeId(id)); }
+
+  // A member about to join: it starts from an empty configuration, as Node::Recover makes it.
+  void AddJoining(EngineKind kind, uint64_t id) {
+    EngineStart start;
+    start.id = NodeId(id);
+    start.seed = id;
+    start.recovered.snapshot = raft::SnapshotMeta{Index(0), Term(0), {}};
+    auto engine = ConsensusEngine::Create(kind, std::move(start));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    nodes_[NodeId(id)] = std::move(*engine);
+  }
+
+  // One tick on every node (heartbeats, catch-up), then Settle.
+  void TickAndSettle(int ticks) {
+    for (int tick = 0; tick < ticks; ++tick) {
+      for (auto& [id, node] : nodes_) node->Tick();
+      Settle();
+    }
+  }
 
   // Carries out every Ready and delivers every message until nothing moves; no ticks.
   void Settle() {
@@ -116,10 +136,6 @@ TEST_P(EngineTest, RefusesTheOtherEnginesMessages) {
   EXPECT_TRUE(absl::IsInvalidArgument(group.at(1).Step(std::move(other))));
 }
 
-INSTANTIATE_TEST_SUITE_P(BothEngines, EngineTest,
-                         ::testing::Values(EngineKind::kRaft, EngineKind::kMultiPaxos),
-                         [](const auto& info) { return std::string(ToString(info.param)); });
-
 // Nobody to relay to: the loop answers "no leader" at once. (Raft's core keeps such a read
 // until it knows a leader.)
 TEST(EngineKindTest, MultiPaxosFollowerReadWithoutALeaderIsUnavailable) {
@@ -127,12 +143,64 @@ TEST(EngineKindTest, MultiPaxosFollowerReadWithoutALeaderIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(group.at(2).ReadIndex("1")));
 }
 
-TEST(EngineKindTest, OnlyRaftOffersMembershipChanges) {
-  EXPECT_NE(Group(EngineKind::kRaft).at(1).raft(), nullptr);
-  EXPECT_EQ(Group(EngineKind::kMultiPaxos).at(1).raft(), nullptr);
-  EXPECT_EQ(MembershipUnsupportedError().message(),
-            "etcdserver: membership changes are not supported on the multipaxos engine yet");
+TEST_P(EngineTest, LearnerJoinsCatchesUpAndIsPromoted) {
+  Group group(GetParam());
+  group.at(1).Campaign();
+  group.Settle();
+  ASSERT_TRUE(group.at(1).Propose("put a=1").ok());
+  group.Settle();
+  group.AddJoining(GetParam(), 4);
+  // Not a member yet: nothing to promote, and it has reported nothing.
+  EXPECT_FALSE(group.at(1).LearnerCaughtUp(NodeId(4)));
+
+  raft::ConfChange add{raft::ConfChangeType::kAddLearner, NodeId(4), "records with 4"};
+  Result<raft::LogPosition> added = group.at(1).ProposeConfChange(add);
+  ASSERT_TRUE(added.ok()) << added.status();
+  // One change at a time: a second one waits until the first is in effect.
+  raft::ConfChange another{raft::ConfChangeType::kAddLearner, NodeId(5), "records with 5"};
+  EXPECT_TRUE(absl::IsFailedPrecondition(group.at(1).ProposeConfChange(another).status()));
+  group.TickAndSettle(3);
+  for (uint64_t id : {1, 2, 3, 4}) {
+    ConsensusEngine& node = group.at(id);
+    EXPECT_TRUE(node.membership().IsLearner(NodeId(4))) << "node " << id;
+    EXPECT_EQ(node.membership_index(), added->index) << "node " << id;
+    ASSERT_NE(node.membership_entry(), nullptr) << "node " << id;
+    EXPECT_EQ(node.membership_entry()->data, "records with 4") << "node " << id;
+    EXPECT_TRUE(group.Committed(id, "put a=1")) << "node " << id;
+  }
+  EXPECT_TRUE(group.at(1).LearnerCaughtUp(NodeId(4)));
+
+  raft::ConfChange promote{raft::ConfChangeType::kPromoteLearner, NodeId(4), "records, 4 voter"};
+  Result<raft::LogPosition> promoted = group.at(1).ProposeConfChange(promote);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  group.TickAndSettle(3);
+  for (uint64_t id : {1, 2, 3, 4}) {
+    EXPECT_TRUE(group.at(id).membership().IsVoter(NodeId(4))) << "node " << id;
+  }
+  ASSERT_TRUE(group.at(1).Propose("put b=2").ok());
+  group.Settle();
+  EXPECT_TRUE(group.Committed(4, "put b=2"));
 }
+
+TEST_P(EngineTest, LeadershipMovesToTheTarget) {
+  Group group(GetParam());
+  group.at(1).Campaign();
+  group.Settle();
+  ASSERT_TRUE(group.at(1).Propose("put a=1").ok());
+  group.Settle();
+  EXPECT_TRUE(absl::IsFailedPrecondition(group.at(2).TransferLeadership(NodeId(3))));
+  ASSERT_TRUE(group.at(1).TransferLeadership(NodeId(3)).ok());
+  group.TickAndSettle(2);
+  for (uint64_t id : {1, 2, 3}) EXPECT_EQ(group.at(id).leader(), NodeId(3)) << "node " << id;
+  EXPECT_EQ(group.at(1).transfer_target(), kNoNode);
+  ASSERT_TRUE(group.at(3).Propose("put b=2").ok());
+  group.Settle();
+  for (uint64_t id : {1, 2, 3}) EXPECT_TRUE(group.Committed(id, "put b=2")) << "node " << id;
+}
+
+INSTANTIATE_TEST_SUITE_P(BothEngines, EngineTest,
+                         ::testing::Values(EngineKind::kRaft, EngineKind::kMultiPaxos),
+                         [](const auto& info) { return std::string(ToString(info.param)); });
 
 }  // namespace
 }  // namespace synod::server

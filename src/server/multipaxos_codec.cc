@@ -12,15 +12,16 @@ namespace {
 
 // The last enumerator; decoding refuses anything beyond (raft_codec.cc does the same).
 constexpr uint32_t kMessageTypeLast =
-    static_cast<uint32_t>(multipaxos::MessageType::kReadIndexResponse);
-static_assert(kMessageTypeLast == 10,
+    static_cast<uint32_t>(multipaxos::MessageType::kTimeoutNow);
+static_assert(kMessageTypeLast == 11,
               "a new multipaxos::MessageType needs kMessageTypeLast updated");
 
-// A varint field with its one-byte tag (every field number here is below 16).
+// A varint field with its one-byte tag (every field number here is below 16, but
+// MultiPaxosMessage's bool leadership_transfer = 16, whose two-byte tag and one byte fit too).
 constexpr size_t kFieldBytesMax = 11;
 // MultiPaxosMessage's scalar fields, its two ballots and the snapshot meta, each with a tag and
 // a length prefix, and the PeerMessage wrapper.
-constexpr size_t kMessageFixedBytesMax = 24 * kFieldBytesMax;
+constexpr size_t kMessageFixedBytesMax = 25 * kFieldBytesMax;
 // A slot: its ballot and the framing of the slot and its entry (the entry is counted apart).
 constexpr size_t kSlotFixedBytesMax = 6 * kFieldBytesMax;
 constexpr size_t kRelayFixedBytesMax = 8 * kFieldBytesMax;
@@ -68,6 +69,7 @@ void EncodeMultiPaxosMessage(multipaxos::Message message, synodpb::MultiPaxosMes
   EncodeBallot(message.promised, out->mutable_promised());
   out->set_read_round(message.read_round);
   out->set_read_context(std::move(message.read_context));
+  out->set_leadership_transfer(message.leadership_transfer);
   if (message.snapshot.has_value()) {
     out->set_has_snapshot(true);
     EncodeSnapshot(std::move(*message.snapshot), out->mutable_snapshot_meta(),
@@ -102,6 +104,7 @@ Result<multipaxos::Message> DecodeMultiPaxosMessage(synodpb::MultiPaxosMessage i
   message.promised = DecodeBallot(in.promised());
   message.read_round = in.read_round();
   message.read_context = std::move(*in.mutable_read_context());
+  message.leadership_transfer = in.leadership_transfer();
   if (in.has_snapshot()) {
     auto snapshot = DecodeSnapshot(in.snapshot_meta(), in.mutable_snapshot_data());
     if (!snapshot.ok()) return snapshot.status();

@@ -214,9 +214,8 @@ void Node::Start() {
     engine_->Campaign();
   }
   loop_thread_ = std::thread([this] { Run(); });
-  // Publishing the name and client URLs is a configuration entry, which only Raft's log has;
-  // a Multi-Paxos member keeps the records --initial-cluster gave it (no client URLs).
-  if (!options_.name.empty() && engine_->raft() != nullptr) {
+  // Publishing the name and client URLs is a configuration entry (server/members.h).
+  if (!options_.name.empty()) {
     publish_thread_ = std::thread([this] { Publish(); });
   }
 }
@@ -501,7 +500,7 @@ void Node::IssueReadIndex() {
 void Node::ProcessReady() {
   if (ready_at_disk_ || !engine_->HasReady()) return;
   EngineReady ready = engine_->TakeReady();
-  NoteAppendedConfigs(ready.write.entries);
+  NoteAppendedConfigs(ready.write);
   if (ready.soft_state && ready.soft_state->leader != known_leader_) {
     // A proposal forwarded to the old leader, or queued by it, may be lost; let its client
     // retry now instead of waiting out the request timeout. The outcome is unknown (it may
@@ -672,7 +671,13 @@ void Node::MaybeSnapshot() {
   if (index.distance_from(last_snapshot_index_) < options_.snapshot_count) return;
   // A blocking fsync on the loop, once per snapshot_count entries.
   if (Status status = store_->Sync(); !status.ok()) FailStop(status);
-  if (Status status = engine_->SetSnapshot(index); !status.ok()) FailStop(status);
+  if (Status status = engine_->SetSnapshot(index); !status.ok()) {
+    // Multi-Paxos takes no snapshot while a chosen configuration change is not yet in effect
+    // above it (the α rule; consensus/multipaxos/multipaxos.h): the leader is filling the slots
+    // up to there, and a later Ready snapshots instead.
+    if (absl::IsFailedPrecondition(status)) return;
+    FailStop(status);
+  }
   last_snapshot_index_ = index;
   storage::LogWrite write;
   write.compacted_to = engine_->snapshot_meta();
@@ -720,6 +725,17 @@ void Node::StartSnapshotFetch(PeerMessage message, Index index) {
       snapshot_fetch_running_ = false;
       if (!finished->ok()) {
         spdlog::warn("snapshot fetch failed: {}", finished->status().ToString());
+        return;
+      }
+      // The log may have brought the store further while the snapshot came (a Multi-Paxos
+      // follower learns chosen values and accepts in the leader's ballot meanwhile): installing
+      // it then would roll back entries the core counts as applied and never hands out again.
+      if ((**finished)->applied_index() <= store_->applied_index()) {
+        spdlog::info("dropped a fetched snapshot at {}: the store has applied up to {}",
+                     (**finished)->applied_index(), store_->applied_index());
+        if (Status status = engine_->Step(std::move(message)); !status.ok()) {
+          spdlog::debug("dropped a peer message: {}", status.ToString());
+        }
         return;
       }
       {

@@ -193,11 +193,12 @@ class Node {
   // ---- Membership (server/members.h) ----
   // The member records as of the applied index.
   synodpb::ClusterMembers members() const;
-  // The records of the newest configuration entry in the log, committed or not (the applied
-  // ones when there is none newer): what a member about to join is told (peer call Members).
-  // A voter added to a one-voter cluster counts toward the quorum as soon as its entry is
-  // appended, so that entry commits only once the new member runs, and the new member must be
-  // able to find itself before then.
+  // The records of the newest configuration entry the engine holds (Raft: in the log,
+  // committed or not; Multi-Paxos: chosen), or the applied ones when there is none newer: what
+  // a member about to join is told (peer call Members). On Raft a voter added to a one-voter
+  // cluster counts toward the quorum as soon as its entry is appended, so that entry commits
+  // only once the new member runs, and the new member must be able to find itself before then.
+  // (On Multi-Paxos the entry is chosen by the old configuration, α rule.)
   synodpb::ClusterMembers NewestMembers();
   // Whether `id` was removed from the cluster for good (the transport refuses it). Cheap.
   bool IsRemovedMember(NodeId id) const;
@@ -274,9 +275,10 @@ class Node {
   void LoadMembers();
   // Installs `members` as the applied records and makes the transport follow them.
   void SetMembers(synodpb::ClusterMembers members);
-  // Transport peers for members that configuration entries about to be appended add, so that
-  // the leader reaches a new member before the entry commits (the core counts it at once).
-  void NoteAppendedConfigs(const std::vector<raft::Entry>& entries);
+  // Transport peers for members that configuration entries about to be persisted add (Raft
+  // entries or Multi-Paxos slots), so that the leader reaches a new member before the entry
+  // commits (Raft's core counts it at once; Multi-Paxos's sends to it once it is chosen).
+  void NoteAppendedConfigs(const storage::LogWrite& write);
   // The blob the store keeps for an applied configuration entry.
   std::string MembersBlobOf(const raft::Entry& entry) const;
   // After configuration entries were applied: reload the records, answer the waiting clients.

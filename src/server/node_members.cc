@@ -54,16 +54,9 @@ synodpb::ClusterMembers Node::NewestMembers() {
   auto future = promise->get_future();
   const bool posted = Post([this, promise] {
     std::optional<synodpb::ClusterMembers> newest;
-    // Only Raft's log holds configuration entries (consensus_engine.h).
-    if (engine_->raft() == nullptr) {
-      promise->set_value(std::move(newest));
-      return;
-    }
-    const raft::RaftLog& log = engine_->raft()->log();
-    const Index index = log.membership_index();
-    if (index > store_->applied_index() && index >= log.first_index() &&
-        index <= log.last_index() && log.At(index).type == raft::EntryType::kConfig) {
-      Result<synodpb::ClusterMembers> decoded = DecodeClusterMembers(log.At(index).data);
+    const raft::Entry* entry = engine_->membership_entry();
+    if (entry != nullptr && entry->index > store_->applied_index()) {
+      Result<synodpb::ClusterMembers> decoded = DecodeClusterMembers(entry->data);
       if (decoded.ok()) newest = std::move(*decoded);
     }
     promise->set_value(std::move(newest));
@@ -140,9 +133,13 @@ void Node::SetMembers(synodpb::ClusterMembers members) {
   }
 }
 
-void Node::NoteAppendedConfigs(const std::vector<raft::Entry>& entries) {
+void Node::NoteAppendedConfigs(const storage::LogWrite& write) {
   if (transport_ == nullptr) return;
-  for (const raft::Entry& entry : entries) {
+  std::vector<const raft::Entry*> entries;
+  for (const raft::Entry& entry : write.entries) entries.push_back(&entry);
+  for (const multipaxos::Slot& slot : write.slots) entries.push_back(&slot.value);
+  for (const raft::Entry* entry_pointer : entries) {
+    const raft::Entry& entry = *entry_pointer;
     if (entry.type != raft::EntryType::kConfig || entry.data.empty()) continue;
     Result<synodpb::ClusterMembers> next = DecodeClusterMembers(entry.data);
     if (!next.ok()) continue;  // MembersBlobOf reports it when the entry is applied.
@@ -223,43 +220,29 @@ Result<Index> Node::ChangeMembersAsLeader(const synodpb::MemberChangeRequest& re
 void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request,
                                      uint64_t request_id, ProposalDone done,
                                      Clock::time_point deadline) {
-  raft::Raft* const raft = engine_->raft();
-  if (raft == nullptr) {
-    done.Complete(MembershipUnsupportedError());
-    return;
-  }
-  if (raft->role() != raft::Role::kLeader) {
+  if (!engine_->is_leader()) {
     done.Complete(NotLeaderError());
     return;
   }
   // The next records are computed from the applied ones, so every earlier change must be
   // applied here first (members.h).
-  if (store_->applied_index() < raft->log().membership_index()) {
+  if (store_->applied_index() < engine_->membership_index()) {
     done.Complete(RetrySoon());
     return;
   }
   const synodpb::ClusterMembers current = members();
-  if (MembershipOf(current) != raft->membership()) {
-    done.Complete(absl::InternalError(
-        fmt::format("etcdserver: the member records ({}) disagree with the Raft configuration ({})",
-                    raft::ToString(MembershipOf(current)), raft::ToString(raft->membership()))));
+  if (MembershipOf(current) != engine_->membership()) {
+    done.Complete(absl::InternalError(fmt::format(
+        "etcdserver: the member records ({}) disagree with the {} configuration ({})",
+        raft::ToString(MembershipOf(current)), ToString(engine_->kind()),
+        raft::ToString(engine_->membership()))));
     return;
   }
   const NodeId id(request.member().id());
   if (static_cast<MemberChangeKind>(request.kind()) == MemberChangeKind::kPromote &&
-      raft->membership().IsLearner(id)) {
-    // etcd's isLearnerReady (the learner has matched at least 90% of the leader's log), and the
-    // core's own rule (at most raft::Config::learner_promotion_lag_max entries behind), so
-    // that the core never refuses what passed here. etcd's rule alone would let a learner that
-    // never started be promoted in a young cluster whose log is short.
-    const raft::Config defaults;
-    const Index match = raft->progress().at(id).match();
-    const Index last = raft->log().last_index();
-    if (match.plus(defaults.learner_promotion_lag_max) < last ||
-        match.value() * 10 < last.value() * 9) {
-      done.Complete(LearnerNotReadyError());
-      return;
-    }
+      engine_->membership().IsLearner(id) && !engine_->LearnerCaughtUp(id)) {
+    done.Complete(LearnerNotReadyError());
+    return;
   }
   ReconfigHealth health;
   health.self = options_.id;
@@ -272,10 +255,11 @@ void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request
     done.Complete(plan.status());
     return;
   }
-  Result<raft::LogPosition> position = raft->ProposeConfChange(std::move(plan->conf_change));
+  Result<raft::LogPosition> position = engine_->ProposeConfChange(std::move(plan->conf_change));
   if (!position.ok()) {
-    // A change in progress, a transfer in progress, or a new leader's first entry not yet
-    // committed: all pass soon.
+    // A change in progress (on Multi-Paxos also: slots in flight, or the previous change not
+    // yet in effect), a transfer in progress, or a new leader's first entry not yet committed:
+    // all pass soon.
     const Status& status = position.status();
     done.Complete(
         absl::IsFailedPrecondition(status) || absl::IsUnavailable(status)
@@ -290,7 +274,6 @@ void Node::ProposeMemberChangeOnLoop(const synodpb::MemberChangeRequest& request
 }
 
 Result<Index> Node::ChangeMembers(const synodpb::MemberChangeRequest& request) {
-  if (options_.engine != EngineKind::kRaft) return MembershipUnsupportedError();
   const auto deadline = Clock::now() + options_.request_timeout;
   while (true) {
     const NodeId leader = status().leader;
@@ -338,23 +321,22 @@ Status Node::WaitApplied(Index index, Clock::time_point deadline) const {
 Status Node::MoveLeader(NodeId target, Clock::time_point deadline) {
   // Starts (or restarts, when the core gave up after an election timeout) the transfer; 1 once
   // `target` leads.
-  raft::Raft* const raft = engine_->raft();
-  if (raft == nullptr) return MembershipUnsupportedError();
-  // `raft` is used on the loop only (CallOnLoop); the engine lives as long as the node.
-  auto step = [this, raft, target]() -> Result<int64_t> {
-    if (raft->leader() == target) return 1;
-    if (raft->role() != raft::Role::kLeader) return 0;  // Between leaders; wait.
-    if (!raft->membership().IsVoter(target)) return BadLeaderTransfereeError();
-    if (raft->transfer_target() == target) return 0;
-    if (Status status = raft->TransferLeadership(target); !status.ok()) {
+  // The engine is used on the loop only (CallOnLoop); it lives as long as the node.
+  ConsensusEngine* const engine = engine_.get();
+  auto step = [this, engine, target]() -> Result<int64_t> {
+    if (engine->leader() == target) return 1;
+    if (!engine->is_leader()) return 0;  // Between leaders; wait.
+    if (!engine->membership().IsVoter(target)) return BadLeaderTransfereeError();
+    if (engine->transfer_target() == target) return 0;
+    if (Status status = engine->TransferLeadership(target); !status.ok()) {
       return BadLeaderTransfereeError();
     }
     spdlog::info("leadership transfer from {:x} to {:x} starting", options_.id.value(),
                  target.value());
     return 0;
   };
-  Result<int64_t> first = CallOnLoop([raft, step]() -> Result<int64_t> {
-    if (raft->role() != raft::Role::kLeader) return NotLeaderError();
+  Result<int64_t> first = CallOnLoop([engine, step]() -> Result<int64_t> {
+    if (!engine->is_leader()) return NotLeaderError();
     return step();
   });
   if (!first.ok()) return first.status();

@@ -85,4 +85,13 @@ FaultRates ChooseFaultRates(const FaultSet& f, uint64_t tick_units, base::Prng& 
   return r;
 }
 
+NodeId ChooseTransferTarget(const raft::Membership& membership, NodeId leader,
+                            base::Prng& prng) {
+  std::vector<NodeId> others;
+  for (NodeId voter : membership.voters) {
+    if (voter != leader) others.push_back(voter);
+  }
+  return others.empty() ? kNoNode : others[prng.Below(others.size())];
+}
+
 }  // namespace synod::sim

@@ -8,8 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "base/ids.h"
 #include "base/prng.h"
 #include "base/status.h"
+#include "consensus/raft/types.h"
 
 namespace synod::sim {
 
@@ -58,5 +60,10 @@ struct FaultRates {
   std::string ToString() const;
 };
 FaultRates ChooseFaultRates(const FaultSet& faults, uint64_t tick_units, base::Prng& prng);
+
+// The target of a transfer fault: a random voter of `membership` other than `leader`, or
+// kNoNode when there is none (the Raft and Multi-Paxos simulators share the choice).
+NodeId ChooseTransferTarget(const raft::Membership& membership, NodeId leader,
+                            base::Prng& prng);
 
 }  // namespace synod::sim

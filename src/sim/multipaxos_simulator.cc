@@ -109,6 +109,7 @@ class MultiPaxosSimulation
   uint64_t FaultWindowUnits() const { return parameters_.election_timeout_ticks * kTickUnits; }
 
   void ChangeMembership();
+  void TransferLeadership();
   void Apply(SimNode& node, const Ready& ready);
   void MaybeSnapshot(SimNode& node);
   SimNode* RandomLeader();
@@ -120,6 +121,8 @@ class MultiPaxosSimulation
   uint64_t next_command_ = 1;
   uint64_t next_read_ = 1;
   uint64_t next_conf_change_ = 1;
+  // The target of the last transfer a leader accepted, until some node leads after it.
+  NodeId transfer_target_;
   std::vector<NodeId> spare_ids_;
   // Liveness phase: the commands proposed since the faults stopped, and the nodes that applied
   // each of them.
@@ -229,6 +232,10 @@ void MultiPaxosSimulation::AfterInput(SimNode& node) {
     if (ready.soft_state.has_value() && ready.soft_state->role == Role::kLeader) {
       ++stats_.leaders_elected;
       Tracef("n{} leads in ballot {}", node.id, paxos::ToString(node.core->ballot()));
+      if (transfer_target_ != kNoNode) {
+        if (node.id == transfer_target_) ++stats_.transfers_completed;
+        transfer_target_ = kNoNode;
+      }
     }
     const bool must_persist = ready.MustPersist();
     node.writing = std::move(ready);
@@ -344,10 +351,15 @@ void MultiPaxosSimulation::Nemesis() {
   if (!prng_.Chance(parameters_.rates.fault_per_mille, 1000)) return;
   std::vector<Fault> enabled = NodeEventFaults(options_.faults);
   if (Enabled(options_.faults, Fault::kMembership)) enabled.push_back(Fault::kMembership);
+  if (Enabled(options_.faults, Fault::kTransfer)) enabled.push_back(Fault::kTransfer);
   if (enabled.empty()) return;
   const Fault fault = enabled[prng_.Below(enabled.size())];
   if (fault == Fault::kMembership) {
     ChangeMembership();
+    return;
+  }
+  if (fault == Fault::kTransfer) {
+    TransferLeadership();
     return;
   }
   // Half the faults hit the leader, where they matter most (a new ballot must take over).
@@ -394,6 +406,20 @@ void MultiPaxosSimulation::ChangeMembership() {
   AfterInput(*leader);
 }
 
+void MultiPaxosSimulation::TransferLeadership() {
+  SimNode* leader = RandomLeader();
+  if (leader == nullptr) return;
+  const NodeId target = ChooseTransferTarget(leader->core->membership(), leader->id, prng_);
+  if (target == kNoNode) return;
+  Status status = leader->core->TransferLeadership(target);
+  Tracef("n{} transfers leadership to n{}: {}", leader->id, target, status.ToString());
+  if (status.ok()) {
+    ++stats_.transfers;
+    transfer_target_ = target;
+  }
+  AfterInput(*leader);
+}
+
 bool MultiPaxosSimulation::Live() const {
   // Every member of the latest configuration must apply a probe (removed nodes and spares
   // never added need not).
@@ -435,6 +461,8 @@ void MultiPaxosSimStats::Add(const MultiPaxosSimStats& run) {
   follower_reads_released += run.follower_reads_released;
   snapshots_installed += run.snapshots_installed;
   membership_changes += run.membership_changes;
+  transfers += run.transfers;
+  transfers_completed += run.transfers_completed;
 }
 
 MultiPaxosSimResult RunMultiPaxosSimulation(const SimOptions& options) {

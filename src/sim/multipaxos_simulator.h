@@ -28,6 +28,9 @@ struct MultiPaxosSimStats : RunStats {
   uint64_t snapshots_installed = 0;
   // Configuration changes the leaders accepted for proposal.
   uint64_t membership_changes = 0;
+  // Leadership transfers the leaders accepted, and those whose target then led.
+  uint64_t transfers = 0;
+  uint64_t transfers_completed = 0;
 
   // Folds in another run's figures: every counter is summed, liveness_ticks keeps the slowest.
   void Add(const MultiPaxosSimStats& run);
@@ -36,7 +39,7 @@ struct MultiPaxosSimStats : RunStats {
 using MultiPaxosSimResult = RunResult<MultiPaxosSimStats>;
 
 // Of the Fault kinds in options.faults, Multi-Paxos runs use loss, duplicate, delay, partition,
-// crash, pause and membership; the others (slow, transfer, disk) are ignored here.
+// crash, pause, membership and transfer; the others (slow, disk) are ignored here.
 MultiPaxosSimResult RunMultiPaxosSimulation(const SimOptions& options);
 
 }  // namespace synod::sim

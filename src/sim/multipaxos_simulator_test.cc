@@ -72,6 +72,9 @@ TEST(MultiPaxosSimulator, FaultsAreInjectedAndSurvived) {
   // Members were added and removed (the liveness phase then requires every member of the
   // latest configuration, new ones included, to apply a probe).
   EXPECT_GT(totals.membership_changes, 0u);
+  // Leadership was handed to chosen voters, and some of them took over.
+  EXPECT_GT(totals.transfers, 0u);
+  EXPECT_GT(totals.transfers_completed, 0u);
 }
 
 // Seeds that exposed a bug, with the run length they failed at. A seed's run depends on the
@@ -90,6 +93,11 @@ TEST(MultiPaxosSimulator, RegressionSeedsPass) {
            // A joiner hundreds of slots behind learned one kChosen message per round trip and
            // had not caught up when the liveness bound ran out (fixed: pipelined catch-up).
            Regression{301893, 1500},
+           // A leader elected while 14 slots behind (its promisers included two voters that
+           // later slots' configurations had removed) answered a read below a slot chosen by a
+           // configuration it had not learned (fixed: reads wait until the leader's commit
+           // index reaches the end of its phase 1 window).
+           Regression{365, 500},
        }) {
     SimOptions options = Options(regression.seed, "all");
     options.safety_ticks = regression.safety_ticks;

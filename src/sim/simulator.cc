@@ -1125,12 +1125,8 @@ void Simulation::ChangeMembership() {
 void Simulation::TransferLeadership() {
   SimNode* leader = BelievedLeader();
   if (leader == nullptr) return;
-  std::vector<NodeId> others;
-  for (NodeId voter : leader->raft->membership().voters) {
-    if (voter != leader->id) others.push_back(voter);
-  }
-  if (others.empty()) return;
-  const NodeId target = others[prng_.Below(others.size())];
+  const NodeId target = ChooseTransferTarget(leader->raft->membership(), leader->id, prng_);
+  if (target == kNoNode) return;
   Status status = leader->raft->TransferLeadership(target);
   ++stats_.transfers;
   Tracef("n{} transfers leadership to n{}: {}", leader->id, target, status.ToString());

@@ -9,8 +9,10 @@ so they come in the snapshot it sends). Promotion is refused while the learner l
 once it has caught up. The new member serves the keys, and comes back after a SIGKILL with the
 identity in its data dir. An old member is removed: its process exits, and when started again it
 exits again, refused by the others. Writes still work, and `etcdctl move-leader` hands
-leadership to a chosen member, which `etcdctl endpoint status` then shows as leader. etcd's
-errors are checked along the way.
+leadership to a chosen member, which `etcdctl endpoint status` then shows as leader, and every
+remaining member holds the same data (`etcdctl endpoint hashkv` at the last write's revision).
+etcd's errors are checked along the way. With --engine multipaxos the same holds on the
+Multi-Paxos engine (issue 7), whose configuration changes take effect α slots after their own.
 """
 
 import argparse
@@ -65,16 +67,32 @@ def leader_id(endpoints):
     return leaders.pop()
 
 
+def check_same_data(members, key):
+    """Every member holds the same keyspace at the revision of `key`'s last write."""
+    revision = etcdctl_json(members[:1], "get", key)["header"]["revision"]
+
+    def hashes():
+        statuses = etcdctl_json(members, "endpoint", "hashkv", "--rev", str(revision))
+        if any(s["HashKV"]["header"]["revision"] < revision for s in statuses):
+            return False
+        return {s["Endpoint"]: s["HashKV"]["hash"] for s in statuses}
+    got = wait_until(f"every member reaches revision {revision}", hashes, 10)
+    if len(set(got.values())) != 1 or len(got) != len(members):
+        raise AssertionError(f"the members disagree at revision {revision}: {got}")
+    return revision
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--base-port", type=int, default=23790)
     parser.add_argument("--join-by", choices=["log", "snapshot"], default="log")
+    parser.add_argument("--engine", choices=["raft", "multipaxos"], default="raft")
     args = parser.parse_args()
     base_dir = tempfile.mkdtemp(prefix="synod-membership-")
-    extra = []
+    extra = ["--engine", args.engine]
     if args.join_by == "snapshot":
-        extra = ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]
+        extra += ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]
     cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port, extra_flags=extra)
     started = time.monotonic()
     failure = None
@@ -232,7 +250,10 @@ def main():
         _, got = etcdctl([target], "get", "after-move", "--print-value-only")
         if got.strip() != "yes":
             raise AssertionError(f"{target.name} serves after-move={got!r}")
-        print(f"membership_test ({args.join_by}): added, promoted and restarted {new.name}, "
+        revision = check_same_data(remaining, "after-move")
+        print(f"membership_test ({args.engine}, {args.join_by}): every member holds the same "
+              f"data at revision {revision}")
+        print(f"membership_test ({args.engine}, {args.join_by}): added, promoted and restarted {new.name}, "
               f"removed {removed.name}{' (the leader)' if leading and removed is leading[0] else ''}, moved leadership to {target.name} in "
               f"{time.monotonic() - started:.1f} s")
     except Exception as error:  # noqa: BLE001

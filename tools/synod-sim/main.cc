@@ -163,22 +163,22 @@ int RunMultiPaxos(const Settings& settings) {
   auto describe = [](const synod::sim::MultiPaxosSimStats& s) {
     return fmt::format(
         "leaders={} chosen={} proposals={} reads={} follower_reads={} snapshots={} "
-        "membership_changes={} "
+        "membership_changes={} transfers={} transfers_completed={} "
         "messages={} dropped={} duplicated={} crashes={} pauses={} partitions={} "
         "liveness_ticks={}",
         s.leaders_elected, s.chosen, s.proposals, s.reads_released, s.follower_reads_released,
-        s.snapshots_installed, s.membership_changes,
+        s.snapshots_installed, s.membership_changes, s.transfers, s.transfers_completed,
         s.messages_sent, s.messages_dropped, s.messages_duplicated, s.crashes, s.pauses,
         s.partitions, s.liveness_ticks);
   };
   auto summarize = [](const synod::sim::MultiPaxosSimStats& totals) {
     return fmt::format(
         "{} leaders elected, {} slots chosen, {} reads checked ({} by followers), {} snapshots "
-        "installed, {} membership changes, {} crashes, {} pauses, {} partitions; slowest "
-        "recovery {} ticks",
+        "installed, {} membership changes, {} leadership transfers ({} completed), {} crashes, "
+        "{} pauses, {} partitions; slowest recovery {} ticks",
         totals.leaders_elected, totals.chosen, totals.reads_released,
         totals.follower_reads_released, totals.snapshots_installed,
-        totals.membership_changes,
+        totals.membership_changes, totals.transfers, totals.transfers_completed,
         totals.crashes, totals.pauses, totals.partitions, totals.liveness_ticks);
   };
   return RunSeeds(settings, run, describe, summarize);

@@ -82,6 +82,7 @@ MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
   }
   configs_.emplace(compacted_.next(), snapshot_.meta.membership);
   configs_scanned_ = compacted_;
+  membership_index_ = compacted_;
   RecordChosenConfigs();
 #ifdef SYNOD_BROKEN_FORGET_PROMISE
   // Deliberately broken build: a restarted acceptor forgets its promise and keeps only what it
@@ -128,6 +129,7 @@ void MultiPaxos::RecordChosenConfigs() {
     configs_scanned_ = configs_scanned_.next();
     const Slot& chosen = slots_.at(configs_scanned_);
     if (chosen.value.type != EntryType::kConfig) continue;
+    membership_index_ = configs_scanned_;
     const Membership& before = configs_.rbegin()->second;
     const Membership& after = chosen.value.membership;
     for (const std::vector<NodeId>* ids : {&before.voters, &before.learners}) {
@@ -249,9 +251,14 @@ void MultiPaxos::BecomeFollower(NodeId leader) {
   followers_.clear();
   reads_unassigned_.clear();
   reads_waiting_.clear();
+  transfer_target_ = kNoNode;
+  transfer_elapsed_ticks_ = 0;
+  timeout_now_sent_ = false;
 }
 
-void MultiPaxos::Campaign() {
+void MultiPaxos::Campaign() { RunPhaseOne(/*leadership_transfer=*/false); }
+
+void MultiPaxos::RunPhaseOne(bool leadership_transfer) {
   // Only a voter of the first slot it does not know chosen runs phase 1 (a learner, a node that
   // has not yet learned it joined, and a removed node do not).
   if (!IsVoterOfNextSlot()) {
@@ -269,6 +276,7 @@ void MultiPaxos::Campaign() {
   prepare.type = MessageType::kPrepare;
   prepare.ballot = ballot_;
   prepare.index = commit_.next();
+  prepare.leadership_transfer = leadership_transfer;
   // Its own acceptor promises first: the promise is in this Ready, durable before any peer can
   // see the ballot, so a restarted node never reuses it (its rounds start above the promise).
   prepare.from = prepare.to = config_.id;
@@ -362,6 +370,14 @@ void MultiPaxos::Tick() {
       heard.insert(config_.id);
       if (!MajorityOfEveryWindowConfig(heard)) BecomeFollower(kNoNode);
     }
+    // Raft thesis 3.10: "If the transfer does not complete after about one election timeout,
+    // the prior leader aborts the transfer and resumes accepting client requests."
+    if (role_ == Role::kLeader && transfer_target_ != kNoNode &&
+        ++transfer_elapsed_ticks_ >= config_.election_timeout_ticks) {
+      transfer_target_ = kNoNode;
+      transfer_elapsed_ticks_ = 0;
+      timeout_now_sent_ = false;
+    }
   } else if (++election_elapsed_ >= randomized_election_timeout_) {
     // PML 3: a replica that has not heard from the master for a while tries to become master.
     Campaign();
@@ -439,6 +455,9 @@ void MultiPaxos::Dispatch(const Message& message) {
     case MessageType::kReadIndexResponse:
       HandleReadIndexResponse(message);
       return;
+    case MessageType::kTimeoutNow:
+      HandleTimeoutNow(message);
+      return;
   }
 }
 
@@ -482,8 +501,8 @@ void MultiPaxos::HandlePrepare(const Message& message) {
   }
   // Check-quorum's other half (Raft thesis 4.2.3, for Paxos): while its leader is alive this
   // node ignores another node's higher ballot (see Config::check_quorum for why that is safe).
-  if (config_.check_quorum && message.from != config_.id && message.from != leader_ &&
-      message.ballot > promised_ && InLeaderLease()) {
+  if (config_.check_quorum && !message.leadership_transfer && message.from != config_.id &&
+      message.from != leader_ && message.ballot > promised_ && InLeaderLease()) {
     return;
   }
   if (RefusedBelowPromise(message)) return;
@@ -602,6 +621,7 @@ void MultiPaxos::InstallSnapshot(const Snapshot& snapshot) {
   configs_.clear();
   configs_.emplace(compacted_.next(), snapshot.meta.membership);
   configs_scanned_ = commit_;
+  membership_index_ = compacted_;
 }
 
 void MultiPaxos::HandleInstallSnapshot(const Message& message) {
@@ -677,6 +697,11 @@ Result<LogPosition> MultiPaxos::Propose(std::string data) {
 }
 
 Status MultiPaxos::CheckCanProposeNextSlot() const {
+  // Raft thesis 3.10: the leader stops accepting new requests while it transfers leadership.
+  if (transfer_target_ != kNoNode) {
+    return absl::FailedPreconditionError(
+        fmt::format("leadership is being transferred to {}", transfer_target_));
+  }
   if (proposals_.size() >= config_.uncommitted_entries_max) {
     return absl::ResourceExhaustedError("too many proposals not yet chosen");
   }
@@ -719,6 +744,11 @@ Result<LogPosition> MultiPaxos::ProposeConfChange(raft::ConfChange change) {
   return LogPosition{index, term};
 }
 
+std::optional<Index> MultiPaxos::FollowerCommit(NodeId follower) const {
+  auto it = followers_.find(follower);
+  return it == followers_.end() ? std::nullopt : it->second.commit;
+}
+
 void MultiPaxos::NoteFollowerCommit(NodeId follower, Index commit) {
   FollowerState& state = followers_[follower];
   const bool first_report = !state.commit.has_value();
@@ -752,6 +782,7 @@ void MultiPaxos::HandleAccepted(const Message& message) {
     if (votes >= config.QuorumSize()) it->second.chosen = true;
   }
   MaybeAdvanceLeaderCommit();
+  MaybeSendTimeoutNow();
 }
 
 void MultiPaxos::MaybeAdvanceLeaderCommit() {
@@ -773,10 +804,65 @@ void MultiPaxos::HandleHeartbeatResponse(const Message& message) {
   FollowerState& state = followers_[message.from];
   state.read_round_acked = std::max(state.read_round_acked, message.read_round);
   ReleaseConfirmedReads();
+  MaybeSendTimeoutNow();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leadership transfer (Raft thesis 3.10, for Paxos).
+
+Status MultiPaxos::TransferLeadership(NodeId target) {
+  if (role_ != Role::kLeader) return NotLeaderError();
+  if (target == config_.id || !membership().IsVoter(target) ||
+      !MembershipFor(next_slot_).IsVoter(target)) {
+    return absl::FailedPreconditionError(
+        fmt::format("node {} is no other voter to transfer leadership to", target));
+  }
+  if (transfer_target_ != target) {
+    transfer_target_ = target;
+    transfer_elapsed_ticks_ = 0;
+    timeout_now_sent_ = false;
+  }
+  MaybeSendTimeoutNow();
+  if (config_.check_invariants) CheckInvariants();
+  return absl::OkStatus();
+}
+
+void MultiPaxos::MaybeSendTimeoutNow() {
+  if (role_ != Role::kLeader || transfer_target_ == kNoNode || timeout_now_sent_) return;
+  // The target must hold every chosen value, and nothing may be in flight: its phase 1 then
+  // learns no slot it would have to re-propose, and it can serve from the first moment.
+  if (!proposals_.empty() || !window_deferred_.empty()) return;
+  const std::optional<Index> target_commit = FollowerCommit(transfer_target_);
+  if (!target_commit.has_value() || *target_commit < commit_) return;
+  Message timeout_now;
+  timeout_now.type = MessageType::kTimeoutNow;
+  timeout_now.to = transfer_target_;
+  timeout_now.ballot = ballot_;
+  timeout_now.commit = commit_;
+  Send(std::move(timeout_now));
+  timeout_now_sent_ = true;
+}
+
+void MultiPaxos::HandleTimeoutNow(const Message& message) {
+  // Only from the leader this node follows, in the ballot it promised: a stale or forged one
+  // would make it depose a working leader.
+  if (role_ != Role::kFollower || message.ballot != promised_ ||
+      message.from != message.ballot.proposer || leader_ != message.from) {
+    return;
+  }
+  if (!IsVoterOfNextSlot()) return;
+  RunPhaseOne(/*leadership_transfer=*/true);
 }
 
 void MultiPaxos::HandleNack(const Message& message) {
   if (role_ == Role::kFollower || message.ballot != ballot_ || message.promised <= ballot_) return;
+  // The transfer target's ballot: it is taking over as asked, so this leader yields rather than
+  // competing with it below.
+  if (role_ == Role::kLeader && timeout_now_sent_ &&
+      message.promised.proposer == transfer_target_) {
+    BecomeFollower(kNoNode);
+    return;
+  }
   if (role_ == Role::kLeader && config_.check_quorum) {
     // The higher ballot is one the followers that still hear this leader ignored (or check-
     // quorum would have deposed it): phase 1 with a higher ballot keeps the group's leader and
@@ -921,6 +1007,14 @@ void MultiPaxos::StartReadRound() {
 }
 
 void MultiPaxos::ReleaseConfirmedReads() {
+  // A leader that lags behind its phase 1 window does not yet know the configurations of every
+  // slot that may have been chosen before its ballot: a slot s needs slot s - α chosen first, so
+  // the lowest chosen slot above the window lies within α of it, possibly beyond commit + α,
+  // governed by a change this leader has not learned and whose voters need not have promised
+  // (they may have removed its promisers). Once its commit index reaches the window end, every
+  // such slot lies within commit + α, among the window configurations whose majorities promised
+  // (AfterLeaderCommitAdvanced), so phase 1 would have reported it. Until then reads wait.
+  if (commit_ < phase_one_end_) return;
   // A higher ballot that could have chosen a slot the read must see needed a majority of that
   // slot's configuration, so the round is confirmed by a majority of every window configuration.
   uint64_t confirmed = read_round_;
@@ -1078,6 +1172,7 @@ void MultiPaxos::CheckInvariants() {
   SYNOD_ASSERT(!configs_.empty());
   SYNOD_ASSERT(configs_.begin()->first <= compacted_.next());
   SYNOD_ASSERT(configs_scanned_ == commit_);
+  SYNOD_ASSERT(membership_index_ <= commit_);
   SYNOD_ASSERT(round_seen_ >= promised_.round);
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
@@ -1120,6 +1215,7 @@ void MultiPaxos::CheckInvariants() {
   } else {
     SYNOD_ASSERT(proposals_.empty());
     SYNOD_ASSERT(reads_waiting_.empty() && reads_unassigned_.empty());
+    SYNOD_ASSERT(transfer_target_ == kNoNode);
   }
   // Delta checks against the previous call.
   SYNOD_ASSERT_MSG(promised_ >= observed_.promised, "promise fell from {} to {}",

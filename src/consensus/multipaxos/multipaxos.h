@@ -46,7 +46,13 @@
 // Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
 // timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
 //
-// Not yet covered: leadership transfer, a pre-prepare round (Raft's pre-vote) so that a node
+// Leadership transfer (Raft thesis 3.10, for Paxos): the leader stops taking proposals, lets what
+// is in flight be chosen and catches the target up to its commit index, then tells it to start
+// phase 1 at once (kTimeoutNow) with a prepare that acceptors answer even while they hear a
+// leader. The target's higher ballot deposes the old leader. If the target has not taken over
+// within an election timeout, the old leader resumes.
+//
+// Not yet covered: a pre-prepare round (Raft's pre-vote) so that a node
 // returning from a partition does not cost the leader one phase 1, and sending accepts before
 // the leader's own fsync (Raft's early_messages).
 #pragma once
@@ -153,7 +159,9 @@ class MultiPaxos {
   // index, or the end of the window its phase 1 learned, whichever is higher). A ReadState with
   // `context` appears in a later Ready once a majority of every window configuration has
   // answered a heartbeat sent after the read arrived, proving that no higher ballot had taken
-  // over then. Reads waiting at the same moment share one heartbeat round. A follower forwards
+  // over then. A leader releases no read until its commit index reaches the end of its phase 1
+  // window (multipaxos.cc, ReleaseConfirmedReads, says why). Reads waiting at the same moment
+  // share one heartbeat round. A follower forwards
   // the read to its leader (kReadIndex) and releases the ReadState when the answer comes back;
   // the caller serves it once it has applied up to the index. If the leader is deposed first no
   // ReadState appears, and the caller times out. Fails with Unavailable when no leader is known,
@@ -162,6 +170,13 @@ class MultiPaxos {
 
   // Starts phase 1 now, as if the election timeout fired.
   void Campaign();
+
+  // Leader: hands leadership to `target` (see the file comment). Proposals are refused with
+  // FailedPrecondition until the transfer ends: `target` leads (this node then follows), or an
+  // election timeout passed (this node leads on). A transfer to another target replaces the
+  // one in progress. FailedPrecondition off the leader, or when `target` is this node or no
+  // voter of the next slot's and the latest configuration.
+  Status TransferLeadership(NodeId target);
 
   // Records the caller's snapshot of its state machine at `index` (<= the applied index),
   // used to catch up nodes that need compacted slots. The caller has made it durable.
@@ -184,6 +199,8 @@ class MultiPaxos {
   NodeId id() const { return config_.id; }
   Role role() const { return role_; }
   NodeId leader() const { return leader_; }
+  // Leader: the target of the leadership transfer in progress, or kNoNode.
+  NodeId transfer_target() const { return transfer_target_; }
   // The ballot of this node's current or last phase 1.
   BallotNumber ballot() const { return ballot_; }
   BallotNumber promised() const { return promised_; }
@@ -192,6 +209,9 @@ class MultiPaxos {
   // The configuration of the latest change this node knows chosen; it may govern only slots
   // above the next one (it takes effect α slots after its own).
   const Membership& membership() const { return configs_.rbegin()->second; }
+  // The slot of the change membership() comes from, or the index of the snapshot it came with.
+  // Invariant: <= commit().
+  Index membership_index() const { return membership_index_; }
   // The configuration governing `slot`. Precondition: slot > the compaction point; exact for
   // slots up to commit() + α (beyond, later changes may still be chosen).
   const Membership& MembershipFor(Index slot) const;
@@ -199,6 +219,9 @@ class MultiPaxos {
   // The stored slot, if any (nullptr below the compaction point or where nothing was accepted).
   const Slot* slot(Index index) const;
   HardState hard_state() const { return {promised_, commit_}; }
+  // Leader: the commit index `follower` last reported in this ballot, if it did (how far a
+  // learner has caught up before its promotion).
+  std::optional<Index> FollowerCommit(NodeId follower) const;
   // The quorum of the next unchosen slot's configuration.
   size_t QuorumSize() const { return MembershipFor(commit_.next()).QuorumSize(); }
 
@@ -217,6 +240,8 @@ class MultiPaxos {
   void BecomeFollower(NodeId leader);
   void BecomeLeader();
   void ResetElectionTimer();
+  // Phase 1 with a new ballot; `leadership_transfer` marks its prepares (Message).
+  void RunPhaseOne(bool leadership_transfer);
   // Acts on a message of a leader or candidate in `ballot` >= the promise: raises the promise
   // to it and follows its sender, stepping down from a lower ballot of its own.
   void Follow(const BallotNumber& ballot);
@@ -252,6 +277,10 @@ class MultiPaxos {
   Status QueueRead(NodeId requester, std::string context);
   void HandleReadIndex(const Message& message);
   void HandleReadIndexResponse(const Message& message);
+  // Leadership transfer.
+  void HandleTimeoutNow(const Message& message);
+  // Leader: sends kTimeoutNow once nothing is in flight and the target has caught up.
+  void MaybeSendTimeoutNow();
   void StartReadRound();
   void ReleaseConfirmedReads();
 
@@ -305,6 +334,8 @@ class MultiPaxos {
   // chosen in slot i adds the key i + α. Invariant: configs_scanned_ == commit_ between inputs.
   std::map<Index, Membership> configs_;
   Index configs_scanned_;
+  // See membership_index().
+  Index membership_index_;
   // The members that a change this node recorded removed (and none re-added), whose prepares it
   // ignores once they are voters of no configuration above its commit index. Rebuilt from the
   // slots above the snapshot at a restart, so it may forget some; that costs liveness only.
@@ -330,6 +361,13 @@ class MultiPaxos {
     std::map<NodeId, Index> commits;
   };
   PhaseOne phase_one_;
+
+  // Leader: the leadership transfer in progress (kNoNode when none), the ticks since it began,
+  // and whether kTimeoutNow went out (once: if it is lost, the transfer times out).
+  // Invariant: transfer_target_ == kNoNode unless leader.
+  NodeId transfer_target_;
+  uint32_t transfer_elapsed_ticks_ = 0;
+  bool timeout_now_sent_ = false;
 
   // Leader, check-quorum: the peers that answered in this ballot since the last check, made
   // every election timeout (counted by election_elapsed_).

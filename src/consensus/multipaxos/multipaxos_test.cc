@@ -676,5 +676,84 @@ TEST(MultiPaxosTest, FollowersOfALiveLeaderIgnoreAHigherBallot) {
   EXPECT_EQ(cluster.AppliedCommands(3), (std::vector<std::string>{"a", "b"}));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Leadership transfer (Raft thesis 3.10, for Paxos): "the prior leader stops accepting new
+// client requests", brings the target up to date, and "sends it a TimeoutNow request"; the
+// target starts phase 1 at once. "If the transfer does not complete after about one election
+// timeout, the prior leader aborts the transfer and resumes accepting client requests."
+
+TEST(MultiPaxosTest, TransferCatchesTheTargetUpAndHandsLeadershipOver) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  ASSERT_TRUE(cluster.core(1).Propose("b").ok());
+  cluster.Tick(1);
+  const BallotNumber before = cluster.core(1).ballot();
+  ASSERT_TRUE(cluster.core(1).TransferLeadership(NodeId(3)).ok());
+  EXPECT_EQ(cluster.core(1).transfer_target(), NodeId(3));
+  // No new proposals while the transfer is under way.
+  EXPECT_EQ(cluster.core(1).Propose("refused").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  cluster.Heal();
+  cluster.Tick(3);
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_EQ(cluster.core(id).leader(), NodeId(3)) << "node " << id;
+  }
+  EXPECT_EQ(cluster.core(3).role(), Role::kLeader);
+  EXPECT_GT(cluster.core(3).ballot(), before);
+  EXPECT_EQ(cluster.core(1).transfer_target(), kNoNode);
+  ASSERT_TRUE(cluster.core(3).Propose("c").ok());
+  cluster.Tick(2);
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_EQ(cluster.AppliedCommands(id), (std::vector<std::string>{"a", "b", "c"}))
+        << "node " << id;
+  }
+}
+
+TEST(MultiPaxosTest, TransferToAnUnreachableTargetIsAbandonedAfterAnElectionTimeout) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Tick(1);
+  ASSERT_TRUE(cluster.core(1).TransferLeadership(NodeId(3)).ok());
+  cluster.Tick(9);
+  EXPECT_EQ(cluster.core(1).transfer_target(), NodeId(3));
+  cluster.Tick(1);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+  EXPECT_EQ(cluster.core(1).transfer_target(), kNoNode);
+  EXPECT_TRUE(cluster.core(1).Propose("resumed").ok());
+}
+
+TEST(MultiPaxosTest, TransferIsRefusedOffTheLeaderAndToNonVoters) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  EXPECT_EQ(cluster.core(2).TransferLeadership(NodeId(3)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cluster.core(1).TransferLeadership(NodeId(1)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cluster.core(1).TransferLeadership(NodeId(9)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cluster.core(1).transfer_target(), kNoNode);
+}
+
+// Only the leader a node follows, in the ballot it promised, can make it start phase 1: a stale
+// TimeoutNow must not depose a working leader.
+TEST(MultiPaxosTest, TimeoutNowFromANodeThatDoesNotLeadIsIgnored) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Tick(1);
+  Message timeout_now;
+  timeout_now.type = MessageType::kTimeoutNow;
+  timeout_now.from = NodeId(2);
+  timeout_now.to = NodeId(3);
+  timeout_now.ballot = BallotNumber{cluster.core(1).ballot().round, NodeId(2)};
+  ASSERT_TRUE(cluster.core(3).Step(timeout_now).ok());
+  cluster.Settle();
+  EXPECT_EQ(cluster.core(3).role(), Role::kFollower);
+  EXPECT_EQ(cluster.core(1).role(), Role::kLeader);
+}
+
 }  // namespace
 }  // namespace synod::multipaxos

@@ -30,6 +30,8 @@ std::string_view ToString(MessageType type) {
       return "ReadIndex";
     case MessageType::kReadIndexResponse:
       return "ReadIndexResponse";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
   }
   return "?";
 }
@@ -51,7 +53,7 @@ std::string ToString(const Message& m) {
                                  paxos::ToString(m.ballot), m.commit);
   switch (m.type) {
     case MessageType::kPrepare:
-      text += fmt::format(" from_slot={}", m.index);
+      text += fmt::format(" from_slot={}{}", m.index, m.leadership_transfer ? " transfer" : "");
       break;
     case MessageType::kPromise:
       text += fmt::format(" slots={}{}", m.slots.size(),
@@ -81,6 +83,8 @@ std::string ToString(const Message& m) {
       break;
     case MessageType::kReadIndexResponse:
       text += fmt::format(" read={} index={}", m.read_context, m.index);
+      break;
+    case MessageType::kTimeoutNow:
       break;
   }
   return text;

@@ -91,6 +91,9 @@ enum class MessageType : uint8_t {
   // client; the leader answers after its heartbeat round confirmed its ballot.
   kReadIndex,
   kReadIndexResponse,
+  // Leadership transfer (Raft thesis 3.10's TimeoutNow, for Paxos): the leader tells the
+  // target, which it brought up to date, to start phase 1 at once.
+  kTimeoutNow,
 };
 
 std::string_view ToString(MessageType type);
@@ -122,6 +125,9 @@ struct Message {
   std::string read_context;
   // kInstallSnapshot; kPromise when the acceptor compacted slots the leader asked about.
   std::optional<Snapshot> snapshot;
+  // kPrepare: sent by a transfer target on its leader's kTimeoutNow. Acceptors answer it even
+  // while they hear a leader (check-quorum ignores other prepares then; Raft's "force" vote).
+  bool leadership_transfer = false;
 };
 
 std::string ToString(const Message& message);
