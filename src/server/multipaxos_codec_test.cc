@@ -20,10 +20,9 @@ constexpr MessageType kEveryMessageType[] = {
     MessageType::kPrepare,   MessageType::kPromise,           MessageType::kAccept,
     MessageType::kAccepted,  MessageType::kNack,              MessageType::kHeartbeat,
     MessageType::kHeartbeatResponse, MessageType::kChosen,    MessageType::kInstallSnapshot,
-    MessageType::kReadIndex, MessageType::kReadIndexResponse,
+    MessageType::kReadIndex, MessageType::kReadIndexResponse, MessageType::kTimeoutNow,
 };
-static_assert(std::size(kEveryMessageType) ==
-                  static_cast<size_t>(MessageType::kReadIndexResponse) + 1,
+static_assert(std::size(kEveryMessageType) == static_cast<size_t>(MessageType::kTimeoutNow) + 1,
               "a new message type needs a round-trip test");
 
 Result<multipaxos::Message> OverTheWire(const multipaxos::Message& message) {
@@ -58,6 +57,7 @@ multipaxos::Message FullMessage(MessageType type) {
   message.promised = BallotNumber{Ballot(9), NodeId(0x2222)};
   message.read_round = 12;
   message.read_context = "read-17";
+  message.leadership_transfer = true;
   message.snapshot = raft::Snapshot{
       raft::SnapshotMeta{Index(30), Term(3), raft::Membership{{NodeId(0x1111), NodeId(0x2222)}, {}}},
       std::string("")};
@@ -97,10 +97,10 @@ TEST(MultiPaxosCodecTest, UnknownTypesAreRefused) {
   synodpb::MultiPaxosMessage encoded;
   EncodeMultiPaxosMessage(FullMessage(MessageType::kAccept), &encoded);
   synodpb::MultiPaxosMessage bad_type = encoded;
-  bad_type.set_type(11);
+  bad_type.set_type(99);
   Result<multipaxos::Message> decoded = DecodeMultiPaxosMessage(bad_type);
   ASSERT_FALSE(decoded.ok());
-  EXPECT_THAT(std::string(decoded.status().message()), HasSubstr("message type 11"));
+  EXPECT_THAT(std::string(decoded.status().message()), HasSubstr("message type 99"));
 
   synodpb::MultiPaxosMessage bad_slot = encoded;
   bad_slot.mutable_slots(1)->mutable_value()->set_type(3);

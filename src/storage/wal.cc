@@ -282,7 +282,8 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
 
 // Looks for a valid record of a batch other than `torn_batch` anywhere after `offset`. Finding
 // one proves the damage at `offset` is not the torn tail of the last write.
-std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
+// (Unused only by the deliberately broken build below.)
+[[maybe_unused]] std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
                                      uint64_t torn_batch) {
   for (size_t probe = offset + 1; probe + kRecordHeaderBytes <= contents.size(); ++probe) {
     Record record;
@@ -429,6 +430,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     // any bad record as a torn tail and cuts everything from it on. The simulator's flipped-bit
     // check must catch it.
     (void)damage_offset;
+    (void)last_segment;
     for (size_t later = wal->segments_.size() - 1; later > i; --later) {
       if (Status status = fs->Remove(wal->segments_[later].path); !status.ok()) return status;
       wal->segments_.pop_back();
