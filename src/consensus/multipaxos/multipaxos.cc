@@ -32,9 +32,14 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
     return absl::InvalidArgumentError("the snapshot's membership is not well-formed");
   }
   const Index snapshot_index = state.snapshot.meta.index;
-  if (state.hard_state.commit < snapshot_index) {
-    return absl::InvalidArgumentError("commit index below the snapshot's index");
+  if (state.applied.has_value() && *state.applied < snapshot_index) {
+    return absl::InvalidArgumentError("applied index below the snapshot's index");
   }
+  // The durable commit index lags (see Ready::hard_state), but the snapshot and whatever the
+  // caller applied hold chosen slots only, and every slot handed out as committed was durable
+  // before it was applied: the commit index is at least both.
+  state.hard_state.commit =
+      std::max({state.hard_state.commit, snapshot_index, state.applied.value_or(Index())});
   Index previous = snapshot_index;
   for (const Slot& slot : state.slots) {
     if (slot.value.index <= previous) {
@@ -57,10 +62,6 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
     return absl::InvalidArgumentError(
         fmt::format("chosen slot {} (<= commit {}) is not stored", expected,
                     state.hard_state.commit));
-  }
-  if (state.applied.has_value() &&
-      (*state.applied < snapshot_index || *state.applied > state.hard_state.commit)) {
-    return absl::InvalidArgumentError("applied index outside [snapshot index, commit index]");
   }
   return std::unique_ptr<MultiPaxos>(new MultiPaxos(config, std::move(state)));
 }
@@ -1007,11 +1008,14 @@ Status MultiPaxos::CompactLog(Index index) {
 
 bool MultiPaxos::HasReady() const {
   if (awaiting_advance_) return false;
+  // A commit index that changed alone is no reason for a Ready (see TakeReady).
   return !outbox_.empty() || !dirty_slots_.empty() || snapshot_to_persist_.has_value() ||
-         commit_ > applied_ || !read_states_.empty() || hard_state() != last_hard_state_ ||
+         commit_ > applied_ || !read_states_.empty() || PromiseUnreported() ||
          SoftState{role_, leader_} != last_soft_state_ ||
          (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty()));
 }
+
+bool MultiPaxos::PromiseUnreported() const { return promised_ != last_hard_state_.promised; }
 
 Ready MultiPaxos::TakeReady() {
   SYNOD_ASSERT(HasReady());
@@ -1030,16 +1034,26 @@ Ready MultiPaxos::TakeReady() {
     ready.soft_state = soft_state;
     last_soft_state_ = soft_state;
   }
-  if (hard_state() != last_hard_state_) {
-    ready.hard_state = hard_state();
-    last_hard_state_ = hard_state();
-  }
   if (snapshot_to_persist_.has_value()) {
     ready.snapshot = std::move(*snapshot_to_persist_);
     snapshot_to_persist_.reset();
   }
   for (Index index : dirty_slots_) ready.slots.push_back(slots_.at(index));
   dirty_slots_.clear();
+  // Only the promise and the accepted slots are acceptor state that must be durable before an
+  // answer (PMS 2.3: "an acceptor must remember this information even if it fails and then
+  // restarts"). The commit index is a learner's knowledge that a restarted node relearns from
+  // the leader (Raft thesis 3.8 and Figure 2 list commitIndex as volatile; etcd raft's MustSync
+  // draws the same line): a hard state that differs from the last one handed out only in its
+  // commit index waits for the next Ready that must be made durable anyway, for a promise, slots
+  // or a snapshot, so committing costs no fsync of its own. It always rides along with slots, so
+  // a slot learned as chosen (none ballot) is never durable without a commit index covering it.
+  const HardState hard = hard_state();
+  if (hard != last_hard_state_ &&
+      (PromiseUnreported() || ready.snapshot.has_value() || !ready.slots.empty())) {
+    ready.hard_state = hard;
+    last_hard_state_ = hard;
+  }
   for (Index index = applied_.next(); index <= commit_; index = index.next()) {
     ready.committed_entries.push_back(slots_.at(index).value);
   }

@@ -384,7 +384,11 @@ class MultiPaxos {
   std::optional<Snapshot> snapshot_to_persist_;
   std::vector<ReadState> read_states_;
   SoftState last_soft_state_;
+  // The hard state last handed out in a Ready: durable once that Ready is. Its commit index
+  // lags commit_ between Readies that persist something (see TakeReady).
   HardState last_hard_state_;
+  // Whether the promise changed since the last hard state handed out.
+  bool PromiseUnreported() const;
   // Messages to this node itself from the Ready awaiting Advance.
   std::vector<Message> to_self_after_advance_;
   bool awaiting_advance_ = false;

@@ -223,6 +223,42 @@ TEST(MultiPaxosTest, PromiseIsPersistedInTheReadyThatSendsIt) {
   EXPECT_EQ(ready.messages[0].type, MessageType::kPromise);
 }
 
+// Only the promise and the accepted slots must survive a crash (PMS 2.3); the commit index is
+// relearned from the leader (Raft thesis 3.8, Figure 2: commitIndex is volatile). So a Ready
+// whose only change is the commit index persists nothing, and costs the caller no fsync.
+TEST(MultiPaxosTest, CommitIndexAloneIsNotPersistedAndIsRelearnedAfterARestart) {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  ASSERT_TRUE(cluster.core(1).Propose("a").ok());
+  cluster.Tick(2);
+  ASSERT_EQ(cluster.core(2).commit(), cluster.core(1).commit());
+  // The follower persisted the slot with the commit index of its accept; the commit index the
+  // leader announced after that was not written.
+  EXPECT_LT(cluster.durable(2).hard_state.commit, cluster.core(2).commit());
+  EXPECT_EQ(cluster.durable(2).hard_state.promised, cluster.core(2).promised());
+  cluster.Crash(2);
+  cluster.Restart(2);
+  EXPECT_LT(cluster.core(2).commit(), cluster.core(1).commit());
+  cluster.Tick(1);
+  EXPECT_EQ(cluster.core(2).commit(), cluster.core(1).commit());
+  EXPECT_EQ(cluster.AppliedCommands(2), std::vector<std::string>{"a"});
+}
+
+// What the caller applied, and its snapshot, hold chosen slots only: a restart raises the
+// lagging durable commit index to them.
+TEST(MultiPaxosTest, RestartRaisesTheCommitIndexToTheAppliedIndex) {
+  PersistentState state = NewMember(3);
+  state.hard_state = HardState{BallotNumber{Ballot(1), NodeId(1)}, Index(1)};
+  for (uint64_t index : {1, 2, 3}) state.slots.push_back(Accepted(1, 1, index, "x"));
+  state.applied = Index(2);
+  auto node = MustCreate(TestConfig(NodeId(2)), state);
+  EXPECT_EQ(node->commit(), Index(2));
+  EXPECT_EQ(node->applied(), Index(2));
+  // A slot applied but not stored is inconsistent state, refused.
+  state.slots.erase(state.slots.begin() + 1);
+  EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(2)), state).ok());
+}
+
 // PMS 3: a new leader fills the slots that phase 1 reports nothing for with no-ops, and
 // re-proposes what was reported.
 TEST(MultiPaxosTest, NewLeaderReproposesReportedValuesAndFillsGapsWithNoOps) {

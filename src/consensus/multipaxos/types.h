@@ -48,6 +48,7 @@ struct Slot {
 struct HardState {
   BallotNumber promised;
   // Invariant: every slot <= commit is chosen and its chosen value is stored (or compacted).
+  // The durable commit index may lag the node's (see Ready::hard_state).
   Index commit;
 
   bool operator==(const HardState&) const = default;
@@ -62,7 +63,9 @@ struct PersistentState {
   Snapshot snapshot;
   // The stored slots above snapshot.meta.index, ascending, not necessarily contiguous.
   std::vector<Slot> slots;
-  // How far the application has applied, if it is durable beyond the snapshot.
+  // How far the application has applied, if it is durable beyond the snapshot. It may be ahead
+  // of the lagging durable commit index, which Create raises to it (only chosen slots, durable
+  // before they were handed out, are applied).
   std::optional<Index> applied;
 };
 
@@ -151,6 +154,11 @@ struct SoftState {
 //   4. call MultiPaxos::Advance().
 struct Ready {
   std::optional<SoftState> soft_state;
+  // Present when the promise changed, or with slots or a snapshot. A change of the commit index
+  // alone rides along with the next of those: it is no acceptor state (the commit index is
+  // relearned from the leader after a crash, as Raft's is), so a Ready that only commits
+  // persists nothing and needs no fsync. Invariant: a stored slot learned as chosen (none
+  // ballot) is persisted with a commit index covering it.
   std::optional<HardState> hard_state;
   std::optional<Snapshot> snapshot;
   std::vector<Slot> slots;
