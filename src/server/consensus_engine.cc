@@ -107,9 +107,6 @@ constexpr std::string_view kRelayedReadPrefix = "relay/";
 // Relayed reads the leader keeps waiting at once; more are dropped (the follower's client
 // times out and retries), as a full core refuses them.
 constexpr size_t kRelayedReadsMax = 8192;
-// The context of the leader's own read that only announces its commit index (see
-// MultiPaxosEngine::AnnounceCommitWhenIdle); its ReadState is dropped.
-constexpr std::string_view kCommitAnnouncementContext = "commit-announcement";
 constexpr uint64_t kServerAlphaSlots = 4096;
 
 raft::Role RoleOf(multipaxos::Role role) {
@@ -145,9 +142,7 @@ class MultiPaxosEngine final : public ConsensusEngine {
   }
 
   Result<raft::LogPosition> Propose(std::string data) override {
-    Result<raft::LogPosition> position = core_->Propose(std::move(data));
-    if (position.ok()) last_proposed_ = std::max(last_proposed_, position->index);
-    return position;
+    return core_->Propose(std::move(data));
   }
 
   Status ReadIndex(std::string context) override {
@@ -203,9 +198,7 @@ class MultiPaxosEngine final : public ConsensusEngine {
       out.messages.emplace_back(std::move(message));
     }
     out.committed_entries = std::move(ready.committed_entries);
-    AnnounceCommitWhenIdle();
     for (raft::ReadState& read_state : ready.read_states) {
-      if (read_state.context == kCommitAnnouncementContext) continue;
       if (!read_state.context.starts_with(kRelayedReadPrefix)) {
         out.read_states.push_back(std::move(read_state));
         continue;
@@ -252,27 +245,7 @@ class MultiPaxosEngine final : public ConsensusEngine {
     relayed_reads_.emplace(context, std::move(relay));
   }
 
-  // A follower marks a slot chosen only once the leader's commit index reaches it, and the core
-  // announces that index with its next accept or heartbeat. While writes keep coming the next
-  // accept carries it at once; but when the leader's commit index reaches its last proposal
-  // there is no next accept, and a write forwarded by a follower (answered there once applied)
-  // would wait for the heartbeat, up to a tick. So then the leader asks its core for a read
-  // round, whose heartbeat carries the commit index in the very next Ready. Only then: with
-  // proposals in flight a heartbeat would also resend their accepts.
-  void AnnounceCommitWhenIdle() {
-    const Index commit = core_->commit();
-    if (core_->role() != multipaxos::Role::kLeader || commit <= announced_commit_ ||
-        commit < last_proposed_) {
-      return;
-    }
-    announced_commit_ = commit;
-    core_->ReadIndex(std::string(kCommitAnnouncementContext)).IgnoreError();
-  }
-
   std::unique_ptr<multipaxos::MultiPaxos> core_;
-  // The highest slot this node's Propose was given, and the commit index it last announced.
-  Index last_proposed_;
-  Index announced_commit_;
   // A Ready was handed out and awaits Advance; whether it included the core's.
   bool awaiting_advance_ = false;
   bool core_ready_taken_ = false;

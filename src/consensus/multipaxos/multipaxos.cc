@@ -304,6 +304,7 @@ void MultiPaxos::BecomeLeader() {
   if (!learned.chosen.empty()) window_end = std::max(window_end, learned.chosen.rbegin()->first);
   phase_one_end_ = window_end;
   previous_heartbeat_commit_ = last_heartbeat_commit_ = commit_;
+  announced_commit_.reset();
   next_slot_ = commit_.next();
   broadcast_from_ = next_slot_;
   // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
@@ -847,19 +848,43 @@ void MultiPaxos::CatchUp(NodeId to) {
 void MultiPaxos::SendHeartbeats() {
   previous_heartbeat_commit_ = last_heartbeat_commit_;
   last_heartbeat_commit_ = commit_;
+  announced_commit_ = commit_;
   for (NodeId follower : Peers()) {
-    Message heartbeat;
-    heartbeat.type = MessageType::kHeartbeat;
-    heartbeat.to = follower;
-    heartbeat.ballot = ballot_;
-    heartbeat.commit = commit_;
-    heartbeat.read_round = read_round_;
-    Send(std::move(heartbeat));
+    SendHeartbeat(follower);
     // Accepts or their answers may have been lost: resend what this follower has not accepted.
     SendAccepts(follower, commit_.next());
     followers_[follower].chosen_sent = Index();
     CatchUp(follower);
   }
+}
+
+bool MultiPaxos::CommitUnannounced() const {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  // A follower marks a slot chosen only once the leader's commit index covers it (PMS 3: the
+  // leader tells the others what was chosen), so a write forwarded by a follower, or a read
+  // served there, waits for the next message carrying it. While slots are in flight their
+  // accepts' answers lead to more commits and to the next batch of accepts, which carries the
+  // commit index; once nothing is in flight no accept comes, and without an announcement the
+  // followers would learn it only at the next periodic heartbeat.
+  if (!announced_commit_.has_value()) return true;
+  return commit_ > *announced_commit_ && proposals_.empty();
+}
+
+void MultiPaxos::AnnounceCommit() {
+  announced_commit_ = commit_;
+  for (NodeId follower : Peers()) SendHeartbeat(follower);
+}
+
+void MultiPaxos::SendHeartbeat(NodeId follower) {
+  Message heartbeat;
+  heartbeat.type = MessageType::kHeartbeat;
+  heartbeat.to = follower;
+  heartbeat.ballot = ballot_;
+  heartbeat.commit = commit_;
+  // The current read round: an answer in this ballot, sent after every read of that round
+  // arrived (an announcement is sent after the round's own heartbeat), confirms the round.
+  heartbeat.read_round = read_round_;
+  Send(std::move(heartbeat));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,7 +1037,8 @@ bool MultiPaxos::HasReady() const {
   return !outbox_.empty() || !dirty_slots_.empty() || snapshot_to_persist_.has_value() ||
          commit_ > applied_ || !read_states_.empty() || PromiseUnreported() ||
          SoftState{role_, leader_} != last_soft_state_ ||
-         (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty()));
+         (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty() ||
+                                     CommitUnannounced()));
 }
 
 bool MultiPaxos::PromiseUnreported() const { return promised_ != last_hard_state_.promised; }
@@ -1025,8 +1051,13 @@ Ready MultiPaxos::TakeReady() {
     if (broadcast_from_ < next_slot_) {
       for (NodeId follower : Peers()) SendAccepts(follower, broadcast_from_);
       broadcast_from_ = next_slot_;
+      announced_commit_ = commit_;
     }
     if (!reads_unassigned_.empty()) StartReadRound();
+    // A new leader makes itself known right after phase 1 even with nothing to re-propose, and
+    // a commit index advance that nothing in this Ready carries goes out now (see
+    // CommitUnannounced), rather than with the next heartbeat.
+    if (CommitUnannounced()) AnnounceCommit();
   }
   Ready ready;
   const SoftState soft_state{role_, leader_};
@@ -1122,6 +1153,7 @@ void MultiPaxos::CheckInvariants() {
   if (role_ == Role::kLeader) {
     SYNOD_ASSERT(leader_ == config_.id);
     SYNOD_ASSERT(next_slot_ > commit_);
+    SYNOD_ASSERT(!announced_commit_.has_value() || *announced_commit_ <= commit_);
     SYNOD_ASSERT_MSG(MajorityOfEveryWindowConfig(promised_by_),
                      "a configuration of the alpha window lacks a majority of promises");
     for (const auto& [index, proposal] : proposals_) {

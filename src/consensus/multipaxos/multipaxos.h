@@ -246,6 +246,7 @@ class MultiPaxos {
   void NoteFollowerCommit(NodeId follower, Index commit);
   // The heartbeat: liveness, ReadIndex round, resent accepts, catch-up.
   void SendHeartbeats();
+  void SendHeartbeat(NodeId follower);
   void SendAccepts(NodeId to, Index from_slot);
   void CatchUp(NodeId to);
   // Leader: queues a read for `requester` (this node or a follower that forwarded it).
@@ -365,6 +366,16 @@ class MultiPaxos {
   // The commit index the last two heartbeat rounds announced. Invariant: previous <= last.
   Index last_heartbeat_commit_;
   Index previous_heartbeat_commit_;
+  // Leader: the commit index last sent to every peer (in a batch of accepts or heartbeats);
+  // nullopt from phase 1's end until the leader has announced itself. Invariant: <= commit_.
+  std::optional<Index> announced_commit_;
+  // Whether the leader owes its peers its ballot or a commit index that no accept will carry
+  // soon (see AnnounceCommit).
+  bool CommitUnannounced() const;
+  // Leader: a heartbeat to every peer, without the resent accepts and catch-up of a periodic
+  // one, that makes a new leader known and carries a commit index advance to the followers at
+  // once. Sent in TakeReady when nothing else carries it (see there).
+  void AnnounceCommit();
 
   // Leader: ReadIndex (see ReadIndex()). A read waits unassigned until the next TakeReady starts
   // a heartbeat round that every read waiting then shares.
