@@ -1,5 +1,5 @@
 // The engine adapters (consensus_engine.h), driven as the member's loop drives them, with the
-// network in memory: a follower's linearizable read on Multi-Paxos is relayed to the leader and
+// network in memory: a follower's linearizable read goes to the leader through the core and
 // comes back as a ReadState; a write commits on the followers without waiting for a tick and
 // without an fsync of its own; each engine refuses the other's messages; the Ready carries what
 // each engine must persist.
@@ -127,7 +127,7 @@ INSTANTIATE_TEST_SUITE_P(BothEngines, EngineTest,
                          ::testing::Values(EngineKind::kRaft, EngineKind::kMultiPaxos),
                          [](const auto& info) { return std::string(ToString(info.param)); });
 
-// Nobody to relay to: the loop answers "no leader" at once. (Raft's core keeps such a read
+// No leader to ask: the loop answers "no leader" at once. (Raft's core keeps such a read
 // until it knows a leader.)
 TEST(EngineKindTest, MultiPaxosFollowerReadWithoutALeaderIsUnavailable) {
   Group group(EngineKind::kMultiPaxos);
