@@ -27,7 +27,9 @@
 //
 // The leader's own acceptor is treated as the caller treats the others: what it promises and
 // accepts is in the Ready to persist, and the leader counts its own promise or acceptance only
-// at Advance, after that state is durable (the rule the Paxos core follows too).
+// at Advance, after that state is durable (the rule the Paxos core follows too). The commit
+// index is not acceptor state: a change of it alone is not persisted (types.h, Ready), and the
+// leader announces it to the followers at once when no accept will carry it soon.
 //
 // Membership changes follow Lamport's α rule ("Paxos Made Simple" 3, last paragraphs; Lamport,
 // Malkhi and Zhou, "Reconfiguring a State Machine", 2010, section 3): a configuration chosen in
@@ -42,7 +44,8 @@
 // every change chosen before it; once chosen the leader pads the α slots with no-ops so that it
 // takes effect at once. A leader that is no voter of the next slot's configuration steps down.
 //
-// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4).
+// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4);
+// the server routes every follower read through it.
 // Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
 // timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
 //
