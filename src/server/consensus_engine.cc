@@ -152,6 +152,7 @@ class MultiPaxosEngine final : public ConsensusEngine {
       out.write.hard_state =
           raft::HardState{Term(promised.round.value()), promised.proposer, ready.hard_state->commit};
     }
+    out.early_messages = ToPeerMessages(ready.early_messages);
     out.messages = ToPeerMessages(ready.messages);
     out.committed_entries = std::move(ready.committed_entries);
     out.read_states = std::move(ready.read_states);

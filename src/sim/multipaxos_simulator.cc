@@ -230,6 +230,9 @@ void MultiPaxosSimulation::AfterInput(SimNode& node) {
       ++stats_.leaders_elected;
       Tracef("n{} leads in ballot {}", node.id, paxos::ToString(node.core->ballot()));
     }
+    // The leader's accepts may leave while its own disk write is under way (types.h).
+    for (Message& message : ready.early_messages) Send(std::move(message));
+    ready.early_messages.clear();
     const bool must_persist = ready.MustPersist();
     node.writing = std::move(ready);
     if (must_persist) {

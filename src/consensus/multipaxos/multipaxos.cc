@@ -95,6 +95,7 @@ MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
   BecomeFollower(kNoNode);
   last_soft_state_ = {role_, leader_};
   last_hard_state_ = hard_state();
+  durable_promise_ = promised_;
   observed_ = {promised_, commit_, std::nullopt};
   if (const Slot* at_commit = slot(commit_)) observed_.commit_value = at_commit->value;
 }
@@ -1092,6 +1093,8 @@ Ready MultiPaxos::TakeReady() {
   for (Message& message : outbox_) {
     if (message.to == config_.id) {
       to_self_after_advance_.push_back(std::move(message));
+    } else if (MaySendBeforePersisting(message)) {
+      ready.early_messages.push_back(std::move(message));
     } else {
       ready.messages.push_back(std::move(message));
     }
@@ -1103,9 +1106,28 @@ Ready MultiPaxos::TakeReady() {
   return ready;
 }
 
+bool MultiPaxos::MaySendBeforePersisting(const Message& message) const {
+  // The leader's proposal needs no durable copy of its own (PMS 2.2: only acceptors remember),
+  // and it counts its own acceptance only at Advance; but its ballot must be durable, or a
+  // restart could reuse the ballot for another value (Campaign starts above the promise).
+  if (role_ != Role::kLeader || message.ballot != ballot_ || durable_promise_ != ballot_) {
+    return false;
+  }
+  switch (message.type) {
+    case MessageType::kAccept:
+    case MessageType::kHeartbeat:
+    case MessageType::kChosen:
+    case MessageType::kInstallSnapshot:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void MultiPaxos::Advance() {
   SYNOD_ASSERT(awaiting_advance_);
   awaiting_advance_ = false;
+  durable_promise_ = last_hard_state_.promised;
   std::vector<Message> to_self = std::move(to_self_after_advance_);
   to_self_after_advance_.clear();
   for (const Message& message : to_self) {
@@ -1124,6 +1146,7 @@ void MultiPaxos::CheckInvariants() {
   SYNOD_ASSERT(configs_.begin()->first <= compacted_.next());
   SYNOD_ASSERT(configs_scanned_ == commit_);
   SYNOD_ASSERT(round_seen_ >= promised_.round);
+  SYNOD_ASSERT(durable_promise_ <= promised_);
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
   SYNOD_ASSERT(applied_ <= commit_);

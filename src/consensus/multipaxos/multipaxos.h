@@ -49,9 +49,11 @@
 // Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
 // timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
 //
-// Not yet covered: leadership transfer, a pre-prepare round (Raft's pre-vote) so that a node
-// returning from a partition does not cost the leader one phase 1, and sending accepts before
-// the leader's own fsync (Raft's early_messages).
+// A leader's accepts leave before its own fsync (Ready::early_messages, Raft thesis 10.2.1), so
+// its own write and its followers' overlap.
+//
+// Not yet covered: leadership transfer, and a pre-prepare round (Raft's pre-vote) so that a node
+// returning from a partition does not cost the leader one phase 1.
 #pragma once
 
 #include <cstdint>
@@ -403,6 +405,11 @@ class MultiPaxos {
   HardState last_hard_state_;
   // Whether the promise changed since the last hard state handed out.
   bool PromiseUnreported() const;
+  // Whether `message` may go in Ready::early_messages.
+  bool MaySendBeforePersisting(const Message& message) const;
+  // The promise of the last Ready that was Advanced, so durable (Ready::early_messages).
+  // Invariant: durable_promise_ <= promised_.
+  BallotNumber durable_promise_;
   // Messages to this node itself from the Ready awaiting Advance.
   std::vector<Message> to_self_after_advance_;
   bool awaiting_advance_ = false;

@@ -146,6 +146,7 @@ class Cluster {
 
   void Handle(Node& node, Ready ready) {
     // types.h: persist, send, apply, Advance.
+    for (Message& message : ready.early_messages) network_.push_back(std::move(message));
     PersistInMemory(ready, node.durable);
     for (Message& message : ready.messages) network_.push_back(std::move(message));
     if (ready.snapshot.has_value()) node.applied.clear();
@@ -166,6 +167,7 @@ std::vector<Message> Drain(MultiPaxos& core) {
   std::vector<Message> messages;
   while (core.HasReady()) {
     Ready ready = core.TakeReady();
+    for (Message& message : ready.early_messages) messages.push_back(std::move(message));
     for (Message& message : ready.messages) messages.push_back(std::move(message));
     core.Advance();
   }
@@ -257,6 +259,40 @@ TEST(MultiPaxosTest, RestartRaisesTheCommitIndexToTheAppliedIndex) {
   // A slot applied but not stored is inconsistent state, refused.
   state.slots.erase(state.slots.begin() + 1);
   EXPECT_FALSE(MultiPaxos::Create(TestConfig(NodeId(2)), state).ok());
+}
+
+// Raft thesis 10.2.1, for Paxos: the leader's accepts leave before its own copy of the slot is
+// durable (it counts its own acceptance only at Advance); an acceptor's answer waits for its
+// fsync, and so does a candidate's prepare, whose ballot is not durable yet.
+TEST(MultiPaxosTest, LeaderAcceptsLeaveBeforeItsOwnWriteAcceptancesAfter) {
+  auto candidate = MustCreate(TestConfig(NodeId(1)), NewMember(3));
+  candidate->Campaign();
+  Ready prepare_ready = candidate->TakeReady();
+  EXPECT_TRUE(prepare_ready.early_messages.empty());
+  EXPECT_EQ(prepare_ready.messages.size(), 2u);
+  candidate->Advance();
+
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  MultiPaxos& leader = cluster.core(1);
+  ASSERT_TRUE(leader.Propose("a").ok());
+  Ready ready = leader.TakeReady();
+  ASSERT_EQ(ready.slots.size(), 1u);
+  ASSERT_EQ(ready.early_messages.size(), 2u);
+  for (const Message& message : ready.early_messages) {
+    EXPECT_EQ(message.type, MessageType::kAccept);
+  }
+  EXPECT_TRUE(ready.messages.empty());
+  // Before the leader's Advance, a follower accepts; its answer waits for its own write.
+  MultiPaxos& follower = cluster.core(2);
+  ASSERT_TRUE(follower.Step(ready.early_messages[0]).ok());
+  Ready follower_ready = follower.TakeReady();
+  ASSERT_EQ(follower_ready.slots.size(), 1u);
+  EXPECT_TRUE(follower_ready.early_messages.empty());
+  ASSERT_EQ(follower_ready.messages.size(), 1u);
+  EXPECT_EQ(follower_ready.messages[0].type, MessageType::kAccepted);
+  follower.Advance();
+  leader.Advance();
 }
 
 // A new leader with nothing to re-propose makes itself known right after phase 1, not at its

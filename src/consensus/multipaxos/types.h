@@ -148,7 +148,8 @@ struct SoftState {
 //   1. persist `snapshot` (discard stored slots at or below its index, keep those above), then
 //      `slots` (each replaces the stored slot of the same index), then `hard_state`, and make
 //      them durable (fsync);
-//   2. send `messages`: promises and acceptances in them depend on step 1;
+//   2. send `messages`: promises and acceptances in them depend on step 1; `early_messages` may
+//      be sent before step 1 finishes;
 //   3. restore the state machine from `snapshot` if present, apply `committed_entries` in
 //      order, and serve `read_states` once their index is applied;
 //   4. call MultiPaxos::Advance().
@@ -162,6 +163,12 @@ struct Ready {
   std::optional<HardState> hard_state;
   std::optional<Snapshot> snapshot;
   std::vector<Slot> slots;
+  // Raft thesis 10.2.1, for Paxos: the leader's accepts (and its heartbeats, chosen values and
+  // snapshots) may leave before its own acceptor's slots are durable, because it counts its own
+  // acceptance only at Advance, after they are. Only messages of a leader whose ballot is
+  // already durable land here (a ballot must never be reused after a crash); every promise,
+  // acceptance or refusal is in `messages`.
+  std::vector<Message> early_messages;
   std::vector<Message> messages;
   std::vector<Entry> committed_entries;
   std::vector<ReadState> read_states;
