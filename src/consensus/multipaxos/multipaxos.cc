@@ -1038,11 +1038,13 @@ bool MultiPaxos::HasReady() const {
   return !outbox_.empty() || !dirty_slots_.empty() || snapshot_to_persist_.has_value() ||
          commit_ > applied_ || !read_states_.empty() || PromiseUnreported() ||
          SoftState{role_, leader_} != last_soft_state_ ||
-         (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty() ||
-                                     CommitUnannounced()));
+         (role_ == Role::kLeader &&
+          (broadcast_from_ < next_slot_ || !reads_unassigned_.empty() || CommitUnannounced()));
 }
 
-bool MultiPaxos::PromiseUnreported() const { return promised_ != last_hard_state_.promised; }
+bool MultiPaxos::PromiseUnreported() const {
+  return promised_ != last_hard_state_.promised;
+}
 
 Ready MultiPaxos::TakeReady() {
   SYNOD_ASSERT(HasReady());
