@@ -1,8 +1,5 @@
 #include "server/consensus_engine.h"
 
-#include <fmt/format.h>
-
-#include <map>
 #include <utility>
 
 #include "base/assert.h"
@@ -125,15 +122,6 @@ class RaftEngine final : public ConsensusEngine {
 // ---------------------------------------------------------------------------------------------
 // Multi-Paxos.
 
-// Read contexts of reads relayed from followers start with this; the member's own contexts are
-// decimal numbers (Node::IssueReadIndex), so the two never collide.
-constexpr std::string_view kRelayedReadPrefix = "relay/";
-// Relayed reads the leader keeps waiting at once; more are dropped (the follower's client
-// times out and retries), as a full core refuses them.
-constexpr size_t kRelayedReadsMax = 8192;
-// The context of the leader's own read that only announces its commit index (see
-// MultiPaxosEngine::AnnounceCommitWhenIdle); its ReadState is dropped.
-constexpr std::string_view kCommitAnnouncementContext = "commit-announcement";
 constexpr uint64_t kServerAlphaSlots = 4096;
 
 raft::Role RoleOf(multipaxos::Role role) {
@@ -158,62 +146,27 @@ class MultiPaxosEngine final : public ConsensusEngine {
   void Tick() override { core_->Tick(); }
 
   Status Step(PeerMessage message) override {
-    if (auto* paxos_message = std::get_if<multipaxos::Message>(&message)) {
-      return core_->Step(std::move(*paxos_message));
+    auto* paxos_message = std::get_if<multipaxos::Message>(&message);
+    if (paxos_message == nullptr) {
+      return absl::InvalidArgumentError("a message of another engine on a multipaxos member");
     }
-    if (auto* relay = std::get_if<ReadIndexRelay>(&message)) {
-      StepRelay(std::move(*relay));
-      return absl::OkStatus();
-    }
-    return absl::InvalidArgumentError("a message of another engine on a multipaxos member");
+    return core_->Step(std::move(*paxos_message));
   }
 
   Result<raft::LogPosition> Propose(std::string data) override {
-    Result<raft::LogPosition> position = core_->Propose(std::move(data));
-    if (position.ok()) last_proposed_ = std::max(last_proposed_, position->index);
-    return position;
+    return core_->Propose(std::move(data));
   }
-
-  Status ReadIndex(std::string context) override {
-    if (core_->role() == multipaxos::Role::kLeader) {
-      Status status = core_->ReadIndex(std::move(context));
-      // A leader between ballots refuses; the loop answers "no leader" and the client retries.
-      if (absl::IsFailedPrecondition(status)) return absl::UnavailableError(status.message());
-      return status;
-    }
-    const NodeId leader = core_->leader();
-    if (leader == kNoNode || leader == core_->id()) {
-      return absl::UnavailableError("no leader to relay the read to");
-    }
-    relay_outbox_.push_back(ReadIndexRelay{core_->id(), leader, std::move(context), {}});
-    return absl::OkStatus();
-  }
-
+  // A follower's read goes to its leader through the core (kReadIndex) and comes back as a
+  // ReadState, as on Raft.
+  Status ReadIndex(std::string context) override { return core_->ReadIndex(std::move(context)); }
   void Campaign() override { core_->Campaign(); }
 
-  bool HasReady() const override {
-    if (awaiting_advance_) return false;
-    return core_->HasReady() || !relay_outbox_.empty() || !relayed_read_states_.empty();
-  }
-
+  bool HasReady() const override { return core_->HasReady(); }
   EngineReady TakeReady() override {
-    SYNOD_ASSERT(HasReady());
-    awaiting_advance_ = true;
-    EngineReady out;
-    // Relayed reads leave only after what this Ready persists, like every message.
-    for (ReadIndexRelay& relay : relay_outbox_) out.messages.emplace_back(std::move(relay));
-    relay_outbox_.clear();
-    out.read_states = std::move(relayed_read_states_);
-    relayed_read_states_.clear();
-    core_ready_taken_ = core_->HasReady();
-    if (!core_ready_taken_) return out;
-
     multipaxos::Ready ready = core_->TakeReady();
+    EngineReady out;
     if (ready.soft_state) {
       out.soft_state = raft::SoftState{RoleOf(ready.soft_state->role), ready.soft_state->leader};
-      // A deposed leader's core has dropped its waiting reads; so are the relayed ones (the
-      // followers' clients time out and retry).
-      if (ready.soft_state->role != multipaxos::Role::kLeader) relayed_reads_.clear();
     }
     if (ready.snapshot) out.write.installed_snapshot = ready.snapshot->meta;
     out.write.slots = std::move(ready.slots);
@@ -223,31 +176,13 @@ class MultiPaxosEngine final : public ConsensusEngine {
       out.write.hard_state =
           raft::HardState{Term(promised.round.value()), promised.proposer, ready.hard_state->commit};
     }
-    for (multipaxos::Message& message : ready.messages) {
-      out.messages.emplace_back(std::move(message));
-    }
+    out.early_messages = ToPeerMessages(ready.early_messages);
+    out.messages = ToPeerMessages(ready.messages);
     out.committed_entries = std::move(ready.committed_entries);
-    AnnounceCommitWhenIdle();
-    for (raft::ReadState& read_state : ready.read_states) {
-      if (read_state.context == kCommitAnnouncementContext) continue;
-      if (!read_state.context.starts_with(kRelayedReadPrefix)) {
-        out.read_states.push_back(std::move(read_state));
-        continue;
-      }
-      auto it = relayed_reads_.find(read_state.context);
-      if (it == relayed_reads_.end()) continue;
-      out.messages.emplace_back(ReadIndexRelay{core_->id(), it->second.from,
-                                               std::move(it->second.context), read_state.index});
-      relayed_reads_.erase(it);
-    }
+    out.read_states = std::move(ready.read_states);
     return out;
   }
-
-  void Advance() override {
-    SYNOD_ASSERT(awaiting_advance_);
-    awaiting_advance_ = false;
-    if (std::exchange(core_ready_taken_, false)) core_->Advance();
-  }
+  void Advance() override { core_->Advance(); }
 
   Index applied() const override { return core_->applied(); }
   const raft::SnapshotMeta& snapshot_meta() const override { return core_->snapshot().meta; }
@@ -281,51 +216,7 @@ class MultiPaxosEngine final : public ConsensusEngine {
   NodeId transfer_target() const override { return core_->transfer_target(); }
 
  private:
-  void StepRelay(ReadIndexRelay relay) {
-    if (relay.index) {
-      // The leader's answer: serve once applied up to it, like a ReadState of our own.
-      relayed_read_states_.push_back(raft::ReadState{*relay.index, std::move(relay.context)});
-      return;
-    }
-    // A follower's read. Not the leader (any more): dropped, the follower's client retries.
-    if (core_->role() != multipaxos::Role::kLeader || relayed_reads_.size() >= kRelayedReadsMax) {
-      return;
-    }
-    const std::string context = fmt::format("{}{}", kRelayedReadPrefix, next_relayed_read_++);
-    if (!core_->ReadIndex(context).ok()) return;
-    relayed_reads_.emplace(context, std::move(relay));
-  }
-
-  // A follower marks a slot chosen only once the leader's commit index reaches it, and the core
-  // announces that index with its next accept or heartbeat. While writes keep coming the next
-  // accept carries it at once; but when the leader's commit index reaches its last proposal
-  // there is no next accept, and a write forwarded by a follower (answered there once applied)
-  // would wait for the heartbeat, up to a tick. So then the leader asks its core for a read
-  // round, whose heartbeat carries the commit index in the very next Ready. Only then: with
-  // proposals in flight a heartbeat would also resend their accepts.
-  void AnnounceCommitWhenIdle() {
-    const Index commit = core_->commit();
-    if (core_->role() != multipaxos::Role::kLeader || commit <= announced_commit_ ||
-        commit < last_proposed_) {
-      return;
-    }
-    announced_commit_ = commit;
-    core_->ReadIndex(std::string(kCommitAnnouncementContext)).IgnoreError();
-  }
-
   std::unique_ptr<multipaxos::MultiPaxos> core_;
-  // The highest slot this node's Propose was given, and the commit index it last announced.
-  Index last_proposed_;
-  Index announced_commit_;
-  // A Ready was handed out and awaits Advance; whether it included the core's.
-  bool awaiting_advance_ = false;
-  bool core_ready_taken_ = false;
-  // This follower's reads to relay to the leader, and the leader's answers to them.
-  std::vector<ReadIndexRelay> relay_outbox_;
-  std::vector<raft::ReadState> relayed_read_states_;
-  // Leader: followers' reads waiting for the core, by the core's read context.
-  std::map<std::string, ReadIndexRelay> relayed_reads_;
-  uint64_t next_relayed_read_ = 1;
 };
 
 }  // namespace

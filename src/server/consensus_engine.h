@@ -13,9 +13,8 @@
 //     persists slots (each replaces its own index, gaps allowed) and {promise, commit}. Both
 //     become one storage::LogWrite for the same write-ahead log, whose content
 //     (storage::WalContent) is fixed when the member's data dir is created (server/data_dir.h);
-//   - peer messages (server/peer_message.h), carried by one transport stream;
-//   - a follower's ReadIndex: Raft's core relays it to the leader; Multi-Paxos's refuses it, so
-//     the adapter relays it itself (ReadIndexRelay) and turns the leader's answer into a
+//   - peer messages (server/peer_message.h), carried by one transport stream. A follower's
+//     ReadIndex goes to its leader inside either core (Raft thesis 6.4) and comes back as a
 //     ReadState, so the loop sees the same thing on both engines;
 //   - membership changes and leadership transfer: both cores take raft::ConfChange, and the
 //     adapter gives the loop what it checks before a change (the latest configuration entry,
@@ -88,8 +87,9 @@ class ConsensusEngine {
   virtual Status Step(PeerMessage message) = 0;
   // FailedPrecondition off the leader, ResourceExhausted when too much is in flight.
   virtual Result<raft::LogPosition> Propose(std::string data) = 0;
-  // A ReadState with `context` appears in a later Ready. Unavailable when no leader is known
-  // (the read cannot even be relayed); ResourceExhausted when too many reads wait.
+  // A ReadState with `context` appears in a later Ready. Multi-Paxos: Unavailable when no
+  // leader is known (Raft's core keeps such a read until it knows one); ResourceExhausted when
+  // too many reads wait.
   virtual Status ReadIndex(std::string context) = 0;
   virtual void Campaign() = 0;
 

@@ -24,7 +24,6 @@ constexpr size_t kFieldBytesMax = 11;
 constexpr size_t kMessageFixedBytesMax = 25 * kFieldBytesMax;
 // A slot: its ballot and the framing of the slot and its entry (the entry is counted apart).
 constexpr size_t kSlotFixedBytesMax = 6 * kFieldBytesMax;
-constexpr size_t kRelayFixedBytesMax = 8 * kFieldBytesMax;
 
 void EncodeBallot(const multipaxos::BallotNumber& ballot, synodpb::Ballot* out) {
   out->set_round(ballot.round.value());
@@ -111,26 +110,6 @@ Result<multipaxos::Message> DecodeMultiPaxosMessage(synodpb::MultiPaxosMessage i
     message.snapshot = std::move(*snapshot);
   }
   return message;
-}
-
-size_t EncodedBytesMax(const ReadIndexRelay& relay) {
-  return kRelayFixedBytesMax + relay.context.size();
-}
-
-void EncodeReadIndexRelay(ReadIndexRelay relay, synodpb::ReadIndexRelay* out) {
-  out->set_from(relay.from.value());
-  out->set_to(relay.to.value());
-  out->set_context(std::move(relay.context));
-  if (relay.index) {
-    out->set_has_index(true);
-    out->set_index(relay.index->value());
-  }
-}
-
-ReadIndexRelay DecodeReadIndexRelay(synodpb::ReadIndexRelay in) {
-  ReadIndexRelay relay{NodeId(in.from()), NodeId(in.to()), std::move(*in.mutable_context()), {}};
-  if (in.has_index()) relay.index = Index(in.index());
-  return relay;
 }
 
 }  // namespace synod::server

@@ -1,7 +1,6 @@
 #pragma once
 
-// Multi-Paxos messages and relayed reads on the wire: multipaxos::Message <->
-// synodpb::MultiPaxosMessage and server::ReadIndexRelay <-> synodpb::ReadIndexRelay
+// Multi-Paxos messages on the wire: multipaxos::Message <-> synodpb::MultiPaxosMessage
 // (proto/synod/peer.proto), under raft_codec.h's rules: encoding cannot fail and moves the
 // payloads; decoding trusts nothing the core would assert on or misread (unknown message and
 // entry types, malformed memberships) and leaves what is well formed but inconsistent to
@@ -22,9 +21,5 @@ void EncodeMultiPaxosMessage(multipaxos::Message message, synodpb::MultiPaxosMes
 Result<multipaxos::Message> DecodeMultiPaxosMessage(synodpb::MultiPaxosMessage in);
 // An upper bound of the bytes `message` adds to a synodpb::PeerBatch, as raft_codec.h's.
 size_t EncodedBytesMax(const multipaxos::Message& message);
-
-void EncodeReadIndexRelay(ReadIndexRelay relay, synodpb::ReadIndexRelay* out);
-ReadIndexRelay DecodeReadIndexRelay(synodpb::ReadIndexRelay in);
-size_t EncodedBytesMax(const ReadIndexRelay& relay);
 
 }  // namespace synod::server

@@ -1,6 +1,6 @@
 // The Multi-Paxos codec: every message type and field survives the wire intact, the size
-// estimate the transport relies on is an upper bound, relayed reads keep their context and
-// index, and bytes that do not describe a valid message are refused, never a crash.
+// estimate the transport relies on is an upper bound, and bytes that do not describe a valid
+// message are refused, never a crash.
 
 #include "server/multipaxos_codec.h"
 
@@ -111,20 +111,6 @@ TEST(MultiPaxosCodecTest, UnknownTypesAreRefused) {
   synodpb::MultiPaxosMessage bad_membership = encoded;
   bad_membership.mutable_snapshot_meta()->mutable_membership()->add_voters(0);
   EXPECT_FALSE(DecodeMultiPaxosMessage(bad_membership).ok());
-}
-
-TEST(MultiPaxosCodecTest, RelayedReadsRoundTrip) {
-  for (const ReadIndexRelay& relay :
-       {ReadIndexRelay{NodeId(1), NodeId(2), "17", std::nullopt},
-        ReadIndexRelay{NodeId(2), NodeId(1), "17", Index(0)},
-        ReadIndexRelay{NodeId(2), NodeId(1), "18", Index(123456)}}) {
-    synodpb::ReadIndexRelay encoded;
-    EncodeReadIndexRelay(relay, &encoded);
-    EXPECT_LE(encoded.SerializeAsString().size(), EncodedBytesMax(relay));
-    synodpb::ReadIndexRelay parsed;
-    ASSERT_TRUE(parsed.ParseFromString(encoded.SerializeAsString()));
-    EXPECT_EQ(DecodeReadIndexRelay(std::move(parsed)), relay);
-  }
 }
 
 }  // namespace

@@ -498,7 +498,14 @@ void Node::IssueReadIndex() {
 }
 
 void Node::ProcessReady() {
-  if (ready_at_disk_ || !engine_->HasReady()) return;
+  // A Ready with nothing to persist is finished at once, and its Advance may give the core more
+  // to do (Multi-Paxos counts its own acceptances there, which may commit a slot): that Ready
+  // is taken now, not at the loop's next wake-up, which may be a tick away. This ends: without
+  // new input a core's Readies run dry (Advance only delivers the core's answers to itself).
+  while (!ready_at_disk_ && engine_->HasReady()) StartReady();
+}
+
+void Node::StartReady() {
   EngineReady ready = engine_->TakeReady();
   NoteAppendedConfigs(ready.write);
   if (ready.soft_state && ready.soft_state->leader != known_leader_) {

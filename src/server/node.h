@@ -251,7 +251,10 @@ class Node {
   Result<int64_t> CallOnLoop(std::function<Result<int64_t>()> call);
   void Run();
   void Tick();
+  // Takes the engine's Readies while they need no disk, and the first one that does goes to the
+  // log writer (at most one Ready is at the disk at a time).
   void ProcessReady();
+  void StartReady();
   void OnPersisted(Status status);
   void FinishReady();
   // Applies every finished Ready's committed entries in order, then answers what they allow.

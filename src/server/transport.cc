@@ -288,19 +288,14 @@ class Transport::PeerService final : public synodpb::Peer::Service {
             handlers_.on_raft_message(std::move(*decoded));
             break;
           }
-          case synodpb::PeerMessage::kMultipaxos:
-          case synodpb::PeerMessage::kReadIndexRelay: {
+          case synodpb::PeerMessage::kMultipaxos: {
             if (!handlers_.on_multipaxos_message) {
               refuse(absl::InvalidArgumentError(
                   "a Multi-Paxos message, but this member runs the raft engine"));
               break;
             }
             Result<PeerMessage> decoded =
-                message.kind_case() == synodpb::PeerMessage::kMultipaxos
-                    ? Result<PeerMessage>(
-                          DecodeMultiPaxosMessage(std::move(*message.mutable_multipaxos())))
-                    : Result<PeerMessage>(
-                          DecodeReadIndexRelay(std::move(*message.mutable_read_index_relay())));
+                DecodeMultiPaxosMessage(std::move(*message.mutable_multipaxos()));
             if (!decoded.ok()) {
               refuse(decoded.status());
               break;
@@ -663,11 +658,9 @@ class Transport::PeerSender {
       if (auto* peer_message = std::get_if<PeerMessage>(&next.payload)) {
         if (auto* raft = std::get_if<raft::Message>(peer_message)) {
           EncodeRaftMessage(std::move(*raft), message->mutable_raft());
-        } else if (auto* paxos = std::get_if<multipaxos::Message>(peer_message)) {
-          EncodeMultiPaxosMessage(std::move(*paxos), message->mutable_multipaxos());
         } else {
-          EncodeReadIndexRelay(std::move(std::get<ReadIndexRelay>(*peer_message)),
-                               message->mutable_read_index_relay());
+          EncodeMultiPaxosMessage(std::move(std::get<multipaxos::Message>(*peer_message)),
+                                  message->mutable_multipaxos());
         }
       } else {
         message->set_forwarded_request(std::move(std::get<std::string>(next.payload)));

@@ -74,8 +74,8 @@ namespace synod::server {
 struct PeerHandlers {
   // A decoded, well-formed message addressed to this member by the peer it says it is from.
   std::function<void(raft::Message)> on_raft_message;
-  // The same for a Multi-Paxos message or a relayed read (server/peer_message.h), which members
-  // on the multipaxos engine send. Optional: a transport without it refuses them.
+  // The same for a Multi-Paxos message (server/peer_message.h), which members on the
+  // multipaxos engine send. Optional: a transport without it refuses them.
   std::function<void(PeerMessage)> on_multipaxos_message;
   // A serialized synodpb::Request that `from` wants the leader (this member, it thinks) to
   // propose.

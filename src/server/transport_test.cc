@@ -36,7 +36,7 @@ struct Received {
   std::optional<raft::Message> raft;
   NodeId forward_from;
   std::string forward;
-  // A Multi-Paxos message or relayed read (members on the multipaxos engine).
+  // A Multi-Paxos message (members on the multipaxos engine).
   std::optional<PeerMessage> multipaxos;
 };
 
@@ -318,8 +318,8 @@ TEST(TransportStartTest, InvalidOptionsAreRefusedNotAdjusted) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// Members on the multipaxos engine exchange its messages and relayed reads on the same stream;
-// a member on the raft engine refuses them (counted) and goes on taking its own.
+// Members on the multipaxos engine exchange its messages, follower reads among them, on the
+// same stream; a member on the raft engine refuses them (counted) and goes on taking its own.
 TEST(TransportTest, MultiPaxosMessagesReachOnlyAMultiPaxosMember) {
   auto a = StartMember(NodeId(1));
   auto paxos = StartMember(TestOptions(NodeId(2)), [](FakeNode& node) { node.multipaxos = true; });
@@ -332,16 +332,26 @@ TEST(TransportTest, MultiPaxosMessagesReachOnlyAMultiPaxosMember) {
   accept.to = NodeId(2);
   accept.ballot = multipaxos::BallotNumber{Ballot(4), NodeId(1)};
   accept.entries.push_back({Term(4), Index(7), raft::EntryType::kNormal, "put a", {}});
-  const ReadIndexRelay relay{NodeId(1), NodeId(2), "17", Index(7)};
+  multipaxos::Message read_answer;
+  read_answer.type = multipaxos::MessageType::kReadIndexResponse;
+  read_answer.from = NodeId(1);
+  read_answer.to = NodeId(2);
+  read_answer.ballot = accept.ballot;
+  read_answer.index = Index(7);
+  read_answer.read_context = "17";
   a->transport->Send(accept);
-  a->transport->Send(relay);
+  a->transport->Send(read_answer);
   const std::vector<Received> received = paxos->node.WaitFor(2);
   ASSERT_EQ(received.size(), 2u);
   ASSERT_TRUE(received[0].multipaxos.has_value());
   const auto& got = std::get<multipaxos::Message>(*received[0].multipaxos);
   EXPECT_EQ(got.ballot, accept.ballot);
   EXPECT_EQ(got.entries, accept.entries);
-  EXPECT_EQ(std::get<ReadIndexRelay>(*received[1].multipaxos), relay);
+  ASSERT_TRUE(received[1].multipaxos.has_value());
+  const auto& answer = std::get<multipaxos::Message>(*received[1].multipaxos);
+  EXPECT_EQ(answer.type, multipaxos::MessageType::kReadIndexResponse);
+  EXPECT_EQ(answer.index, Index(7));
+  EXPECT_EQ(answer.read_context, "17");
 
   accept.to = NodeId(3);
   a->transport->Send(accept);

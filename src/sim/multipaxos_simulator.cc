@@ -237,6 +237,9 @@ void MultiPaxosSimulation::AfterInput(SimNode& node) {
         transfer_target_ = kNoNode;
       }
     }
+    // The leader's accepts may leave while its own disk write is under way (types.h).
+    for (Message& message : ready.early_messages) Send(std::move(message));
+    ready.early_messages.clear();
     const bool must_persist = ready.MustPersist();
     node.writing = std::move(ready);
     if (must_persist) {

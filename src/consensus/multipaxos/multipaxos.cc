@@ -32,9 +32,14 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
     return absl::InvalidArgumentError("the snapshot's membership is not well-formed");
   }
   const Index snapshot_index = state.snapshot.meta.index;
-  if (state.hard_state.commit < snapshot_index) {
-    return absl::InvalidArgumentError("commit index below the snapshot's index");
+  if (state.applied.has_value() && *state.applied < snapshot_index) {
+    return absl::InvalidArgumentError("applied index below the snapshot's index");
   }
+  // The durable commit index lags (see Ready::hard_state), but the snapshot and whatever the
+  // caller applied hold chosen slots only, and every slot handed out as committed was durable
+  // before it was applied: the commit index is at least both.
+  state.hard_state.commit =
+      std::max({state.hard_state.commit, snapshot_index, state.applied.value_or(Index())});
   Index previous = snapshot_index;
   for (const Slot& slot : state.slots) {
     if (slot.value.index <= previous) {
@@ -57,10 +62,6 @@ Result<std::unique_ptr<MultiPaxos>> MultiPaxos::Create(const Config& config,
     return absl::InvalidArgumentError(
         fmt::format("chosen slot {} (<= commit {}) is not stored", expected,
                     state.hard_state.commit));
-  }
-  if (state.applied.has_value() &&
-      (*state.applied < snapshot_index || *state.applied > state.hard_state.commit)) {
-    return absl::InvalidArgumentError("applied index outside [snapshot index, commit index]");
   }
   return std::unique_ptr<MultiPaxos>(new MultiPaxos(config, std::move(state)));
 }
@@ -95,6 +96,7 @@ MultiPaxos::MultiPaxos(const Config& config, PersistentState state)
   BecomeFollower(kNoNode);
   last_soft_state_ = {role_, leader_};
   last_hard_state_ = hard_state();
+  durable_promise_ = promised_;
   observed_ = {promised_, commit_, std::nullopt};
   if (const Slot* at_commit = slot(commit_)) observed_.commit_value = at_commit->value;
 }
@@ -311,6 +313,7 @@ void MultiPaxos::BecomeLeader() {
   if (!learned.chosen.empty()) window_end = std::max(window_end, learned.chosen.rbegin()->first);
   phase_one_end_ = window_end;
   previous_heartbeat_commit_ = last_heartbeat_commit_ = commit_;
+  announced_commit_.reset();
   next_slot_ = commit_.next();
   broadcast_from_ = next_slot_;
   // PMS 3: for every slot of the window, the value phase 1 requires (P2c: the highest ballot's
@@ -932,19 +935,43 @@ void MultiPaxos::CatchUp(NodeId to) {
 void MultiPaxos::SendHeartbeats() {
   previous_heartbeat_commit_ = last_heartbeat_commit_;
   last_heartbeat_commit_ = commit_;
+  announced_commit_ = commit_;
   for (NodeId follower : Peers()) {
-    Message heartbeat;
-    heartbeat.type = MessageType::kHeartbeat;
-    heartbeat.to = follower;
-    heartbeat.ballot = ballot_;
-    heartbeat.commit = commit_;
-    heartbeat.read_round = read_round_;
-    Send(std::move(heartbeat));
+    SendHeartbeat(follower);
     // Accepts or their answers may have been lost: resend what this follower has not accepted.
     SendAccepts(follower, commit_.next());
     followers_[follower].chosen_sent = Index();
     CatchUp(follower);
   }
+}
+
+bool MultiPaxos::CommitUnannounced() const {
+  SYNOD_ASSERT(role_ == Role::kLeader);
+  // A follower marks a slot chosen only once the leader's commit index covers it (PMS 3: the
+  // leader tells the others what was chosen), so a write forwarded by a follower, or a read
+  // served there, waits for the next message carrying it. While slots are in flight their
+  // accepts' answers lead to more commits and to the next batch of accepts, which carries the
+  // commit index; once nothing is in flight no accept comes, and without an announcement the
+  // followers would learn it only at the next periodic heartbeat.
+  if (!announced_commit_.has_value()) return true;
+  return commit_ > *announced_commit_ && proposals_.empty();
+}
+
+void MultiPaxos::AnnounceCommit() {
+  announced_commit_ = commit_;
+  for (NodeId follower : Peers()) SendHeartbeat(follower);
+}
+
+void MultiPaxos::SendHeartbeat(NodeId follower) {
+  Message heartbeat;
+  heartbeat.type = MessageType::kHeartbeat;
+  heartbeat.to = follower;
+  heartbeat.ballot = ballot_;
+  heartbeat.commit = commit_;
+  // The current read round: an answer in this ballot, sent after every read of that round
+  // arrived (an announcement is sent after the round's own heartbeat), confirms the round.
+  heartbeat.read_round = read_round_;
+  Send(std::move(heartbeat));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1101,10 +1128,16 @@ Status MultiPaxos::CompactLog(Index index) {
 
 bool MultiPaxos::HasReady() const {
   if (awaiting_advance_) return false;
+  // A commit index that changed alone is no reason for a Ready (see TakeReady).
   return !outbox_.empty() || !dirty_slots_.empty() || snapshot_to_persist_.has_value() ||
-         commit_ > applied_ || !read_states_.empty() || hard_state() != last_hard_state_ ||
+         commit_ > applied_ || !read_states_.empty() || PromiseUnreported() ||
          SoftState{role_, leader_} != last_soft_state_ ||
-         (role_ == Role::kLeader && (broadcast_from_ < next_slot_ || !reads_unassigned_.empty()));
+         (role_ == Role::kLeader &&
+          (broadcast_from_ < next_slot_ || !reads_unassigned_.empty() || CommitUnannounced()));
+}
+
+bool MultiPaxos::PromiseUnreported() const {
+  return promised_ != last_hard_state_.promised;
 }
 
 Ready MultiPaxos::TakeReady() {
@@ -1115,8 +1148,13 @@ Ready MultiPaxos::TakeReady() {
     if (broadcast_from_ < next_slot_) {
       for (NodeId follower : Peers()) SendAccepts(follower, broadcast_from_);
       broadcast_from_ = next_slot_;
+      announced_commit_ = commit_;
     }
     if (!reads_unassigned_.empty()) StartReadRound();
+    // A new leader makes itself known right after phase 1 even with nothing to re-propose, and
+    // a commit index advance that nothing in this Ready carries goes out now (see
+    // CommitUnannounced), rather than with the next heartbeat.
+    if (CommitUnannounced()) AnnounceCommit();
   }
   Ready ready;
   const SoftState soft_state{role_, leader_};
@@ -1124,16 +1162,26 @@ Ready MultiPaxos::TakeReady() {
     ready.soft_state = soft_state;
     last_soft_state_ = soft_state;
   }
-  if (hard_state() != last_hard_state_) {
-    ready.hard_state = hard_state();
-    last_hard_state_ = hard_state();
-  }
   if (snapshot_to_persist_.has_value()) {
     ready.snapshot = std::move(*snapshot_to_persist_);
     snapshot_to_persist_.reset();
   }
   for (Index index : dirty_slots_) ready.slots.push_back(slots_.at(index));
   dirty_slots_.clear();
+  // Only the promise and the accepted slots are acceptor state that must be durable before an
+  // answer (PMS 2.3: "an acceptor must remember this information even if it fails and then
+  // restarts"). The commit index is a learner's knowledge that a restarted node relearns from
+  // the leader (Raft thesis 3.8 and Figure 2 list commitIndex as volatile; etcd raft's MustSync
+  // draws the same line): a hard state that differs from the last one handed out only in its
+  // commit index waits for the next Ready that must be made durable anyway, for a promise, slots
+  // or a snapshot, so committing costs no fsync of its own. It always rides along with slots, so
+  // a slot learned as chosen (none ballot) is never durable without a commit index covering it.
+  const HardState hard = hard_state();
+  if (hard != last_hard_state_ &&
+      (PromiseUnreported() || ready.snapshot.has_value() || !ready.slots.empty())) {
+    ready.hard_state = hard;
+    last_hard_state_ = hard;
+  }
   for (Index index = applied_.next(); index <= commit_; index = index.next()) {
     ready.committed_entries.push_back(slots_.at(index).value);
   }
@@ -1141,6 +1189,8 @@ Ready MultiPaxos::TakeReady() {
   for (Message& message : outbox_) {
     if (message.to == config_.id) {
       to_self_after_advance_.push_back(std::move(message));
+    } else if (MaySendBeforePersisting(message)) {
+      ready.early_messages.push_back(std::move(message));
     } else {
       ready.messages.push_back(std::move(message));
     }
@@ -1152,9 +1202,28 @@ Ready MultiPaxos::TakeReady() {
   return ready;
 }
 
+bool MultiPaxos::MaySendBeforePersisting(const Message& message) const {
+  // The leader's proposal needs no durable copy of its own (PMS 2.2: only acceptors remember),
+  // and it counts its own acceptance only at Advance; but its ballot must be durable, or a
+  // restart could reuse the ballot for another value (Campaign starts above the promise).
+  if (role_ != Role::kLeader || message.ballot != ballot_ || durable_promise_ != ballot_) {
+    return false;
+  }
+  switch (message.type) {
+    case MessageType::kAccept:
+    case MessageType::kHeartbeat:
+    case MessageType::kChosen:
+    case MessageType::kInstallSnapshot:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void MultiPaxos::Advance() {
   SYNOD_ASSERT(awaiting_advance_);
   awaiting_advance_ = false;
+  durable_promise_ = last_hard_state_.promised;
   std::vector<Message> to_self = std::move(to_self_after_advance_);
   to_self_after_advance_.clear();
   for (const Message& message : to_self) {
@@ -1174,6 +1243,7 @@ void MultiPaxos::CheckInvariants() {
   SYNOD_ASSERT(configs_scanned_ == commit_);
   SYNOD_ASSERT(membership_index_ <= commit_);
   SYNOD_ASSERT(round_seen_ >= promised_.round);
+  SYNOD_ASSERT(durable_promise_ <= promised_);
   SYNOD_ASSERT(compacted_ <= snapshot_.meta.index);
   SYNOD_ASSERT(snapshot_.meta.index <= applied_);
   SYNOD_ASSERT(applied_ <= commit_);
@@ -1203,6 +1273,7 @@ void MultiPaxos::CheckInvariants() {
   if (role_ == Role::kLeader) {
     SYNOD_ASSERT(leader_ == config_.id);
     SYNOD_ASSERT(next_slot_ > commit_);
+    SYNOD_ASSERT(!announced_commit_.has_value() || *announced_commit_ <= commit_);
     SYNOD_ASSERT_MSG(MajorityOfEveryWindowConfig(promised_by_),
                      "a configuration of the alpha window lacks a majority of promises");
     for (const auto& [index, proposal] : proposals_) {

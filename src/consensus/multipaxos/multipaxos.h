@@ -27,7 +27,9 @@
 //
 // The leader's own acceptor is treated as the caller treats the others: what it promises and
 // accepts is in the Ready to persist, and the leader counts its own promise or acceptance only
-// at Advance, after that state is durable (the rule the Paxos core follows too).
+// at Advance, after that state is durable (the rule the Paxos core follows too). The commit
+// index is not acceptor state: a change of it alone is not persisted (types.h, Ready), and the
+// leader announces it to the followers at once when no accept will carry it soon.
 //
 // Membership changes follow Lamport's α rule ("Paxos Made Simple" 3, last paragraphs; Lamport,
 // Malkhi and Zhou, "Reconfiguring a State Machine", 2010, section 3): a configuration chosen in
@@ -42,7 +44,8 @@
 // every change chosen before it; once chosen the leader pads the α slots with no-ops so that it
 // takes effect at once. A leader that is no voter of the next slot's configuration steps down.
 //
-// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4).
+// Reads: ReadIndex on the leader, or on a follower, which asks its leader (Raft thesis 6.4);
+// the server routes every follower read through it.
 // Check-quorum (Raft thesis 6.2 and 4.2.3): a leader that hears no majority for an election
 // timeout steps down, and followers of a live leader ignore other nodes' higher ballots.
 //
@@ -52,9 +55,11 @@
 // leader. The target's higher ballot deposes the old leader. If the target has not taken over
 // within an election timeout, the old leader resumes.
 //
-// Not yet covered: a pre-prepare round (Raft's pre-vote) so that a node
-// returning from a partition does not cost the leader one phase 1, and sending accepts before
-// the leader's own fsync (Raft's early_messages).
+// A leader's accepts leave before its own fsync (Ready::early_messages, Raft thesis 10.2.1), so
+// its own write and its followers' overlap.
+//
+// Not yet covered: a pre-prepare round (Raft's pre-vote) so that a node returning from a
+// partition does not cost the leader one phase 1.
 #pragma once
 
 #include <cstdint>
@@ -271,6 +276,7 @@ class MultiPaxos {
   void NoteFollowerCommit(NodeId follower, Index commit);
   // The heartbeat: liveness, ReadIndex round, resent accepts, catch-up.
   void SendHeartbeats();
+  void SendHeartbeat(NodeId follower);
   void SendAccepts(NodeId to, Index from_slot);
   void CatchUp(NodeId to);
   // Leader: queues a read for `requester` (this node or a follower that forwarded it).
@@ -403,6 +409,16 @@ class MultiPaxos {
   // The commit index the last two heartbeat rounds announced. Invariant: previous <= last.
   Index last_heartbeat_commit_;
   Index previous_heartbeat_commit_;
+  // Leader: the commit index last sent to every peer (in a batch of accepts or heartbeats);
+  // nullopt from phase 1's end until the leader has announced itself. Invariant: <= commit_.
+  std::optional<Index> announced_commit_;
+  // Whether the leader owes its peers its ballot or a commit index that no accept will carry
+  // soon (see AnnounceCommit).
+  bool CommitUnannounced() const;
+  // Leader: a heartbeat to every peer, without the resent accepts and catch-up of a periodic
+  // one, that makes a new leader known and carries a commit index advance to the followers at
+  // once. Sent in TakeReady when nothing else carries it (see there).
+  void AnnounceCommit();
 
   // Leader: ReadIndex (see ReadIndex()). A read waits unassigned until the next TakeReady starts
   // a heartbeat round that every read waiting then shares.
@@ -422,7 +438,16 @@ class MultiPaxos {
   std::optional<Snapshot> snapshot_to_persist_;
   std::vector<ReadState> read_states_;
   SoftState last_soft_state_;
+  // The hard state last handed out in a Ready: durable once that Ready is. Its commit index
+  // lags commit_ between Readies that persist something (see TakeReady).
   HardState last_hard_state_;
+  // Whether the promise changed since the last hard state handed out.
+  bool PromiseUnreported() const;
+  // Whether `message` may go in Ready::early_messages.
+  bool MaySendBeforePersisting(const Message& message) const;
+  // The promise of the last Ready that was Advanced, so durable (Ready::early_messages).
+  // Invariant: durable_promise_ <= promised_.
+  BallotNumber durable_promise_;
   // Messages to this node itself from the Ready awaiting Advance.
   std::vector<Message> to_self_after_advance_;
   bool awaiting_advance_ = false;

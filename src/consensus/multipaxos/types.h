@@ -48,6 +48,7 @@ struct Slot {
 struct HardState {
   BallotNumber promised;
   // Invariant: every slot <= commit is chosen and its chosen value is stored (or compacted).
+  // The durable commit index may lag the node's (see Ready::hard_state).
   Index commit;
 
   bool operator==(const HardState&) const = default;
@@ -62,7 +63,9 @@ struct PersistentState {
   Snapshot snapshot;
   // The stored slots above snapshot.meta.index, ascending, not necessarily contiguous.
   std::vector<Slot> slots;
-  // How far the application has applied, if it is durable beyond the snapshot.
+  // How far the application has applied, if it is durable beyond the snapshot. It may be ahead
+  // of the lagging durable commit index, which Create raises to it (only chosen slots, durable
+  // before they were handed out, are applied).
   std::optional<Index> applied;
 };
 
@@ -151,15 +154,27 @@ struct SoftState {
 //   1. persist `snapshot` (discard stored slots at or below its index, keep those above), then
 //      `slots` (each replaces the stored slot of the same index), then `hard_state`, and make
 //      them durable (fsync);
-//   2. send `messages`: promises and acceptances in them depend on step 1;
+//   2. send `messages`: promises and acceptances in them depend on step 1; `early_messages` may
+//      be sent before step 1 finishes;
 //   3. restore the state machine from `snapshot` if present, apply `committed_entries` in
 //      order, and serve `read_states` once their index is applied;
 //   4. call MultiPaxos::Advance().
 struct Ready {
   std::optional<SoftState> soft_state;
+  // Present when the promise changed, or with slots or a snapshot. A change of the commit index
+  // alone rides along with the next of those: it is no acceptor state (the commit index is
+  // relearned from the leader after a crash, as Raft's is), so a Ready that only commits
+  // persists nothing and needs no fsync. Invariant: a stored slot learned as chosen (none
+  // ballot) is persisted with a commit index covering it.
   std::optional<HardState> hard_state;
   std::optional<Snapshot> snapshot;
   std::vector<Slot> slots;
+  // Raft thesis 10.2.1, for Paxos: the leader's accepts (and its heartbeats, chosen values and
+  // snapshots) may leave before its own acceptor's slots are durable, because it counts its own
+  // acceptance only at Advance, after they are. Only messages of a leader whose ballot is
+  // already durable land here (a ballot must never be reused after a crash); every promise,
+  // acceptance or refusal is in `messages`.
+  std::vector<Message> early_messages;
   std::vector<Message> messages;
   std::vector<Entry> committed_entries;
   std::vector<ReadState> read_states;
