@@ -2,8 +2,8 @@
 refusal of a data dir made by the other engine.
 
 1. Three members on --engine multipaxos: a put through every member, then a linearizable get of
-   every key through every member (a follower's read is relayed to the leader for its read
-   index); member list through a follower shows every member's name and client URL (each
+   every key through every member (a follower asks the leader for its read index through the
+   core's ReadIndex messages); member list through a follower shows every member's name and client URL (each
    publishes them through the engine's log); a lease granted through one follower, kept alive
    through another, attaching a key. (Member changes and move-leader on this engine:
    membership_test.py --engine multipaxos.)
