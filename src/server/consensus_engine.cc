@@ -7,10 +7,6 @@
 
 namespace synod::server {
 
-storage::WalContent WalContentOf(EngineKind kind) {
-  return kind == EngineKind::kRaft ? storage::WalContent::kEntries : storage::WalContent::kSlots;
-}
-
 std::optional<Index> AnnouncedSnapshotIndex(const PeerMessage& message) {
   if (const auto* raft_message = std::get_if<raft::Message>(&message)) {
     if (raft_message->type == raft::MessageType::kInstallSnapshot && raft_message->snapshot) {

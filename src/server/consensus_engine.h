@@ -41,9 +41,6 @@
 
 namespace synod::server {
 
-// What the engine's write-ahead log holds.
-storage::WalContent WalContentOf(EngineKind kind);
-
 // One Ready of either core, in the loop's terms. The caller carries it out in the order of
 // raft::Ready: send `early_messages`; make `write` durable; then send `messages`, apply
 // `committed_entries`, serve `read_states` once applied, and call Advance().

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "storage/wal.h"
 
 namespace synod::server {
 
@@ -27,6 +28,11 @@ inline Result<EngineKind> ParseEngineKind(std::string_view name) {
   if (name == "multipaxos") return EngineKind::kMultiPaxos;
   return absl::InvalidArgumentError(
       fmt::format("unknown engine {:?}: want raft or multipaxos", std::string(name)));
+}
+
+// What the engine's write-ahead log holds: Raft's contiguous entries or Multi-Paxos's slots.
+inline storage::WalContent WalContentOf(EngineKind kind) {
+  return kind == EngineKind::kRaft ? storage::WalContent::kEntries : storage::WalContent::kSlots;
 }
 
 }  // namespace synod::server

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/data_dir.h"
+#include "server/engine_kind.h"
 #include "server/etcd_snapshot_file.h"
 #include "server/members.h"
 #include "storage/bolt_reader.h"
@@ -26,11 +27,12 @@ namespace fs = std::filesystem;
 // The Raft term the restored log starts in (etcd's restore writes its snapshot at term 1 too).
 constexpr Term kRestoredTerm(1);
 
-// Server flags that etcdctl snapshot restore also takes; they are handed to ParseFlags.
+// Server flags that etcdctl snapshot restore also takes, and synod's --engine (which log the
+// data dir gets); they are handed to ParseFlags.
 const std::set<std::string>& ForwardedFlags() {
   static const std::set<std::string> flags = {"name", "data-dir", "initial-cluster",
                                               "initial-cluster-token",
-                                              "initial-advertise-peer-urls"};
+                                              "initial-advertise-peer-urls", "engine"};
   return flags;
 }
 
@@ -64,10 +66,15 @@ Result<kv::EtcdBackupSummary> BuildDataDir(const SnapshotRestoreOptions& options
 
   std::unique_ptr<storage::FileSystem> file_system = storage::NewPosixFileSystem();
   const raft::SnapshotMeta snapshot{summary->applied_index, kRestoredTerm, MembershipOf(members)};
-  auto wal =
-      storage::Wal::Create(file_system.get(), storage::WalOptions{opened->wal_dir}, snapshot);
+  storage::WalOptions wal_options{opened->wal_dir};
+  wal_options.content = WalContentOf(config.engine);
+  auto wal = storage::Wal::Create(file_system.get(), wal_options, snapshot);
   if (!wal.ok()) return wal.status();
-  (*wal)->SaveHardState(raft::HardState{kRestoredTerm, kNoNode, summary->applied_index});
+  // Raft's log starts in term 1 so that the first leader is elected in term 2. A Multi-Paxos
+  // acceptor's hard state is its promise {round, proposer}: it has promised nothing yet, as in a
+  // new cluster; the commit index is the snapshot's on both.
+  const Term promised_or_term = config.engine == EngineKind::kRaft ? kRestoredTerm : Term(0);
+  (*wal)->SaveHardState(raft::HardState{promised_or_term, kNoNode, summary->applied_index});
   if (Status status = (*wal)->Sync(); !status.ok()) return status;
   return summary;
 }
@@ -107,7 +114,7 @@ Result<SnapshotRestoreOptions> ParseSnapshotRestoreFlags(int argc, const char* c
       return absl::InvalidArgumentError(
           fmt::format("unknown flag {} for snapshot restore (it takes --name, --data-dir, "
                       "--initial-cluster, --initial-cluster-token, --initial-advertise-peer-urls, "
-                      "--skip-hash-check)",
+                      "--skip-hash-check, --engine)",
                       argument));
     }
     forwarded.push_back(argv[i]);
@@ -171,9 +178,11 @@ int RunSnapshotRestore(int argc, const char* const* argv) {
           "Usage: synod snapshot restore FILE [--name NAME] [--data-dir DIR]\n"
           "         [--initial-cluster NAME=URL,...] [--initial-cluster-token TOKEN]\n"
           "         [--initial-advertise-peer-urls URL,...] [--skip-hash-check]\n"
+          "         [--engine raft|multipaxos]\n"
           "Makes the data dir of one member of a new cluster from an etcd 3.4 snapshot file\n"
           "(etcdctl snapshot save, from etcd or synod), as etcdctl snapshot restore does for\n"
-          "etcd. Run it for each member, then start each with the same cluster flags.");
+          "etcd. Run it for each member, then start each with the same cluster flags (and the\n"
+          "same --engine; default raft).");
       return 0;
     }
   }

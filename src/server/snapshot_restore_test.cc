@@ -127,6 +127,36 @@ TEST_F(SnapshotRestoreTest, BuildsADataDirWhoseIdentityStoreAndLogAgree) {
   EXPECT_EQ(fs::last_write_time(dir_ / "d" / "member" / "identity"), identity_time);
 }
 
+// --engine multipaxos: the engine record and a log of slots, which a member started with
+// --engine raft refuses (data_dir.h) and the Multi-Paxos engine opens at the store's index.
+TEST_F(SnapshotRestoreTest, BuildsAMultiPaxosDataDirWhenAsked) {
+  std::vector<std::string> flags = Flags((dir_ / "d").string());
+  flags.push_back("--engine=multipaxos");
+  auto options = Parse(flags);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->config.engine, EngineKind::kMultiPaxos);
+  auto summary = RestoreSnapshot(*options);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+
+  ServerConfig as_raft = options->config;
+  as_raft.engine = EngineKind::kRaft;
+  EXPECT_TRUE(absl::IsFailedPrecondition(OpenDataDir(as_raft).status()));
+  auto opened = OpenDataDir(options->config);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto file_system = storage::NewPosixFileSystem();
+  storage::RecoveredLog recovered;
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      storage::Wal::Open(file_system.get(), {opened->wal_dir}, &recovered).status()));
+  storage::WalOptions slots{opened->wal_dir};
+  slots.content = storage::WalContent::kSlots;
+  auto wal = storage::Wal::Open(file_system.get(), slots, &recovered);
+  ASSERT_TRUE(wal.ok()) << wal.status();
+  EXPECT_EQ(recovered.snapshot.index, summary->applied_index);
+  EXPECT_EQ(recovered.snapshot.membership.voters.size(), 2u);
+  EXPECT_EQ(recovered.hard_state.term, Term(0));  // No promise made yet.
+  EXPECT_EQ(recovered.hard_state.commit, summary->applied_index);
+}
+
 TEST_F(SnapshotRestoreTest, RefusesAFileWithoutItsHashUnlessTold) {
   fs::resize_file(snapshot_, fs::file_size(snapshot_) - kSnapshotSha256Bytes);
   auto options = Parse(Flags((dir_ / "d").string()));

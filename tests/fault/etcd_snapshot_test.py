@@ -10,7 +10,7 @@ Then:
      create/mod revision, version, lease) at the current revision and at an older one, refuse
      the compacted revisions, and list the lease with its key;
   3. `synod snapshot restore` for 3 new members, started as a new cluster, serve the same and
-     accept writes at the next revision;
+     accept writes at the next revision; and the same with `--engine multipaxos` (issue 7);
   4. a snapshot saved from that etcd, with one more key, restored into a new synod member, serves
      etcd's data;
   5. wrong files: a flipped byte fails the SHA-256 check (synod with etcdctl's message, as
@@ -118,10 +118,11 @@ def synod_restore(binary, snapshot, cluster, member, *extra):
                           capture_output=True, text=True, timeout=60)
 
 
-def restored_cluster(binary, snapshot, base_dir, size, base_port, *extra):
-    cluster = Cluster(binary, base_dir, size, base_port=base_port)
+def restored_cluster(binary, snapshot, base_dir, size, base_port, *extra, engine=None):
+    cluster = Cluster(binary, base_dir, size, base_port=base_port, engine=engine)
+    engine_flags = [] if engine is None else ["--engine", engine]
     for member in cluster.members:
-        result = synod_restore(binary, snapshot, cluster, member, *extra)
+        result = synod_restore(binary, snapshot, cluster, member, *extra, *engine_flags)
         assert result.returncode == 0, result.stdout + result.stderr
     print(f"etcd snapshot test: {result.stdout.strip()}")
     cluster.start_all()
@@ -221,16 +222,18 @@ def main():
         print(f"etcd snapshot test: etcd restored from synod's snapshot serves the same "
               f"{len(original[1])} keys at revision {original[0]} and the leased key")
 
-        # 3. synod -> synod, 3 new members.
-        restored = restored_cluster(args.binary, snapshot, os.path.join(base_dir, "restored"), 3,
-                                    args.base_port + 10)
-        clusters.append(restored)
-        restored_port = restored.members[0].client_port
-        expect_restored(restored_port, original, older, compact_revision, lease)
-        put = json.loads(etcdctl(restored_port, "put", "new", "1", "-w", "json").stdout)
-        assert put["header"]["revision"] == revision + 1, put
-        print("etcd snapshot test: 3 synod members restored from synod's snapshot serve the same "
-              "data and take writes")
+        # 3. synod -> synod, 3 new members, on each engine (the port of a follower, on
+        # multipaxos, so the reads also go through a follower's ReadIndex).
+        for engine, port_offset, through in (("raft", 10, 0), ("multipaxos", 40, 1)):
+            restored = restored_cluster(args.binary, snapshot, os.path.join(base_dir, engine), 3,
+                                        args.base_port + port_offset, engine=engine)
+            clusters.append(restored)
+            restored_port = restored.members[through].client_port
+            expect_restored(restored_port, original, older, compact_revision, lease)
+            put = json.loads(etcdctl(restored_port, "put", "new", "1", "-w", "json").stdout)
+            assert put["header"]["revision"] == revision + 1, put
+            print(f"etcd snapshot test: 3 synod members on {engine} restored from synod's "
+                  "snapshot serve the same data and take writes")
 
         # 4. etcd -> synod.
         etcdctl(ETCD_CLIENT_PORT, "put", "from-etcd", "yes")
