@@ -49,11 +49,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--base-port", type=int, default=23790)
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
     quota = 3 << 20
     base_dir = tempfile.mkdtemp(prefix="synod-quota-")
     cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port,
-                      extra_flags=["--quota-backend-bytes", str(quota)])
+                      extra_flags=["--quota-backend-bytes", str(quota)], engine=args.engine)
     try:
         cluster.start_all()
         cluster.wait_for_leader()

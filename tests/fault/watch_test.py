@@ -174,13 +174,15 @@ def main():
     parser.add_argument("--base-port", type=int, default=23790)
     parser.add_argument("--writes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
     rng = random.Random(args.seed)
     print(f"watch test: seed {args.seed}, {args.writes} writes per phase")
 
     base_dir = tempfile.mkdtemp(prefix="synod-watch-")
     cluster = Cluster(args.binary, base_dir, 3, base_port=args.base_port,
-                      extra_flags=["--experimental-watch-progress-notify-interval", "500ms"])
+                      extra_flags=["--experimental-watch-progress-notify-interval", "500ms"],
+                      engine=args.engine)
     streams = []
     try:
         cluster.start_all()
