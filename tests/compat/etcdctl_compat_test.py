@@ -57,10 +57,11 @@ class CompatCluster(Cluster):
     election is otherwise a race of randomised timers.
     """
 
-    def __init__(self, binary, base_dir, prefer_m0=False, flags=()):
+    def __init__(self, binary, base_dir, prefer_m0=False, flags=(), engine=None):
         super().__init__(binary, base_dir, 3, base_port=BASE_PORT, heartbeat_ms=HEARTBEAT_MS,
                          election_ms=ELECTION_MS,
-                         extra_flags=["--initial-cluster-token", CLUSTER_TOKEN] + list(flags))
+                         extra_flags=["--initial-cluster-token", CLUSTER_TOKEN] + list(flags),
+                         engine=engine)
         self.prefer_m0 = prefer_m0
 
     def command(self, member):
@@ -149,13 +150,13 @@ class CompatCluster(Cluster):
         return {"m0's member list": listed}
 
 
-def start_cluster(binary, base_dir, prefer_m0, wait_publish, flags=()):
+def start_cluster(binary, base_dir, prefer_m0, wait_publish, flags=(), engine=None):
     """A fresh, ready cluster; with prefer_m0, one whose leader is m0; with wait_publish, up to
     5 s more until m0's member list shows every member's client URL. Returns (cluster, notes)."""
     for attempt in range(12):
         shutil.rmtree(base_dir, ignore_errors=True)
         os.makedirs(base_dir)
-        cluster = CompatCluster(binary, base_dir, prefer_m0, flags)
+        cluster = CompatCluster(binary, base_dir, prefer_m0, flags, engine)
         try:
             cluster.start_all()
             leader = cluster.wait_for_leader()
@@ -166,7 +167,7 @@ def start_cluster(binary, base_dir, prefer_m0, wait_publish, flags=()):
         except BaseException:
             cluster.stop_all()
             raise
-    cluster, notes = start_cluster(binary, base_dir, False, wait_publish, flags)
+    cluster, notes = start_cluster(binary, base_dir, False, wait_publish, flags, engine)
     return cluster, notes + ["m0 did not win the first election in 12 fresh clusters"]
 
 
@@ -1178,7 +1179,7 @@ FAMILIES = {
 # ------------------------------------------------------------------------------------------------
 
 
-def run_family(kind, binary, etcdctl, name, work_root):
+def run_family(kind, binary, etcdctl, name, work_root, engine=None):
     """Runs one family against a fresh cluster of one kind; returns the normalised transcript.
     A cluster that does not start or a script that stops half-way is part of the transcript."""
     family = FAMILIES[name]
@@ -1189,7 +1190,7 @@ def run_family(kind, binary, etcdctl, name, work_root):
     started = time.monotonic()
     try:
         cluster, notes = start_cluster(binary, cluster_dir, family.leader_m0, family.published,
-                                       family.flags)
+                                       family.flags, engine)
     except Exception as error:  # noqa: BLE001
         text = f"# setup failed: {error}\n".replace(kind_dir, "<dir>")
         return text, time.monotonic() - started
@@ -1223,6 +1224,8 @@ def main():
                         help="comma-separated; default: all of " + ",".join(FAMILIES))
     parser.add_argument("--work-dir", help="kept; default: a temporary directory, removed when "
                         "every family matched")
+    parser.add_argument("--synod-engine", choices=["raft", "multipaxos"], default=None,
+                        help="synod's --engine (default: the binary's default, raft)")
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f]
     unknown = [f for f in families if f not in FAMILIES]
@@ -1234,7 +1237,8 @@ def main():
     results = {}
     for name in families:
         etcd_text, etcd_s = run_family("etcd", args.etcd, args.etcdctl, name, work_root)
-        synod_text, synod_s = run_family("synod", args.synod, args.etcdctl, name, work_root)
+        synod_text, synod_s = run_family("synod", args.synod, args.etcdctl, name, work_root,
+                                         args.synod_engine)
         same = etcd_text == synod_text
         results[name] = same
         if not same:
