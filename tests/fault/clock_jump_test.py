@@ -33,8 +33,8 @@ PROGRESS_BOUND_S = 20
 class ClockJumpCluster(Cluster):
     """m0 runs under libfaketime, its wall-clock offset read from a file we rewrite."""
 
-    def __init__(self, binary, shim, base_dir):
-        super().__init__(binary, base_dir, 3)
+    def __init__(self, binary, shim, base_dir, engine=None):
+        super().__init__(binary, base_dir, 3, engine=engine)
         self.shim = shim
         self.clock_file = os.path.join(base_dir, "m0.clock")
         self.set_m0_clock_offset(0)
@@ -88,11 +88,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--clock-step-shim", required=True, help="synod-clock-step-shim's .so")
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
     if not os.path.exists(FAKETIME_PRELOAD):
         sys.exit(f"clock jump test: {FAKETIME_PRELOAD} is missing (Debian package faketime)")
     base_dir = tempfile.mkdtemp(prefix="synod-clock-jump-")
-    cluster = ClockJumpCluster(args.binary, args.clock_step_shim, base_dir)
+    cluster = ClockJumpCluster(args.binary, args.clock_step_shim, base_dir, args.engine)
     passed = False
     try:
         cluster.start_all()

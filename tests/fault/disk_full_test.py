@@ -21,8 +21,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--mount", required=True, help="a small tmpfs for the data")
+    parser.add_argument("--engine", default="raft", choices=["raft", "multipaxos"])
     args = parser.parse_args()
-    cluster = Cluster(args.binary, args.mount, 1)
+    cluster = Cluster(args.binary, args.mount, 1, engine=args.engine)
     member = cluster.members[0]
     acked = {}
     failure = None
