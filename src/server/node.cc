@@ -429,10 +429,20 @@ void Node::Run() {
 
 void Node::Tick() {
   const auto now = Clock::now();
+  const auto scheduled = next_tick_;
   next_tick_ += std::chrono::milliseconds(options_.tick_ms);
   // A loop that fell far behind (a paused process) does not fire a burst of ticks: that would
-  // end every election timeout at once.
-  if (next_tick_ < now) next_tick_ = now + std::chrono::milliseconds(options_.tick_ms);
+  // end every election timeout at once. The ticks are lost, so this member's timeouts (election,
+  // check-quorum, leases) run late by that much: said in the log, as etcd warns of a late
+  // heartbeat, since it explains a slow failover on an overloaded machine.
+  if (next_tick_ < now) {
+    spdlog::warn("member {:x}: loop fell {} ms behind its {} ms tick; ticks skipped (overloaded "
+                 "machine or paused process)",
+                 options_.id.value(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(now - scheduled).count(),
+                 options_.tick_ms);
+    next_tick_ = now + std::chrono::milliseconds(options_.tick_ms);
+  }
   engine_->Tick();
   ExpireWaiting(now);
 

