@@ -82,6 +82,7 @@ def main():
             raise AssertionError(f"after a restart, {lagging.name} hashes {got}, expected "
                                  f"{expected}")
         writer.client.put("after", "restart")
+        cluster.wait_until_knows_leader(lagging)
         value, _ = lagging.client.get("after")
         if value != b"restart":
             raise AssertionError(f"{lagging.name} did not see a later write: {value!r}")

@@ -8,6 +8,7 @@ else on the machine; outside one, pass another base port.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -27,6 +28,18 @@ def terminate_together(processes, grace_s=10):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_listening(port, process, timeout_s=10):
+    """Returns once something accepts TCP connections on 127.0.0.1:`port`, `process` has exited,
+    or `timeout_s` has passed; whichever comes first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
 ETCDCTL = "/usr/bin/etcdctl"
@@ -105,6 +118,10 @@ class Cluster:
         log = open(member.log_path, "ab")
         member.process = subprocess.Popen(self.command(member), stdout=log, stderr=log)
         log.close()
+        # A gRPC channel whose first connection attempt is refused backs off for seconds before
+        # it tries again, so the client is made once the member listens (or has exited: some
+        # tests start a member that must refuse to run).
+        wait_until_listening(member.client_port, member.process)
         member.client = etcd3.client("127.0.0.1", member.client_port, timeout=3)
 
     def start_all(self):
@@ -148,6 +165,20 @@ class Cluster:
                 return leader
             time.sleep(0.05)
         raise AssertionError(f"no leader within {timeout_s} s; logs in {self.base_dir}")
+
+    def wait_until_knows_leader(self, member, timeout_s=20):
+        """Waits until `member` names a leader: a member that has just started answers
+        linearizable requests with "no leader" until it hears one, as etcd does."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.status(member).leader != 0:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{member.name} knew no leader within {timeout_s} s; logs in "
+                             f"{self.base_dir}")
 
     def stop_and_clean_up(self, failure, tail_lines=20):
         """Stops every member; after a failure prints each log's tail and keeps the data and
