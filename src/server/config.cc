@@ -226,6 +226,9 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  "time (in milliseconds) of a heartbeat interval");
   app.add_option("--election-timeout", config.election_timeout_ms,
                  "time (in milliseconds) for an election to timeout");
+  app.add_flag("--initial-election-tick-advance", config.initial_election_tick_advance,
+               "fast-forward the election clock at boot, once enough peers are reachable "
+               "(default true; --initial-election-tick-advance=false turns it off)");
   app.add_option("--snapshot-count", config.snapshot_count,
                  "number of applied entries between snapshots");
   app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,

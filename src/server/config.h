@@ -58,6 +58,7 @@ struct ServerConfig {
   std::string initial_cluster_token = "etcd-cluster";
   uint32_t heartbeat_interval_ms = 100;
   uint32_t election_timeout_ms = 1000;
+  bool initial_election_tick_advance = true;
   uint64_t snapshot_count = 100000;
   // Entries kept behind a snapshot for followers that lag a little (etcd 3.5's
   // --experimental-snapshot-catchup-entries); a follower further behind gets a snapshot.

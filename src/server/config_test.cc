@@ -84,6 +84,15 @@ TEST(ConfigTest, NegativeQuotaMeansNoQuota) {
   EXPECT_EQ(config->quota_backend_bytes, -1);
 }
 
+// A Go bool flag: on by default, turned off only by "=false" (a separate "false" would be an
+// argument, not the flag's value).
+TEST(ConfigTest, InitialElectionTickAdvanceIsOnUnlessSetToFalse) {
+  EXPECT_TRUE(Parse({})->initial_election_tick_advance);
+  EXPECT_TRUE(Parse({"--initial-election-tick-advance"})->initial_election_tick_advance);
+  EXPECT_FALSE(Parse({"--initial-election-tick-advance=false"})->initial_election_tick_advance);
+  EXPECT_TRUE(Parse({"-initial-election-tick-advance=true"})->initial_election_tick_advance);
+}
+
 TEST(ConfigTest, WatchProgressIntervalTakesGoDurations) {
   EXPECT_EQ(Parse({})->watch_progress_notify_interval, std::chrono::minutes(10));
   EXPECT_EQ(Parse({"--experimental-watch-progress-notify-interval", "1m30s"})

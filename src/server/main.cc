@@ -181,6 +181,7 @@ int Serve(ServerConfig config) {
   options.kv_dir = data_dir->kv_dir;
   options.engine = data_dir->engine;
   options.tick_ms = config.heartbeat_interval_ms;
+  options.initial_election_tick_advance = config.initial_election_tick_advance;
   options.election_timeout_ticks = config.election_timeout_ms / config.heartbeat_interval_ms;
   options.snapshot_count = config.snapshot_count;
   options.snapshot_catchup_entries = config.snapshot_catchup_entries;

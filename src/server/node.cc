@@ -212,6 +212,10 @@ void Node::Start() {
   const raft::Membership& membership = engine_->membership();
   if (membership.voters.size() == 1 && membership.voters[0] == options_.id) {
     engine_->Campaign();
+  } else if (options_.initial_election_tick_advance && transport_ != nullptr &&
+             membership.IsVoter(options_.id)) {
+    // etcd gives its peers up to rafthttp's connection read timeout (5 s) to report in.
+    tick_advance_until_ = Clock::now() + std::chrono::seconds(5);
   }
   loop_thread_ = std::thread([this] { Run(); });
   // Publishing the name and client URLs is a configuration entry (server/members.h).
@@ -444,6 +448,7 @@ void Node::Tick() {
     next_tick_ = now + std::chrono::milliseconds(options_.tick_ms);
   }
   engine_->Tick();
+  MaybeAdvanceInitialElectionTicks(now);
   ExpireWaiting(now);
 
   // Lease expiry and checkpoints are decided by the leader's clock only, and replicated as
@@ -613,6 +618,27 @@ void Node::FinishReady() {
   // (unapplied_ is first in, first out).
   ProcessReady();
   ApplyUnapplied();
+}
+
+void Node::MaybeAdvanceInitialElectionTicks(Clock::time_point now) {
+  if (!tick_advance_until_) return;
+  const raft::Membership& membership = engine_->membership();
+  size_t reachable = 1;  // This member.
+  for (NodeId voter : membership.voters) {
+    if (voter != options_.id && transport_->IsConnected(voter)) ++reachable;
+  }
+  if (reachable >= membership.voters.size() / 2 + 1) {
+    // Two short, not one, as etcd: room for a leader's heartbeat that is on its way.
+    const uint32_t ticks =
+        options_.election_timeout_ticks > 2 ? options_.election_timeout_ticks - 2 : 0;
+    for (uint32_t i = 0; i < ticks; ++i) engine_->Tick();
+    spdlog::info("member {:x}: {} of {} voters reachable at boot; election clock advanced by {} "
+                 "ticks",
+                 options_.id.value(), reachable, membership.voters.size(), ticks);
+    tick_advance_until_.reset();
+  } else if (now >= *tick_advance_until_) {
+    tick_advance_until_.reset();
+  }
 }
 
 void Node::ApplyUnapplied() {

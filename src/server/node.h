@@ -88,6 +88,12 @@ struct NodeOptions {
   raft::Membership initial_membership;
   uint32_t tick_ms = 100;               // etcd --heartbeat-interval
   uint32_t election_timeout_ticks = 10;  // etcd --election-timeout / --heartbeat-interval
+  // etcd --initial-election-tick-advance: at boot, as soon as this voter reaches enough peers
+  // to win an election (within the first 5 s), its election clock is moved to two ticks short
+  // of the election timeout, so a fresh or restarted cluster elects within a few ticks rather
+  // than a whole timeout. A live leader's heartbeat still resets the clock first, and pre-vote
+  // (thesis 9.6) keeps an early campaign from disturbing a leader the others still hear.
+  bool initial_election_tick_advance = true;
   // A local snapshot (and log compaction) every this many applied entries (etcd
   // --snapshot-count).
   uint64_t snapshot_count = 100000;
@@ -251,6 +257,7 @@ class Node {
   Result<int64_t> CallOnLoop(std::function<Result<int64_t>()> call);
   void Run();
   void Tick();
+  void MaybeAdvanceInitialElectionTicks(std::chrono::steady_clock::time_point now);
   // Takes the engine's Readies while they need no disk, and the first one that does goes to the
   // log writer (at most one Ready is at the disk at a time).
   void ProcessReady();
@@ -332,6 +339,8 @@ class Node {
   bool snapshot_fetch_running_ = false;
   std::thread snapshot_fetch_thread_;
   std::chrono::steady_clock::time_point next_tick_;
+  // Until when the boot-time election tick advance may still happen (unset: done or off).
+  std::optional<std::chrono::steady_clock::time_point> tick_advance_until_;
 
   // ---- The loop's inbox ----
   std::mutex inbox_mutex_;

@@ -98,6 +98,7 @@ class CompatCluster(Cluster):
             leader = self.leader()
         except Exception:  # noqa: BLE001
             leader = None
+        self.close_clients()
         running = [m for m in self.members if m.process is not None]
         for batch in ([m for m in running if m is not leader], [m for m in running if m is leader]):
             terminate_together([member.process for member in batch])

@@ -135,9 +135,18 @@ class Cluster:
         member.process = None
 
     def stop_all(self):
+        # The clients go first: a member's gRPC server, told to stop, waits up to a second for
+        # connected clients to hang up, idle ones included.
+        self.close_clients()
         terminate_together([m.process for m in self.members if m.process is not None])
         for member in self.members:
             member.process = None
+
+    def close_clients(self):
+        for member in self.members:
+            if member.client is not None:
+                member.client.close()
+                member.client = None
 
     @staticmethod
     def status(member):
