@@ -38,7 +38,10 @@ target_link_libraries(maintenance_test PRIVATE synod_node GTest::gtest_main Open
 gtest_discover_tests(maintenance_test PROPERTIES LABELS unit)
 
 add_executable(synod main.cc)
-target_link_libraries(synod PRIVATE synod_node synod_server_config)
+target_link_libraries(synod PRIVATE synod_node synod_server_config absl::synchronization)
+if(NOT SYNOD_SANITIZE)
+  target_link_libraries(synod PRIVATE ${SYNOD_JEMALLOC_LIBRARY})
+endif()
 
 # A deliberately broken member that forgets its data at every start (as if its data dir were on
 # a RAM disk); the kill -9 test must catch the lost acknowledged writes. Never used otherwise.
