@@ -40,7 +40,7 @@ gtest_discover_tests(maintenance_test PROPERTIES LABELS unit)
 add_executable(synod main.cc)
 target_link_libraries(synod PRIVATE synod_node synod_server_config absl::synchronization)
 if(NOT SYNOD_SANITIZE)
-  target_link_libraries(synod PRIVATE ${SYNOD_JEMALLOC_LIBRARY})
+  target_link_libraries(synod PRIVATE ${SYNOD_TCMALLOC_LIBRARY})
 endif()
 
 # A deliberately broken member that forgets its data at every start (as if its data dir were on
