@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synod_cluster import Cluster, Member, etcdctl  # noqa: E402
+from synod_cluster import Cluster, Member, etcdctl, log_shows_within  # noqa: E402
 
 def etcdctl_json(endpoints, *args):
     _, output = etcdctl(endpoints, "-w", "json", *args)
@@ -176,10 +176,9 @@ def main():
         expect_error(old, "etcdserver: can only promote a learner member",
                      "member", "promote", new_id)
         if args.join_by == "snapshot":
-            with open(new.log_path) as log:
-                if "installed a snapshot" not in log.read():
-                    raise AssertionError("the new member joined without a snapshot; the test "
-                                         "did not exercise what it is for")
+            if not log_shows_within(new.log_path, "installed a snapshot", 5):
+                raise AssertionError("the new member joined without a snapshot; the test "
+                                     "did not exercise what it is for")
 
         # 4. It serves writes made through the others, and lists itself with its name.
         for i in range(20):

@@ -42,6 +42,19 @@ def wait_until_listening(port, process, timeout_s=10):
             time.sleep(0.01)
 
 
+def log_shows_within(path, text, timeout_s):
+    """Whether the file at `path` contains `text` within `timeout_s` (a member logs an event
+    just after it takes effect, so a client may see the effect before the line)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(path) as log:
+            if text in log.read():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 ETCDCTL = "/usr/bin/etcdctl"
 
 
