@@ -26,7 +26,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,6 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
-import etcd3  # noqa: E402  (python3-etcd3, as the fault tests)
 from synod_cluster import Cluster, Member, terminate_together  # noqa: E402
 
 BASE_PORT = 23790  # m0 client 23790, peer 23791; m1 23792/23793; ...
@@ -72,22 +70,6 @@ class CompatCluster(Cluster):
         if self.prefer_m0 and member.index != 0:
             command[command.index("--election-timeout") + 1] = str(3 * ELECTION_MS)
         return command
-
-    def start(self, member):
-        super().start(member)
-        # The base class makes its gRPC client right away; one made before the member listens
-        # backs off for seconds (etcd opens its client port only once it has joined): made
-        # lazily instead, once the port accepts connections.
-        member.client = None
-
-    def status(self, member):
-        if member.client is None:
-            try:
-                socket.create_connection(("127.0.0.1", member.client_port), timeout=1).close()
-            except OSError as error:
-                raise ConnectionError(f"{member.name} does not listen yet") from error
-            member.client = etcd3.client("127.0.0.1", member.client_port, timeout=3)
-        return Cluster.status(member)
 
     def stop_all(self):
         """SIGTERM the followers together, then the leader; wait for each. (An etcd leader
