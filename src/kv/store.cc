@@ -7,6 +7,7 @@
 #include "base/assert.h"
 #include "kv/errors.h"
 #include "kv/key_codec.h"
+#include "kv/key_index.h"
 #include "kv/key_range.h"
 #include "storage/crc32c.h"
 
@@ -104,9 +105,22 @@ Result<KeyValue> DecodeKeyValue(const LiveKey& live) {
 }
 
 // Visits every key of `range` that is alive at revision `at_rev`, in key order, with its newest
-// row at or below `at_rev`. `visit` returns false to stop.
+// row at or below `at_rev`. `visit` returns false to stop. `newest` is null, or the index of
+// the reader's newest state when at_rev is that state's revision: then a single key is one
+// lookup and one point read instead of a Seek.
 template <typename Visit>
-Status ScanLive(const Reader& reader, const KeyRange& range, int64_t at_rev, Visit visit) {
+Status ScanLive(const Reader& reader, const KeyIndex* newest, const KeyRange& range, int64_t at_rev,
+                Visit visit) {
+  if (range.single && newest != nullptr) {
+    const KeyIndex::Newest* row = newest->Find(range.key);
+    if (row == nullptr) return Status();
+    SYNOD_ASSERT(row->rev.main <= at_rev);
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> record,
+                        Get(reader, kKeys, codec::EncodeKeyRow(range.key, row->rev)));
+    if (!record.has_value()) return CorruptRow("kv.keys", "no row at the indexed revision");
+    visit(LiveKey{range.key, row->rev, std::move(*record)});
+    return Status();
+  }
   std::unique_ptr<storage::Iterator> it = reader.NewIterator(kKeys);
   if (range.single) {
     it->Seek(codec::SeekAtOrBelow(range.key, at_rev));
@@ -144,20 +158,28 @@ Status ScanLive(const Reader& reader, const KeyRange& range, int64_t at_rev, Vis
   return IteratorStatus(*it);
 }
 
-// The key's newest revision at or below at_rev, when it is alive there.
-Result<std::optional<LiveKey>> GetLive(const Reader& reader, std::string_view key, int64_t at_rev) {
-  std::optional<LiveKey> found;
-  KV_RETURN_IF_ERROR(ScanLive(reader, KeyRange(key, ""), at_rev, [&](LiveKey live) {
-    found = std::move(live);
-    return false;
-  }));
-  return found;
+// Visits the newest row of every key, deleted ones included, in key order.
+template <typename Visit>
+Status VisitNewestRows(const Reader& reader, Visit visit) {
+  std::optional<std::string> last_key;
+  std::unique_ptr<storage::Iterator> it = reader.NewIterator(kKeys);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
+    if (!row.has_value()) return CorruptRow("kv.keys", "row key");
+    if (row->user_key == last_key) continue;  // An older row: rows are newest first.
+    last_key = row->user_key;
+    std::optional<Record> record = codec::DecodeRecord(it->value());
+    if (!record.has_value()) return CorruptRow("kv.keys", "record");
+    visit(std::move(*row), *record);
+  }
+  return IteratorStatus(*it);
 }
 
 // etcd's Range (etcdserver/apply.go applierV3backend.Range over mvcc rangeKeys), reading at
-// `cur_rev` as the current revision.
-Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const RangeRequest& request,
-                                            int64_t cur_rev, int64_t compact_rev) {
+// `cur_rev` as the current revision; `newest` is the index of that revision's state.
+Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const KeyIndex& newest,
+                                            const RangeRequest& request, int64_t cur_rev,
+                                            int64_t compact_rev) {
   int64_t rev = request.revision();
   if (rev > cur_rev) return FutureRevisionError();
   if (rev <= 0) rev = cur_rev;
@@ -175,19 +197,19 @@ Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const RangeReq
   Status decode_status;
   // `count` is every key in the range, before the limit and before the revision filters, as in
   // etcd.
-  KV_RETURN_IF_ERROR(
-      ScanLive(reader, KeyRange(request.key(), request.range_end()), rev, [&](LiveKey live) {
-        ++count;
-        if (!request.count_only() && kvs.size() < fetch_max) {
-          Result<KeyValue> kv = DecodeKeyValue(live);
-          if (!kv.ok()) {
-            decode_status = kv.status();
-            return false;
-          }
-          kvs.push_back(std::move(*kv));
-        }
-        return true;
-      }));
+  KV_RETURN_IF_ERROR(ScanLive(reader, rev == cur_rev ? &newest : nullptr,
+                              KeyRange(request.key(), request.range_end()), rev, [&](LiveKey live) {
+                                ++count;
+                                if (!request.count_only() && kvs.size() < fetch_max) {
+                                  Result<KeyValue> kv = DecodeKeyValue(live);
+                                  if (!kv.ok()) {
+                                    decode_status = kv.status();
+                                    return false;
+                                  }
+                                  kvs.push_back(std::move(*kv));
+                                }
+                                return true;
+                              }));
   KV_RETURN_IF_ERROR(decode_status);
 
   const auto prune = [&](auto drop) {
@@ -397,20 +419,23 @@ bool CompareKeyValue(const Compare& c, const KeyValue& kv) {
 // Every key of the compare's range must satisfy it. An empty range compares as one absent key
 // (all zero), except for VALUE, which then fails: "nil == empty string in grpc; no way to
 // represent missing value" (etcd).
-Result<bool> ApplyCompare(const Reader& reader, int64_t rev, const Compare& c) {
+// `newest` is the index of the reader's state, whose revision is `rev`.
+Result<bool> ApplyCompare(const Reader& reader, const KeyIndex& newest, int64_t rev,
+                          const Compare& c) {
   bool any = false;
   bool all = true;
   Status decode_status;
-  KV_RETURN_IF_ERROR(ScanLive(reader, KeyRange(c.key(), c.range_end()), rev, [&](LiveKey live) {
-    any = true;
-    Result<KeyValue> kv = DecodeKeyValue(live);
-    if (!kv.ok()) {
-      decode_status = kv.status();
-      return false;
-    }
-    all = CompareKeyValue(c, *kv);
-    return all;
-  }));
+  KV_RETURN_IF_ERROR(
+      ScanLive(reader, &newest, KeyRange(c.key(), c.range_end()), rev, [&](LiveKey live) {
+        any = true;
+        Result<KeyValue> kv = DecodeKeyValue(live);
+        if (!kv.ok()) {
+          decode_status = kv.status();
+          return false;
+        }
+        all = CompareKeyValue(c, *kv);
+        return all;
+      }));
   KV_RETURN_IF_ERROR(decode_status);
   if (!any) return c.target() == Compare::VALUE ? false : CompareKeyValue(c, KeyValue());
   return all;
@@ -418,11 +443,11 @@ Result<bool> ApplyCompare(const Reader& reader, int64_t rev, const Compare& c) {
 
 // etcd's compareToPath: the outcome of this Txn's compares and of every nested Txn on the chosen
 // branches, in pre-order, all evaluated against the state before the Txn writes anything.
-Status CompareToPath(const Reader& reader, int64_t rev, const TxnRequest& txn,
-                     std::vector<bool>& path) {
+Status CompareToPath(const Reader& reader, const KeyIndex& newest, int64_t rev,
+                     const TxnRequest& txn, std::vector<bool>& path) {
   bool succeeded = true;
   for (const Compare& c : txn.compare()) {
-    KV_ASSIGN_OR_RETURN(bool ok, ApplyCompare(reader, rev, c));
+    KV_ASSIGN_OR_RETURN(bool ok, ApplyCompare(reader, newest, rev, c));
     if (!ok) {
       succeeded = false;
       break;
@@ -431,7 +456,7 @@ Status CompareToPath(const Reader& reader, int64_t rev, const TxnRequest& txn,
   path.push_back(succeeded);
   for (const RequestOp& op : succeeded ? txn.success() : txn.failure()) {
     if (op.request_case() == RequestOp::kRequestTxn) {
-      KV_RETURN_IF_ERROR(CompareToPath(reader, rev, op.request_txn(), path));
+      KV_RETURN_IF_ERROR(CompareToPath(reader, newest, rev, op.request_txn(), path));
     }
   }
   return Status();
@@ -500,6 +525,7 @@ struct LessorOp {
 
 // What one Apply call changes before its commit.
 struct ApplyState {
+  bool events_with_prev_kv = true;  // Apply's argument.
   int64_t current_rev = 0;
   int64_t compact_rev = 0;
   std::vector<LessorOp> lessor_ops;
@@ -517,6 +543,8 @@ struct ApplyState {
 // the next sub-revision; the store revision moves to begin+1 when it ends, if anything changed.
 struct WriteTxn {
   storage::WriteBatch& batch;
+  KeyIndex& index;  // Changed with the batch.
+  const bool events_with_prev_kv;
   const int64_t begin_rev;
   int64_t sub = 0;  // Changes so far.
   std::vector<mvccpb::Event> events;
@@ -538,6 +566,7 @@ struct WriteTxn {
     SYNOD_ASSERT(record.version >= 1);
     batch.Put(kKeys, codec::EncodeKeyRow(key, rev), codec::EncodeRecord(record));
     batch.Put(kRevs, codec::EncodeRevRow(rev), key);
+    index.Set(key, {rev, record.create_revision, record.version, lease});
     if (prev.has_value() && prev->lease() != 0) {
       batch.Delete(kLeaseKeys, codec::EncodeLeaseId(prev->lease()) + key);
     }
@@ -545,7 +574,7 @@ struct WriteTxn {
     mvccpb::Event& event = events.emplace_back();
     event.set_type(mvccpb::Event::PUT);
     *event.mutable_kv() = MakeKeyValue(key, rev, record);
-    if (prev.has_value()) *event.mutable_prev_kv() = *prev;
+    if (prev.has_value() && events_with_prev_kv) *event.mutable_prev_kv() = *prev;
   }
 
   void Delete(const KeyValue& prev) {
@@ -554,6 +583,7 @@ struct WriteTxn {
     tombstone.tombstone = true;
     batch.Put(kKeys, codec::EncodeKeyRow(prev.key(), rev), codec::EncodeRecord(tombstone));
     batch.Put(kRevs, codec::EncodeRevRow(rev), prev.key());
+    index.Erase(prev.key());
     if (prev.lease() != 0)
       batch.Delete(kLeaseKeys, codec::EncodeLeaseId(prev.lease()) + prev.key());
     // etcd's delete event: the key and the deleting revision only.
@@ -561,7 +591,7 @@ struct WriteTxn {
     event.set_type(mvccpb::Event::DELETE);
     event.mutable_kv()->set_key(prev.key());
     event.mutable_kv()->set_mod_revision(rev.main);
-    *event.mutable_prev_kv() = prev;
+    if (events_with_prev_kv) *event.mutable_prev_kv() = prev;
   }
 };
 
@@ -573,12 +603,22 @@ using internal::ApplyState;
 using internal::LessorOp;
 using internal::WriteTxn;
 
-Result<std::optional<KeyValue>> GetLiveKeyValue(const Reader& reader, std::string_view key,
-                                                int64_t rev) {
-  KV_ASSIGN_OR_RETURN(std::optional<LiveKey> live, GetLive(reader, key, rev));
-  if (!live.has_value()) return std::optional<KeyValue>();
-  KV_ASSIGN_OR_RETURN(KeyValue kv, DecodeKeyValue(*live));
-  return std::optional<KeyValue>(std::move(kv));
+// The key in the reader's newest state, whose index is `newest`. Its value is read (one point
+// read) only `with_value`; without, the index alone answers.
+Result<std::optional<KeyValue>> NewestKeyValue(const Reader& reader, const KeyIndex& newest,
+                                               std::string_view key, bool with_value) {
+  const KeyIndex::Newest* row = newest.Find(key);
+  if (row == nullptr) return std::optional<KeyValue>();
+  Record record{false, row->create_revision, row->version, row->lease, ""};
+  if (with_value) {
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> data,
+                        Get(reader, kKeys, codec::EncodeKeyRow(key, row->rev)));
+    if (!data.has_value()) return CorruptRow("kv.keys", "no row at the indexed revision");
+    std::optional<Record> stored = codec::DecodeRecord(*data);
+    if (!stored.has_value()) return CorruptRow("kv.keys", "record");
+    record = std::move(*stored);
+  }
+  return std::optional<KeyValue>(MakeKeyValue(key, row->rev, record));
 }
 
 Result<bool> LeaseExists(const Reader& reader, int64_t id) {
@@ -626,9 +666,10 @@ Result<etcdserverpb::PutResponse> ExecPutImpl(storage::WriteBatch& batch, WriteT
                                               const etcdserverpb::PutRequest& r) {
   etcdserverpb::PutResponse response;
   // The previous revision decides the new version and create revision, and serves
-  // ignore_value, ignore_lease and prev_kv.
+  // ignore_value, ignore_lease and prev_kv. Only those and watchers need its value.
+  const bool value_needed = r.ignore_value() || r.prev_kv() || txn.events_with_prev_kv;
   KV_ASSIGN_OR_RETURN(std::optional<KeyValue> prev,
-                      GetLiveKeyValue(batch, r.key(), txn.read_rev()));
+                      NewestKeyValue(batch, txn.index, r.key(), value_needed));
   if ((r.ignore_value() || r.ignore_lease()) && !prev.has_value()) return KeyNotFoundError();
   const std::string value = r.ignore_value() ? prev->value() : r.value();
   const int64_t lease = r.ignore_lease() ? prev->lease() : r.lease();
@@ -643,16 +684,16 @@ Result<etcdserverpb::DeleteRangeResponse> ExecDeleteRange(
   etcdserverpb::DeleteRangeResponse response;
   std::vector<KeyValue> doomed;
   Status decode_status;
-  KV_RETURN_IF_ERROR(
-      ScanLive(batch, KeyRange(r.key(), r.range_end()), txn.read_rev(), [&](LiveKey live) {
-        Result<KeyValue> kv = DecodeKeyValue(live);
-        if (!kv.ok()) {
-          decode_status = kv.status();
-          return false;
-        }
-        doomed.push_back(std::move(*kv));
-        return true;
-      }));
+  KV_RETURN_IF_ERROR(ScanLive(batch, &txn.index, KeyRange(r.key(), r.range_end()), txn.read_rev(),
+                              [&](LiveKey live) {
+                                Result<KeyValue> kv = DecodeKeyValue(live);
+                                if (!kv.ok()) {
+                                  decode_status = kv.status();
+                                  return false;
+                                }
+                                doomed.push_back(std::move(*kv));
+                                return true;
+                              }));
   KV_RETURN_IF_ERROR(decode_status);
   for (const KeyValue& kv : doomed) {
     if (r.prev_kv()) *response.add_prev_kvs() = kv;
@@ -676,7 +717,7 @@ Status ExecTxnOps(storage::WriteBatch& batch, WriteTxn& txn, int64_t compact_rev
     switch (op.request_case()) {
       case RequestOp::kRequestRange: {
         Result<etcdserverpb::RangeResponse> range =
-            RangeAt(batch, op.request_range(), txn.read_rev(), compact_rev);
+            RangeAt(batch, txn.index, op.request_range(), txn.read_rev(), compact_rev);
         if (!range.ok() && !IsStorageError(range.status())) {
           // The revision checks before execution rule this out (etcd panics here).
           SYNOD_ASSERT_MSG(false, "txn range failed after its checks: {}",
@@ -717,12 +758,13 @@ Status ExecTxnOps(storage::WriteBatch& batch, WriteTxn& txn, int64_t compact_rev
 
 // Revokes a lease: deletes its keys at one revision (in key order, so every replica makes the
 // same sub-revisions; etcd sorts them for the same reason) and the lease itself.
-Status RevokeLease(storage::WriteBatch& batch, ApplyState& state, int64_t id,
+Status RevokeLease(storage::WriteBatch& batch, KeyIndex& index, ApplyState& state, int64_t id,
                    std::vector<mvccpb::Event>& events) {
   KV_ASSIGN_OR_RETURN(std::vector<std::string> keys, LeaseKeys(batch, id));
-  WriteTxn txn{batch, state.current_rev};
+  WriteTxn txn{batch, index, state.events_with_prev_kv, state.current_rev};
   for (const std::string& key : keys) {
-    KV_ASSIGN_OR_RETURN(std::optional<KeyValue> kv, GetLiveKeyValue(batch, key, txn.read_rev()));
+    KV_ASSIGN_OR_RETURN(std::optional<KeyValue> kv,
+                        NewestKeyValue(batch, index, key, txn.events_with_prev_kv));
     SYNOD_ASSERT_MSG(kv.has_value(), "lease {} lists key {:?} which does not exist", id, key);
     SYNOD_ASSERT_MSG(kv->lease() == id, "lease {} lists key {:?} attached to {}", id, key,
                      kv->lease());
@@ -792,7 +834,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
         KV_ASSIGN_OR_RETURN(bool exists, LeaseExists(batch, r.lease()));
         if (!exists) return LeaseNotFoundError();
       }
-      WriteTxn txn{batch, state.current_rev};
+      WriteTxn txn{batch, index_, state.events_with_prev_kv, state.current_rev};
       KV_ASSIGN_OR_RETURN(etcdserverpb::PutResponse response, ExecPutImpl(batch, txn, r));
       state.current_rev = txn.end_rev();
       result.events = std::move(txn.events);
@@ -800,7 +842,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       return Status();
     }
     case synodpb::Request::kDeleteRange: {
-      WriteTxn txn{batch, state.current_rev};
+      WriteTxn txn{batch, index_, state.events_with_prev_kv, state.current_rev};
       KV_ASSIGN_OR_RETURN(etcdserverpb::DeleteRangeResponse response,
                           ExecDeleteRange(batch, txn, request.delete_range()));
       state.current_rev = txn.end_rev();
@@ -814,7 +856,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       if (state.NoSpace() && !IsTxnReadOnly(r)) return NoSpaceError();
       // 1. Every compare on the chosen path, against the state before the Txn.
       std::vector<bool> path;
-      KV_RETURN_IF_ERROR(CompareToPath(batch, state.current_rev, r, path));
+      KV_RETURN_IF_ERROR(CompareToPath(batch, index_, state.current_rev, r, path));
       // 2. etcd's checks of the chosen operations, also before any write, so that a Txn fails
       // as a whole or not at all.
       size_t pos = 0;
@@ -822,10 +864,8 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
         KV_RETURN_IF_ERROR(CheckPath(r, path, pos, [&](const RequestOp& op) -> Status {
           if (op.request_case() != RequestOp::kRequestPut) return Status();
           const etcdserverpb::PutRequest& put = op.request_put();
-          if (put.ignore_value() || put.ignore_lease()) {
-            KV_ASSIGN_OR_RETURN(std::optional<LiveKey> live,
-                                GetLive(batch, put.key(), state.current_rev));
-            if (!live.has_value()) return KeyNotFoundError();
+          if ((put.ignore_value() || put.ignore_lease()) && index_.Find(put.key()) == nullptr) {
+            return KeyNotFoundError();
           }
           if (put.lease() != 0) {
             KV_ASSIGN_OR_RETURN(bool exists, LeaseExists(batch, put.lease()));
@@ -846,7 +886,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       }));
       SYNOD_ASSERT(pos == path.size());
       // 3. The operations.
-      WriteTxn txn{batch, state.current_rev};
+      WriteTxn txn{batch, index_, state.events_with_prev_kv, state.current_rev};
       etcdserverpb::TxnResponse response;
       pos = 0;
       KV_RETURN_IF_ERROR(ExecTxnOps(batch, txn, state.compact_rev, r, path, pos, response));
@@ -896,7 +936,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       KV_ASSIGN_OR_RETURN(bool exists, LeaseExists(batch, id));
       etcdserverpb::LeaseRevokeResponse response;
       if (exists) {
-        KV_RETURN_IF_ERROR(RevokeLease(batch, state, id, result.events));
+        KV_RETURN_IF_ERROR(RevokeLease(batch, index_, state, id, result.events));
         state.lessor_ops.push_back({LessorOp::Kind::kRevoked, id, 0});
       } else if (!expire) {
         return LeaseNotFoundError();
@@ -993,6 +1033,7 @@ Status Store::ApplyCommand(storage::WriteBatch& batch, internal::ApplyState& sta
     // A failing command leaves nothing behind: its writes are rolled back to here and the
     // counters restored.
     batch.SetSavePoint();
+    const size_t index_mark = index_.UndoMark();
     const int64_t saved_current_rev = state.current_rev;
     const int64_t saved_compact_rev = state.compact_rev;
     const size_t saved_lessor_ops = state.lessor_ops.size();
@@ -1000,8 +1041,10 @@ Status Store::ApplyCommand(storage::WriteBatch& batch, internal::ApplyState& sta
     status = ApplyRequest(batch, state, request, result);
     if (status.ok()) {
       batch.PopSavePoint();
+      index_.ForgetUndo();
     } else {
       batch.RollbackToSavePoint();
+      index_.RollbackTo(index_mark);
       state.current_rev = saved_current_rev;
       state.compact_rev = saved_compact_rev;
       state.lessor_ops.resize(saved_lessor_ops);
@@ -1019,13 +1062,14 @@ Status Store::ApplyCommand(storage::WriteBatch& batch, internal::ApplyState& sta
   return Status();
 }
 
-Result<std::vector<CommandResult>> Store::Apply(std::span<const Entry> entries) {
+Result<std::vector<CommandResult>> Store::Apply(std::span<const Entry> entries,
+                                                bool events_with_prev_kv) {
   SYNOD_ASSERT_MSG(entries.size() <= kApplyEntriesMax, "{} entries in one Apply, at most {}",
                    entries.size(), kApplyEntriesMax);
   KV_RETURN_IF_ERROR(CheckUsable());
   std::vector<CommandResult> results;
   std::unique_ptr<storage::WriteBatch> batch = backend_->NewBatch();
-  ApplyState state{current_rev_, compact_rev_, {}, alarms_, false};
+  ApplyState state{events_with_prev_kv, current_rev_, compact_rev_, {}, alarms_, false};
   std::optional<std::string_view> membership;
   Index last;
   for (const Entry& entry : entries) {
@@ -1125,7 +1169,40 @@ Status Store::Load() {
     return CorruptRow("kv.meta",
                       fmt::format("revision {} compacted {}", current_rev_, compact_rev_));
   }
+  index_.Clear();
+  KV_RETURN_IF_ERROR(VisitNewestRows(*backend_, [&](codec::KeyRow row, const Record& record) {
+    if (!record.tombstone) {
+      index_.Load(std::move(row.user_key),
+                  {row.rev, record.create_revision, record.version, record.lease});
+    }
+  }));
   if (lessor_ != nullptr) KV_RETURN_IF_ERROR(AttachLessor(lessor_));
+  return Status();
+}
+
+Status Store::CheckKeyIndex() const {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  size_t live = 0;
+  Status mismatch;
+  KV_RETURN_IF_ERROR(VisitNewestRows(*backend_, [&](codec::KeyRow row, const Record& record) {
+    const KeyIndex::Newest* indexed = index_.Find(row.user_key);
+    if (!record.tombstone) ++live;
+    const bool agrees =
+        record.tombstone
+            ? indexed == nullptr
+            : indexed != nullptr && *indexed == KeyIndex::Newest{row.rev, record.create_revision,
+                                                                 record.version, record.lease};
+    if (!agrees && mismatch.ok()) {
+      mismatch = absl::InternalError(fmt::format(
+          "kv store: the key index disagrees with the newest row of {:?}", row.user_key));
+    }
+  }));
+  KV_RETURN_IF_ERROR(mismatch);
+  if (live != index_.size()) {
+    return absl::InternalError(
+        fmt::format("kv store: the key index holds {} keys, the stored rows {} live keys",
+                    index_.size(), live));
+  }
   return Status();
 }
 
@@ -1158,7 +1235,7 @@ const std::string& Store::membership() const {
 Result<etcdserverpb::RangeResponse> Store::Range(const RangeRequest& request) const {
   KV_RETURN_IF_ERROR(CheckUsable());
   if (request.key().empty()) return EmptyKeyError();
-  return RangeAt(*backend_, request, current_rev_, compact_rev_);
+  return RangeAt(*backend_, index_, request, current_rev_, compact_rev_);
 }
 
 Result<Store::EventsPage> Store::EventsSince(std::string_view key, std::string_view range_end,

@@ -39,6 +39,7 @@
 #include "base/status.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
 #include "etcd/mvccpb/kv.pb.h"
+#include "kv/key_index.h"
 #include "kv/lessor.h"
 #include "storage/backend.h"
 #include "synod/request.pb.h"
@@ -78,8 +79,9 @@ struct CommandResult {
   // The store revision after this command.
   Revision revision;
   // The changes it made, in order, for the watch hub. Deletes carry the key and the deleting
-  // revision as mod_revision (as etcd's watch events do); every event carries prev_kv when the
-  // key existed before, so the hub can serve watchers that ask for it.
+  // revision as mod_revision (as etcd's watch events do); with Apply's events_with_prev_kv,
+  // every event carries prev_kv when the key existed before, so the hub can serve watchers
+  // that ask for it.
   std::vector<mvccpb::Event> events;
 };
 
@@ -127,8 +129,11 @@ class Store {
   // backend commit for the whole call. Returns one result per applied command. An error
   // (storage failure) means nothing of the call was applied and the store refuses every later
   // Apply: reopen and replay. Preconditions: entries in increasing index order, at most
-  // kApplyEntriesMax.
-  Result<std::vector<CommandResult>> Apply(std::span<const Entry> entries);
+  // kApplyEntriesMax. Without `events_with_prev_kv` the results' events carry no prev_kv, and a
+  // put reads no previous value unless its request needs it (the server passes false when no
+  // watcher asked for prev_kv, as etcd reads a previous value only for such a watcher).
+  Result<std::vector<CommandResult>> Apply(std::span<const Entry> entries,
+                                           bool events_with_prev_kv = true);
   // Makes every applied entry durable (storage::Backend::Sync).
   Status Sync();
   // Frees the space of compacted and overwritten rows (storage::Backend::Defragment). Safe
@@ -185,6 +190,10 @@ class Store {
   // must outlive the store or be detached.
   Status AttachLessor(Lessor* lessor);
 
+  // Compares the in-memory key index (kv/key_index.h) with the stored rows: Internal when they
+  // disagree. For tests; it reads every row.
+  Status CheckKeyIndex() const;
+
   // --- Snapshots ---------------------------------------------------------------------------
   // A point-in-time snapshot of the whole store as a chunk stream (storage/backend.h).
   Result<std::unique_ptr<storage::SnapshotReader>> ReadSnapshot(
@@ -216,6 +225,9 @@ class Store {
   int64_t current_rev_ = 1;
   int64_t compact_rev_ = 0;
   std::vector<etcdserverpb::AlarmMember> alarms_;  // Invariant: as stored in the meta table.
+  // Invariant: the newest live row of every key as stored, plus the changes of the command
+  // Apply is running.
+  KeyIndex index_;
   Lessor* lessor_ = nullptr;
 };
 

@@ -294,6 +294,36 @@ TEST_F(StoreTest, PutOptionsAndErrors) {
 
 // --- Range --------------------------------------------------------------------------------
 
+TEST_F(StoreTest, EventsCarryPrevKvOnlyWhenAskedAndRepliesDoNotDependOnIt) {
+  Put("k", "1");
+  const auto apply_without_prev = [&](synodpb::Request request) {
+    data_.push_back(request.SerializeAsString());
+    const Entry entry{Index(next_index_++), Entry::Kind::kCommand, data_.back()};
+    Result<std::vector<CommandResult>> results =
+        store_->Apply(std::span(&entry, 1), /*events_with_prev_kv=*/false);
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() && results->size() == 1 ? (*results)[0] : CommandResult();
+  };
+  synodpb::Request put = Req(PutReq("k", "2"));
+  put.mutable_put()->set_prev_kv(true);
+  CommandResult r = apply_without_prev(put);
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_FALSE(r.events[0].has_prev_kv());
+  EXPECT_EQ(r.events[0].kv().version(), 2);
+  // The request's own prev_kv is still answered.
+  EXPECT_EQ(std::get<etcdserverpb::PutResponse>(r.response).prev_kv().value(), "1");
+  r = apply_without_prev(Req(DelReq("k")));
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_FALSE(r.events[0].has_prev_kv());
+
+  Put("k", "3");
+  r = Put("k", "4");
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0].prev_kv().value(), "3");
+  EXPECT_EQ(r.events[0].prev_kv().version(), 1);
+  EXPECT_EQ(r.events[0].kv().version(), 2);
+}
+
 TEST_F(StoreTest, RangeRangesLimitsSortsAndFilters) {
   Put("a", "3");                     // rev 2
   Put("b", "1");                     // rev 3
@@ -513,6 +543,30 @@ TEST_F(StoreTest, AFailingTxnLeavesNothingApplied) {
   for (size_t i = 0; i <= Store::kTxnOpsMax; ++i) *big.add_success() = OpRange("a");
   EXPECT_EQ(Msg(Apply(Req(big)).status), "etcdserver: too many operations in txn request");
   EXPECT_EQ(Rev(), before);
+
+  // A failure after writes: etcd's duplicate-key check does not give "\0" its "to the end"
+  // meaning, so the delete of everything from "a" on passes it and removes "b" before the put
+  // that keeps b's value finds b gone. Everything rolls back, the key index included.
+  Put("b", "1");
+  const int64_t before_late = Rev();
+  TxnRequest late;
+  *late.add_success() = OpDel("a", std::string(1, '\0'));
+  *late.add_success() = OpPut("c", "1");
+  RequestOp keep_b = OpPut("b", "");
+  keep_b.mutable_request_put()->set_ignore_value(true);
+  *late.add_success() = keep_b;
+  r = Apply(Req(late));
+  EXPECT_EQ(Msg(r.status), "etcdserver: key not found");
+  EXPECT_EQ(Rev(), before_late);
+  ASSERT_TRUE(store_->CheckKeyIndex().ok()) << store_->CheckKeyIndex();
+  ASSERT_EQ(Get("a").kvs_size(), 1);
+  EXPECT_EQ(Get("a").kvs(0).value(), "1");
+  ASSERT_EQ(Get("b").kvs_size(), 1);
+  EXPECT_EQ(Get("b").kvs(0).value(), "1");
+  EXPECT_EQ(Get("c").kvs_size(), 0);
+  // The next write sees the rolled-back index: b's version goes on from 1.
+  EXPECT_EQ(Put("b", "2").events.at(0).kv().version(), 2);
+  EXPECT_EQ(Get("c").kvs_size(), 0);
 }
 
 TEST_F(StoreTest, MalformedEntryFailsAloneAndTheBatchGoesOn) {
@@ -700,7 +754,7 @@ std::vector<std::string> RandomWorkload(uint64_t seed, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     synodpb::Request q;
     q.set_id(i);
-    switch (prng.Below(10)) {
+    switch (prng.Below(11)) {
       case 0:
       case 1:
       case 2:
@@ -730,6 +784,18 @@ std::vector<std::string> RandomWorkload(uint64_t seed, size_t n) {
       case 8:
         q = CompactReq(static_cast<int64_t>(prng.Below(static_cast<uint64_t>(i) + 2)));
         break;
+      case 9: {
+        // Deletes every key from one on, puts another, then fails when a key it needs is gone
+        // (AFailingTxnLeavesNothingApplied), or succeeds when that key lies before the deletes.
+        TxnRequest t;
+        *t.add_success() = OpDel(key(), std::string(1, '\0'));
+        *t.add_success() = OpPut("t" + key(), fmt::format("late{}", i));
+        RequestOp keep = OpPut(key(), "");
+        keep.mutable_request_put()->set_ignore_value(true);
+        *t.add_success() = keep;
+        q = Req(t);
+        break;
+      }
       default:
         q = Req(PutReq(key(), "", 0));
         q.mutable_put()->set_ignore_value(true);
@@ -777,6 +843,7 @@ TEST(StoreDeterminism, TwoReplicasApplyingTheSameEntriesAgreeByteForByte) {
       auto results = (*store)->Apply(Entries(data, i, std::min(i + step, data.size())));
       ASSERT_TRUE(results.ok()) << results.status();
       for (const auto& r : *results) answers[replica].push_back(Serialize(r));
+      ASSERT_TRUE((*store)->CheckKeyIndex().ok()) << (*store)->CheckKeyIndex() << " at " << i;
     }
     auto hash = (*store)->HashKV(Revision(0));
     ASSERT_TRUE(hash.ok());
@@ -818,6 +885,7 @@ TEST(StoreDeterminism, CrashLosingUnsyncedSuffixThenReplayConverges) {
   auto store = Store::Open(tmp.sub("crashed"));
   ASSERT_TRUE(store.ok());
   EXPECT_EQ((*store)->applied_index(), Index(150));
+  EXPECT_TRUE((*store)->CheckKeyIndex().ok()) << (*store)->CheckKeyIndex();
   // Replay from an older log position: entries up to 150 are skipped, the rest applied once.
   std::vector<std::string> answers;
   for (size_t i = 100; i < data.size(); i += 25) {
@@ -860,6 +928,7 @@ TEST_F(StoreTest, SnapshotInstallsAnEqualStore) {
   ASSERT_TRUE((*follower)->InstallSnapshot(std::move(*installer)).ok());
 
   EXPECT_EQ((*follower)->applied_index(), store_->applied_index());
+  EXPECT_TRUE((*follower)->CheckKeyIndex().ok()) << (*follower)->CheckKeyIndex();
   EXPECT_EQ((*follower)->current_revision(), store_->current_revision());
   EXPECT_EQ((*follower)->compact_revision(), store_->compact_revision());
   EXPECT_EQ((*follower)->HashKV(Revision(0))->hash, store_->HashKV(Revision(0))->hash);

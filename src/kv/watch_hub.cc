@@ -17,8 +17,8 @@ void WatchHub::Add(WatchSink* sink, int64_t watch_id, WatchSpec spec, Revision s
   // etcd puts a watcher that starts after the current revision straight into the synced group;
   // Notify skips the revisions before its start.
   const bool synced = start_revision > current_revision;
-  watchers.emplace(watch_id,
-                   Watcher{std::move(spec), std::move(range), start_revision, synced});
+  if (spec.prev_kv) ++prev_kv_count_;
+  watchers.emplace(watch_id, Watcher{std::move(spec), std::move(range), start_revision, synced});
   if (synced) {
     ++synced_count_;
   } else {
@@ -33,6 +33,7 @@ bool WatchHub::Remove(WatchSink* sink, int64_t watch_id) {
   auto watcher = it->second.find(watch_id);
   if (watcher == it->second.end()) return false;
   if (watcher->second.synced) --synced_count_;
+  if (watcher->second.spec.prev_kv) --prev_kv_count_;
   it->second.erase(watcher);
   if (it->second.empty()) watchers_.erase(it);
   return true;
@@ -44,8 +45,14 @@ void WatchHub::RemoveAll(WatchSink* sink) {
   if (it == watchers_.end()) return;
   for (const auto& [id, watcher] : it->second) {
     if (watcher.synced) --synced_count_;
+    if (watcher.spec.prev_kv) --prev_kv_count_;
   }
   watchers_.erase(it);
+}
+
+bool WatchHub::AnyWantsPrevKv() const {
+  std::lock_guard lock(mutex_);
+  return prev_kv_count_ > 0;
 }
 
 bool WatchHub::Contains(WatchSink* sink, int64_t watch_id) const {
@@ -128,6 +135,7 @@ Result<bool> WatchHub::CatchUp(const Store& store, WatchSink* sink) {
     }
     if (watcher.next_revision < store.compact_revision()) {
       sink->Compacted(watcher_it->first, store.compact_revision());
+      if (watcher.spec.prev_kv) --prev_kv_count_;
       watcher_it = it->second.erase(watcher_it);
       continue;
     }

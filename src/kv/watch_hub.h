@@ -78,6 +78,10 @@ class WatchHub {
   // Unregisters every watcher of `sink` (its stream ended).
   void RemoveAll(WatchSink* sink);
   bool Contains(WatchSink* sink, int64_t watch_id) const;
+  // Whether some watcher asked for prev_kv: the applier asks the store for events with prev_kv
+  // only then (Store::Apply). A watcher is added under the store's shared lock, so none arrives
+  // between this call and the Notify calls the applier makes under its exclusive lock.
+  bool AnyWantsPrevKv() const;
 
   // The applier, under the store's exclusive lock, right after the commit that made `revision`,
   // with that revision's events (kv::CommandResult::events), in revision order.
@@ -113,6 +117,7 @@ class WatchHub {
   // By sink, then watch id.
   std::map<WatchSink*, std::map<int64_t, Watcher>> watchers_;  // Guarded by mutex_.
   size_t synced_count_ = 0;                                    // Guarded by mutex_.
+  size_t prev_kv_count_ = 0;  // Watchers with spec.prev_kv; guarded by mutex_.
 };
 
 }  // namespace synod::kv

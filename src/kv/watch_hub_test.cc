@@ -78,7 +78,8 @@ class WatchHubTest : public ::testing::Test {
   void Apply(synodpb::Request request) {
     std::string data = request.SerializeAsString();
     const Entry entry{index_ = index_.next(), Entry::Kind::kCommand, data};
-    Result<std::vector<CommandResult>> results = store_->Apply({&entry, 1});
+    // As the server's applier: previous values only while a watcher asks for them.
+    Result<std::vector<CommandResult>> results = store_->Apply({&entry, 1}, hub_.AnyWantsPrevKv());
     ASSERT_TRUE(results.ok()) << results.status();
     for (const CommandResult& result : *results) {
       ASSERT_TRUE(result.status.ok()) << result.status;
@@ -162,6 +163,33 @@ TEST_F(WatchHubTest, FiltersAndPrevKvAreHonoured) {
   EXPECT_EQ(sink_.EventsOf(0), (std::vector<std::string>{"DELETE k@4"}));
   EXPECT_EQ(sink_.EventsOf(1), (std::vector<std::string>{"PUT k=new@3 prev=old"}));
   EXPECT_EQ(sink_.EventsOf(2), (std::vector<std::string>{"PUT k=new@3", "DELETE k@4"}));
+}
+
+TEST_F(WatchHubTest, PreviousValuesAreAskedForWhileSomeWatcherWantsThem) {
+  EXPECT_FALSE(hub_.AnyWantsPrevKv());
+  Watch(0, Key("k"));
+  EXPECT_FALSE(hub_.AnyWantsPrevKv());
+  WatchSpec with_prev = Key("k");
+  with_prev.prev_kv = true;
+  Watch(1, with_prev);
+  Watch(2, with_prev);
+  EXPECT_TRUE(hub_.AnyWantsPrevKv());
+  Put("k", "1");  // 2
+  Put("k", "2");  // 3
+  EXPECT_EQ(sink_.EventsOf(1), (std::vector<std::string>{"PUT k=1@2", "PUT k=2@3 prev=1"}));
+  EXPECT_TRUE(hub_.Remove(&sink_, 1));
+  EXPECT_TRUE(hub_.AnyWantsPrevKv());
+  hub_.RemoveAll(&sink_);
+  EXPECT_FALSE(hub_.AnyWantsPrevKv());
+
+  // A watcher the hub drops because its history was compacted away counts no more.
+  Put("k", "3");  // 4
+  Compact(4);
+  Watch(3, with_prev, /*start=*/2);
+  EXPECT_TRUE(hub_.AnyWantsPrevKv());
+  CatchUpAll();
+  EXPECT_FALSE(hub_.Contains(&sink_, 3));
+  EXPECT_FALSE(hub_.AnyWantsPrevKv());
 }
 
 TEST_F(WatchHubTest, WatcherFromThePastReplaysHistoryThenContinuesWithoutGapOrRepeat) {

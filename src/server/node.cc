@@ -677,7 +677,7 @@ void Node::ApplyCommitted(std::vector<raft::Entry>& entries) {
     Result<std::vector<kv::CommandResult>> results;
     {
       std::unique_lock lock(store_mutex_);
-      results = store_->Apply(batch);
+      results = store_->Apply(batch, watch_hub_.AnyWantsPrevKv());
       // Still under the lock: a watcher registering now sees either the revision or its event.
       if (results.ok()) {
         for (const kv::CommandResult& result : *results) {
