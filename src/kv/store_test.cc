@@ -315,6 +315,18 @@ TEST_F(StoreTest, EventsCarryPrevKvOnlyWhenAskedAndRepliesDoNotDependOnIt) {
   r = apply_without_prev(Req(DelReq("k")));
   ASSERT_EQ(r.events.size(), 1u);
   EXPECT_FALSE(r.events[0].has_prev_kv());
+  // A delete's own prev_kv still carries the values.
+  Put("d/1", "x");
+  Put("d/2", "y");
+  synodpb::Request del = Req(DelReq("d/", "d0"));
+  del.mutable_delete_range()->set_prev_kv(true);
+  r = apply_without_prev(del);
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_FALSE(r.events[1].has_prev_kv());
+  const auto& deleted = std::get<etcdserverpb::DeleteRangeResponse>(r.response);
+  ASSERT_EQ(deleted.prev_kvs_size(), 2);
+  EXPECT_EQ(deleted.prev_kvs(0).value(), "x");
+  EXPECT_EQ(deleted.prev_kvs(1).value(), "y");
 
   Put("k", "3");
   r = Put("k", "4");
