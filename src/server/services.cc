@@ -274,13 +274,6 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
           done.Complete(std::move(status));
           return;
         }
-        // A read of one key at the newest revision is a lookup in the key index and one point
-        // read (kv/key_index.h), shorter than the hand-off to the reader pool (a thread
-        // wake-up, tens of microseconds on an idle vCPU): it runs here, on the node's loop.
-        if (request->range_end().empty() && request->revision() <= 0) {
-          done.Complete(ReadRange(*request));
-          return;
-        }
         readers_.Post([this, request, done = std::move(done)]() mutable {
           done.Complete(ReadRange(*request));
         });

@@ -77,8 +77,7 @@ void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);
 
 // Served on gRPC's callback API: a handler hands its proposal or read to the node and returns,
 // and the call is finished once the entry is applied here (by the node's loop) or the read
-// index is (by the loop for a read of one key at the newest revision, which is short; by the
-// reader pool for the others, so that no long read holds up the loop). No thread waits per
+// index is (by the reader pool, so that no store read runs on the loop). No thread waits per
 // request in flight (issue 6: "gRPC's callback API rather than a thread per call").
 class KvService final : public etcdserverpb::KV::CallbackService {
  public:
