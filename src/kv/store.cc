@@ -1244,6 +1244,12 @@ Result<etcdserverpb::RangeResponse> Store::Range(const RangeRequest& request) co
   return RangeAt(*backend_, index_, request, current_rev_, compact_rev_);
 }
 
+Result<etcdserverpb::RangeResponse> Store::RangeInMemory(const RangeRequest& request) const {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  if (request.key().empty()) return EmptyKeyError();
+  return RangeAt(backend_->memory_reader(), index_, request, current_rev_, compact_rev_);
+}
+
 Result<Store::EventsPage> Store::EventsSince(std::string_view key, std::string_view range_end,
                                              Revision start_revision, size_t events_max,
                                              bool prev_kv) const {

@@ -154,6 +154,11 @@ class Store {
   // --- Reads of the applied state ------------------------------------------------------------
   // etcd's Range, at the latest revision or at request.revision.
   Result<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& request) const;
+  // The same, read from memory only (storage::MemoryReader): where a row is only on disk it
+  // fails with Unavailable instead of waiting for the disk, and the caller reads with Range on
+  // a thread that may wait.
+  Result<etcdserverpb::RangeResponse> RangeInMemory(
+      const etcdserverpb::RangeRequest& request) const;
 
   // The history of [key, range_end) from start_revision on, in revision order, for watch
   // replay: at most events_max events, but never a revision cut in two. `next_revision` is where

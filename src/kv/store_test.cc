@@ -408,6 +408,30 @@ TEST_F(StoreTest, RangeRangesLimitsSortsAndFilters) {
 
 // --- Txn ----------------------------------------------------------------------------------
 
+TEST_F(StoreTest, RangeInMemoryAnswersAsRangeDoesOrRefusesWhatIsOnlyOnDisk) {
+  Put("a", "1");
+  Put("b", "2");
+  Put("b", "3");
+  const std::vector<RangeRequest> requests = {RangeReq("b"), RangeReq("z"), RangeReq("a", "c"),
+                                              RangeReq("b", "", 3)};
+  for (const RangeRequest& request : requests) {
+    Result<etcdserverpb::RangeResponse> on_disk = store_->Range(request);
+    Result<etcdserverpb::RangeResponse> in_memory = store_->RangeInMemory(request);
+    ASSERT_TRUE(on_disk.ok() && in_memory.ok()) << in_memory.status();
+    EXPECT_EQ(in_memory->SerializeAsString(), on_disk->SerializeAsString())
+        << request.ShortDebugString();
+  }
+  EXPECT_EQ(store_->RangeInMemory(RangeReq("")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Defragmenting writes new table files, whose blocks no cache holds yet.
+  ASSERT_TRUE(store_->Defragment().ok());
+  EXPECT_EQ(store_->RangeInMemory(RangeReq("b")).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Get("b").kvs(0).value(), "3");  // Range may read the disk, and fills the cache.
+  Result<etcdserverpb::RangeResponse> in_memory = store_->RangeInMemory(RangeReq("b"));
+  ASSERT_TRUE(in_memory.ok()) << in_memory.status();
+  EXPECT_EQ(in_memory->kvs(0).value(), "3");
+}
+
 TEST_F(StoreTest, TxnWritesShareOneRevisionWithRisingSubRevisions) {
   Put("c", "old");  // rev 2
   TxnRequest t;

@@ -77,8 +77,9 @@ void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);
 
 // Served on gRPC's callback API: a handler hands its proposal or read to the node and returns,
 // and the call is finished once the entry is applied here (by the node's loop) or the read
-// index is (by the reader pool, so that no store read runs on the loop). No thread waits per
-// request in flight (issue 6: "gRPC's callback API rather than a thread per call").
+// index is (by the loop for a read of one key at the newest revision whose row is in memory,
+// which is short; by the reader pool for the others, which may wait on disk). No thread waits
+// per request in flight (issue 6: "gRPC's callback API rather than a thread per call").
 class KvService final : public etcdserverpb::KV::CallbackService {
  public:
   KvService(Node* node, ServiceOptions options)
@@ -114,8 +115,11 @@ class KvService final : public etcdserverpb::KV::CallbackService {
  private:
   // Refuses a linearizable read on a learner; validates.
   Status CheckRange(const etcdserverpb::RangeRequest& request) const;
-  // Reads the store as this member has applied it.
-  Result<etcdserverpb::RangeResponse> ReadRange(const etcdserverpb::RangeRequest& request) const;
+  enum class ReadFrom { kAnywhere, kMemoryOnly };
+  // Reads the store as this member has applied it. kMemoryOnly fails with Unavailable rather
+  // than wait for the disk (kv::Store::RangeInMemory).
+  Result<etcdserverpb::RangeResponse> ReadRange(const etcdserverpb::RangeRequest& request,
+                                                ReadFrom from = ReadFrom::kAnywhere) const;
 
   Node* const node_;
   const ServiceOptions options_;

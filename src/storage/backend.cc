@@ -99,6 +99,8 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.IsNoSpace()) return absl::ResourceExhaustedError(message);
   if (s.IsCorruption()) return absl::DataLossError(message);
   if (s.IsInvalidArgument()) return absl::FailedPreconditionError(message);
+  // Only a MemoryReader's read gets Incomplete: the data is on disk, not in memory.
+  if (s.IsIncomplete()) return absl::UnavailableError(message);
   return absl::InternalError(message);
 }
 
@@ -555,6 +557,32 @@ Result<std::optional<std::string>> Backend::Get(TableId table, std::string_view 
 std::unique_ptr<Iterator> Backend::NewIterator(TableId table) const {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(table)));
   return std::unique_ptr<Iterator>(new Iterator(std::move(it), dir_));
+}
+
+// --- MemoryReader -------------------------------------------------------------------------
+
+namespace {
+
+rocksdb::ReadOptions MemoryOnly() {
+  rocksdb::ReadOptions options;
+  options.read_tier = rocksdb::kBlockCacheTier;
+  return options;
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> MemoryReader::Get(TableId table, std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = backend_->db_->Get(MemoryOnly(), backend_->handle(table), key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, fmt::format("backend {}: get", backend_->dir_));
+  return value;
+}
+
+std::unique_ptr<Iterator> MemoryReader::NewIterator(TableId table) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      backend_->db_->NewIterator(MemoryOnly(), backend_->handle(table)));
+  return std::unique_ptr<Iterator>(new Iterator(std::move(it), backend_->dir_));
 }
 
 // --- Snapshot: sending ----------------------------------------------------------------------

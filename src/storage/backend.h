@@ -75,6 +75,7 @@ class Iterator {
   friend class WriteBatch;
   friend class SnapshotReader;
   friend class SnapshotView;
+  friend class MemoryReader;
   Iterator(std::unique_ptr<rocksdb::Iterator> it, std::string context);
   std::unique_ptr<rocksdb::Iterator> it_;
   std::string context_;  // For error messages: the backend directory.
@@ -129,6 +130,20 @@ class WriteBatch final : public Reader {
 class SnapshotReader;
 class SnapshotInstaller;
 class SnapshotView;
+
+// Reads of a backend's committed state that never wait on disk: a Get or iterator that needs a
+// block in neither a memtable nor the block cache fails with Unavailable instead of reading the
+// file (RocksDB's kBlockCacheTier). For a thread that must never block on I/O (the node's loop),
+// which then hands the read to a thread that may. Obtained from Backend::memory_reader().
+class MemoryReader final : public Reader {
+ public:
+  explicit MemoryReader(const Backend* backend) : backend_(backend) {}
+  Result<std::optional<std::string>> Get(TableId table, std::string_view key) const override;
+  std::unique_ptr<Iterator> NewIterator(TableId table) const override;
+
+ private:
+  const Backend* backend_;
+};
 
 // The snapshot stream (both ends use these):
 // every chunk is  magic "SYNS" | format version u16 | kind u8 | 0 u8 | sequence u64 |
@@ -194,6 +209,8 @@ class Backend final : public Reader {
   // Reads of the committed state.
   Result<std::optional<std::string>> Get(TableId table, std::string_view key) const override;
   std::unique_ptr<Iterator> NewIterator(TableId table) const override;
+  // The same reads, from memory only (see MemoryReader).
+  const MemoryReader& memory_reader() const { return memory_reader_; }
 
   // A point-in-time snapshot of everything committed so far, read out as a chunk stream. The
   // reader holds a RocksDB snapshot, not a lock: commits go on while it is read. It must not
@@ -230,6 +247,7 @@ class Backend final : public Reader {
   friend class WriteBatch;
   friend class SnapshotReader;
   friend class SnapshotView;
+  friend class MemoryReader;
   Backend() = default;
   // The applied index and membership as of `snapshot`, so that they describe exactly the data
   // a reader of that snapshot sees.
@@ -251,6 +269,7 @@ class Backend final : public Reader {
   Status injected_error_;
   // Atomic: a reader may be destroyed on another thread (see "Threads" above).
   mutable std::atomic<int> live_snapshot_readers_ = 0;
+  MemoryReader memory_reader_{this};
 };
 
 // Reads of one point-in-time state of a backend (Backend::NewSnapshotView). Commits to the

@@ -93,6 +93,41 @@ TEST(Backend, CommitStoresDataWithAppliedIndexAndMembershipAcrossReopen) {
   EXPECT_FALSE(got->has_value());
 }
 
+TEST(Backend, MemoryReaderAnswersFromMemoryAndRefusesWhatIsOnlyOnDisk) {
+  TempDir tmp;
+  {
+    auto backend = OpenOrDie(tmp.sub("node"));
+    Commit(*backend, 1, {{"k1", "v1"}, {"k3", "v3"}});
+    ASSERT_TRUE(backend->Sync().ok());
+  }
+  // Reopening replays the WAL into a table file (RocksDB flushes during recovery), and the
+  // block cache starts empty: k1 is on disk only.
+  auto backend = OpenOrDie(tmp.sub("node"));
+  const MemoryReader& memory = backend->memory_reader();
+  Result<std::optional<std::string>> got = memory.Get(kA, "k1");
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << got.status();
+  {
+    std::unique_ptr<Iterator> it = memory.NewIterator(kA);
+    it->Seek("k");
+    EXPECT_FALSE(it->Valid());
+    EXPECT_EQ(it->status().code(), absl::StatusCode::kUnavailable) << it->status();
+  }
+  // A read that may use the disk brings the block into the cache; then memory has it.
+  got = backend->Get(kA, "k1");
+  ASSERT_TRUE(got.ok());
+  got = memory.Get(kA, "k1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->value_or("?"), "v1");
+  got = memory.Get(kA, "k2");  // Absent, and its block is cached.
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_FALSE(got->has_value());
+  // A fresh commit is in the memtable.
+  Commit(*backend, 2, {{"k4", "v4"}});
+  got = memory.Get(kA, "k4");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->value_or("?"), "v4");
+}
+
 TEST(Backend, BatchReadsItsOwnWritesAndRollsBackToSavePoint) {
   TempDir tmp;
   auto backend = OpenOrDie(tmp.sub("node"));
