@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "kv/errors.h"
 #include "server/members.h"
 #include "server/transport.h"
@@ -414,6 +415,7 @@ NodeStatus Node::status() const {
 // The loop.
 
 void Node::Run() {
+  NameThisThread("loop");
   std::deque<std::function<void()>> work;
   while (true) {
     {

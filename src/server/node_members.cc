@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "server/members.h"
 #include "server/node.h"
 #include "server/transport.h"
@@ -355,6 +356,7 @@ Status Node::MoveLeader(NodeId target, Clock::time_point deadline) {
 }
 
 void Node::Publish() {
+  NameThisThread("publish");
   synodpb::MemberChangeRequest request;
   request.set_kind(static_cast<uint32_t>(MemberChangeKind::kPublish));
   request.mutable_member()->set_id(options_.id.value());

@@ -83,7 +83,7 @@ void FillMemberHeader(const Node& node, etcdserverpb::ResponseHeader* header);
 class KvService final : public etcdserverpb::KV::CallbackService {
  public:
   KvService(Node* node, ServiceOptions options)
-      : node_(node), options_(std::move(options)), readers_(kReaderThreads) {}
+      : node_(node), options_(std::move(options)), readers_(kReaderThreads, "reader") {}
 
   // Linearizable reads confirmed at once (one heartbeat round serves them all) are read by
   // this many threads, one per core of the machine this was measured on.

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "server/multipaxos_codec.h"
 #include "server/raft_codec.h"
 #include "synod/peer.grpc.pb.h"
@@ -537,6 +538,7 @@ class Transport::PeerSender {
   }
 
   void Run() {
+    NameThisThread(fmt::format("send-{:x}", id_.value()));
     milliseconds backoff = options_.reconnect_backoff_min;
     // Connect at once: see "Connection life cycle" in transport.h.
     Clock::time_point next_attempt = Clock::now();

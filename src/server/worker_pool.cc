@@ -1,8 +1,12 @@
 #include "server/worker_pool.h"
 
+#include <utility>
+
+#include "base/thread_name.h"
+
 namespace synod::server {
 
-WorkerPool::WorkerPool(size_t threads) {
+WorkerPool::WorkerPool(size_t threads, std::string name) : name_(std::move(name)) {
   threads_.reserve(threads);
   for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
@@ -31,6 +35,7 @@ void WorkerPool::Post(absl::AnyInvocable<void()> work) {
 }
 
 void WorkerPool::Run() {
+  NameThisThread(name_);
   for (;;) {
     absl::AnyInvocable<void()> work;
     {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,7 +21,8 @@ namespace synod::server {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t threads);
+  // The threads are named `name` (base/thread_name.h).
+  WorkerPool(size_t threads, std::string name);
   // Finishes the work running now, drops the rest, joins the threads.
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
@@ -33,6 +35,7 @@ class WorkerPool {
  private:
   void Run();
 
+  const std::string name_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<absl::AnyInvocable<void()>> queue_;  // Guarded by mutex_.

@@ -1,6 +1,7 @@
 #include "storage/log_writer.h"
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 
 namespace synod::storage {
 
@@ -34,6 +35,7 @@ LogWriter::Stats LogWriter::stats() const {
 }
 
 void LogWriter::Run() {
+  NameThisThread("log-writer");
   std::vector<LogWrite> group;
   std::vector<Done> completions;
   while (true) {
