@@ -80,7 +80,7 @@ absl::string_view Absl(std::string_view text) {
   return absl::string_view(text.data(), text.size());
 }
 
-std::optional<uint64_t> HexMetadata(const grpc::ServerContext& context, const char* key) {
+std::optional<uint64_t> HexMetadata(const grpc::ServerContextBase& context, const char* key) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(key);
   if (it == metadata.end()) return std::nullopt;
@@ -237,7 +237,8 @@ Result<std::string> PeerUrlToTarget(std::string_view url) {
 // ---------------------------------------------------------------------------------------------
 // Receiving.
 
-class Transport::PeerService final : public synodpb::Peer::Service {
+class Transport::PeerService final
+    : public synodpb::Peer::WithCallbackMethod_Stream<synodpb::Peer::Service> {
  public:
   PeerService(const TransportOptions& options, PeerHandlers handlers, Counters& counters)
       : self_(options.self),
@@ -250,82 +251,12 @@ class Transport::PeerService final : public synodpb::Peer::Service {
     return Check(*context).status;
   }
 
-  grpc::Status Stream(grpc::ServerContext* context, grpc::ServerReader<synodpb::PeerBatch>* reader,
-                      synodpb::PeerStreamSummary*) override {
-    const Caller caller = Check(*context);
-    if (!caller.status.ok()) return caller.status;
-    bool warned = false;  // One warning per stream: a peer with a bug would send many.
-    auto refuse = [&](const Status& problem) {
-      ++counters_.refused;
-      if (!std::exchange(warned, true)) {
-        spdlog::warn(
-            "refused a message from member {:x} (further ones on this stream are "
-            "counted, not logged): {}",
-            caller.from.value(), std::string(problem.message()));
-      }
-    };
-    synodpb::PeerBatch batch;
-    while (reader->Read(&batch)) {
-      // A member removed while its stream was open: end the stream, so that its reconnect meets
-      // the refusal that tells it to stop (Check).
-      if (IsRemoved(caller.from)) return RemovedRefusal();
-      for (synodpb::PeerMessage& message : *batch.mutable_messages()) {
-        switch (message.kind_case()) {
-          case synodpb::PeerMessage::kRaft: {
-            Result<raft::Message> decoded = DecodeRaftMessage(std::move(*message.mutable_raft()));
-            if (!decoded.ok()) {
-              refuse(decoded.status());
-              break;
-            }
-            // The stream's identity was checked once; each message must agree with it, or a
-            // confused peer could make the core answer on another member's behalf.
-            if (decoded->from != caller.from || decoded->to != self_) {
-              refuse(absl::InvalidArgumentError(fmt::format(
-                  "a message from {:x} to {:x} on the stream from {:x} to {:x}",
-                  decoded->from.value(), decoded->to.value(), caller.from.value(), self_.value())));
-              break;
-            }
-            ++counters_.received;
-            handlers_.on_raft_message(std::move(*decoded));
-            break;
-          }
-          case synodpb::PeerMessage::kMultipaxos: {
-            if (!handlers_.on_multipaxos_message) {
-              refuse(absl::InvalidArgumentError(
-                  "a Multi-Paxos message, but this member runs the raft engine"));
-              break;
-            }
-            Result<PeerMessage> decoded =
-                DecodeMultiPaxosMessage(std::move(*message.mutable_multipaxos()));
-            if (!decoded.ok()) {
-              refuse(decoded.status());
-              break;
-            }
-            // As for Raft messages: each message must agree with the stream's identity.
-            if (SenderOf(*decoded) != caller.from || RecipientOf(*decoded) != self_) {
-              refuse(absl::InvalidArgumentError(fmt::format(
-                  "a message from {:x} to {:x} on the stream from {:x} to {:x}",
-                  SenderOf(*decoded).value(), RecipientOf(*decoded).value(), caller.from.value(),
-                  self_.value())));
-              break;
-            }
-            ++counters_.received;
-            handlers_.on_multipaxos_message(std::move(*decoded));
-            break;
-          }
-          case synodpb::PeerMessage::kForwardedRequest:
-            ++counters_.received;
-            handlers_.on_forwarded_proposal(caller.from,
-                                            std::move(*message.mutable_forwarded_request()));
-            break;
-          case synodpb::PeerMessage::KIND_NOT_SET:
-            // A kind added by a newer peer, or an empty message: nothing we can act on.
-            refuse(absl::InvalidArgumentError("a message of unknown kind"));
-            break;
-        }
-      }
-    }
-    return grpc::Status::OK;
+  // On gRPC's callback API: a stream needs no thread of its own, and a batch is delivered on the
+  // gRPC thread that read it, without a hand-off to a waiting handler thread (each hand-off is a
+  // context switch; docs/benchmarks.md, change 10).
+  grpc::ServerReadReactor<synodpb::PeerBatch>* Stream(grpc::CallbackServerContext* context,
+                                                      synodpb::PeerStreamSummary*) override {
+    return new StreamReceiver(*this, Check(*context));
   }
 
   grpc::Status LeaseRenew(grpc::ServerContext* context,
@@ -384,7 +315,7 @@ class Transport::PeerService final : public synodpb::Peer::Service {
   };
 
   // The identity check every call starts with (peer.proto).
-  Caller Check(const grpc::ServerContext& context) {
+  Caller Check(const grpc::ServerContextBase& context) {
     const std::optional<uint64_t> cluster = HexMetadata(context, kClusterIdKey);
     const std::optional<uint64_t> from = HexMetadata(context, kFromKey);
     const std::optional<uint64_t> to = HexMetadata(context, kToKey);
@@ -416,6 +347,111 @@ class Transport::PeerService final : public synodpb::Peer::Service {
       }
     }
     return {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, problem), kNoNode};
+  }
+
+  // One peer's stream: reads batch after batch and hands each message to the handlers, in order
+  // (one read at a time). A refused caller's stream ends at once with the refusal.
+  class StreamReceiver final : public grpc::ServerReadReactor<synodpb::PeerBatch> {
+   public:
+    StreamReceiver(PeerService& service, Caller caller)
+        : service_(service), caller_(std::move(caller)) {
+      if (!caller_.status.ok()) {
+        Finish(caller_.status);
+        return;
+      }
+      StartRead(&batch_);
+    }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      // A member removed while its stream was open: end the stream, so that its reconnect meets
+      // the refusal that tells it to stop (Check).
+      if (service_.IsRemoved(caller_.from)) {
+        Finish(RemovedRefusal());
+        return;
+      }
+      service_.Deliver(caller_.from, batch_, warned_);
+      batch_.Clear();
+      StartRead(&batch_);
+    }
+
+    void OnDone() override { delete this; }
+
+   private:
+    PeerService& service_;
+    const Caller caller_;
+    synodpb::PeerBatch batch_;
+    bool warned_ = false;  // One warning per stream: a peer with a bug would send many.
+  };
+
+  // Hands the messages of one batch from `from` to the handlers; `warned` is the stream's.
+  void Deliver(NodeId from, synodpb::PeerBatch& batch, bool& warned) {
+    auto refuse = [&](const Status& problem) {
+      ++counters_.refused;
+      if (!std::exchange(warned, true)) {
+        spdlog::warn(
+            "refused a message from member {:x} (further ones on this stream are "
+            "counted, not logged): {}",
+            from.value(), std::string(problem.message()));
+      }
+    };
+    for (synodpb::PeerMessage& message : *batch.mutable_messages()) {
+      switch (message.kind_case()) {
+        case synodpb::PeerMessage::kRaft: {
+          Result<raft::Message> decoded = DecodeRaftMessage(std::move(*message.mutable_raft()));
+          if (!decoded.ok()) {
+            refuse(decoded.status());
+            break;
+          }
+          // The stream's identity was checked once; each message must agree with it, or a
+          // confused peer could make the core answer on another member's behalf.
+          if (decoded->from != from || decoded->to != self_) {
+            refuse(absl::InvalidArgumentError(fmt::format(
+                "a message from {:x} to {:x} on the stream from {:x} to {:x}",
+                decoded->from.value(), decoded->to.value(), from.value(), self_.value())));
+            break;
+          }
+          ++counters_.received;
+          handlers_.on_raft_message(std::move(*decoded));
+          break;
+        }
+        case synodpb::PeerMessage::kMultipaxos: {
+          if (!handlers_.on_multipaxos_message) {
+            refuse(absl::InvalidArgumentError(
+                "a Multi-Paxos message, but this member runs the raft engine"));
+            break;
+          }
+          Result<PeerMessage> decoded =
+              DecodeMultiPaxosMessage(std::move(*message.mutable_multipaxos()));
+          if (!decoded.ok()) {
+            refuse(decoded.status());
+            break;
+          }
+          // As for Raft messages: each message must agree with the stream's identity.
+          if (SenderOf(*decoded) != from || RecipientOf(*decoded) != self_) {
+            refuse(absl::InvalidArgumentError(
+                fmt::format("a message from {:x} to {:x} on the stream from {:x} to {:x}",
+                            SenderOf(*decoded).value(), RecipientOf(*decoded).value(), from.value(),
+                            self_.value())));
+            break;
+          }
+          ++counters_.received;
+          handlers_.on_multipaxos_message(std::move(*decoded));
+          break;
+        }
+        case synodpb::PeerMessage::kForwardedRequest:
+          ++counters_.received;
+          handlers_.on_forwarded_proposal(from, std::move(*message.mutable_forwarded_request()));
+          break;
+        case synodpb::PeerMessage::KIND_NOT_SET:
+          // A kind added by a newer peer, or an empty message: nothing we can act on.
+          refuse(absl::InvalidArgumentError("a message of unknown kind"));
+          break;
+      }
+    }
   }
 
   bool IsRemoved(NodeId id) const {

@@ -68,9 +68,11 @@
 namespace synod::server {
 
 // What the transport does with what peers send. Every handler must be set.
-// Threading: called on gRPC server threads, concurrently with each other (one thread per open
-// stream or call). They must not block for long: a blocked on_raft_message stalls that peer's
-// stream, which backs up into the peer's queue (and then its drops), not into other peers.
+// Threading: called on gRPC server threads, concurrently with each other. One peer's stream is
+// read on gRPC's callback API, one batch at a time, so its messages arrive in order; the other
+// calls have a thread each. They must not block: a blocked on_raft_message stalls that peer's
+// stream, which backs up into the peer's queue (and then its drops), and it holds one of gRPC's
+// few callback threads, which other streams and clients share.
 struct PeerHandlers {
   // A decoded, well-formed message addressed to this member by the peer it says it is from.
   std::function<void(raft::Message)> on_raft_message;
