@@ -1239,15 +1239,18 @@ const std::string& Store::membership() const {
 }
 
 Result<etcdserverpb::RangeResponse> Store::Range(const RangeRequest& request) const {
-  KV_RETURN_IF_ERROR(CheckUsable());
-  if (request.key().empty()) return EmptyKeyError();
-  return RangeAt(*backend_, index_, request, current_rev_, compact_rev_);
+  return RangeThrough(*backend_, request);
 }
 
 Result<etcdserverpb::RangeResponse> Store::RangeInMemory(const RangeRequest& request) const {
+  return RangeThrough(backend_->memory_reader(), request);
+}
+
+Result<etcdserverpb::RangeResponse> Store::RangeThrough(const storage::Reader& reader,
+                                                        const RangeRequest& request) const {
   KV_RETURN_IF_ERROR(CheckUsable());
   if (request.key().empty()) return EmptyKeyError();
-  return RangeAt(backend_->memory_reader(), index_, request, current_rev_, compact_rev_);
+  return RangeAt(reader, index_, request, current_rev_, compact_rev_);
 }
 
 Result<Store::EventsPage> Store::EventsSince(std::string_view key, std::string_view range_end,

@@ -217,6 +217,10 @@ class Store {
   Store() = default;
   Status Load();
   Status CheckUsable() const;
+  // Range and RangeInMemory: Range's checks, then the read through `reader` (the backend, or
+  // its memory-only reader).
+  Result<etcdserverpb::RangeResponse> RangeThrough(const storage::Reader& reader,
+                                                   const etcdserverpb::RangeRequest& request) const;
   Status ApplyCommand(storage::WriteBatch& batch, internal::ApplyState& state, const Entry& entry,
                       CommandResult& result);
   Status ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& state,

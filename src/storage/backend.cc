@@ -546,17 +546,27 @@ Status Backend::Defragment() {
   return Status();
 }
 
-Result<std::optional<std::string>> Backend::Get(TableId table, std::string_view key) const {
+Result<std::optional<std::string>> Backend::GetWith(const rocksdb::ReadOptions& options,
+                                                    TableId table, std::string_view key) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(table), key, &value);
+  rocksdb::Status s = db_->Get(options, handle(table), key, &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocks(s, fmt::format("backend {}: get", dir_));
   return value;
 }
 
-std::unique_ptr<Iterator> Backend::NewIterator(TableId table) const {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(table)));
+std::unique_ptr<Iterator> Backend::NewIteratorWith(const rocksdb::ReadOptions& options,
+                                                   TableId table) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handle(table)));
   return std::unique_ptr<Iterator>(new Iterator(std::move(it), dir_));
+}
+
+Result<std::optional<std::string>> Backend::Get(TableId table, std::string_view key) const {
+  return GetWith(rocksdb::ReadOptions(), table, key);
+}
+
+std::unique_ptr<Iterator> Backend::NewIterator(TableId table) const {
+  return NewIteratorWith(rocksdb::ReadOptions(), table);
 }
 
 // --- MemoryReader -------------------------------------------------------------------------
@@ -572,17 +582,11 @@ rocksdb::ReadOptions MemoryOnly() {
 }  // namespace
 
 Result<std::optional<std::string>> MemoryReader::Get(TableId table, std::string_view key) const {
-  std::string value;
-  rocksdb::Status s = backend_->db_->Get(MemoryOnly(), backend_->handle(table), key, &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s, fmt::format("backend {}: get", backend_->dir_));
-  return value;
+  return backend_->GetWith(MemoryOnly(), table, key);
 }
 
 std::unique_ptr<Iterator> MemoryReader::NewIterator(TableId table) const {
-  std::unique_ptr<rocksdb::Iterator> it(
-      backend_->db_->NewIterator(MemoryOnly(), backend_->handle(table)));
-  return std::unique_ptr<Iterator>(new Iterator(std::move(it), backend_->dir_));
+  return backend_->NewIteratorWith(MemoryOnly(), table);
 }
 
 // --- Snapshot: sending ----------------------------------------------------------------------
@@ -662,19 +666,13 @@ SnapshotView::~SnapshotView() {
 Result<std::optional<std::string>> SnapshotView::Get(TableId table, std::string_view key) const {
   rocksdb::ReadOptions options;
   options.snapshot = snapshot_;
-  std::string value;
-  rocksdb::Status s = backend_->db_->Get(options, backend_->handle(table), key, &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s, fmt::format("backend {}: get", backend_->dir_));
-  return value;
+  return backend_->GetWith(options, table, key);
 }
 
 std::unique_ptr<Iterator> SnapshotView::NewIterator(TableId table) const {
   rocksdb::ReadOptions options;
   options.snapshot = snapshot_;
-  std::unique_ptr<rocksdb::Iterator> it(
-      backend_->db_->NewIterator(options, backend_->handle(table)));
-  return std::unique_ptr<Iterator>(new Iterator(std::move(it), backend_->dir_));
+  return backend_->NewIteratorWith(options, table);
 }
 
 SnapshotReader::~SnapshotReader() {

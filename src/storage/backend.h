@@ -39,6 +39,7 @@ class DB;
 class ColumnFamilyHandle;
 class Iterator;
 class Snapshot;
+struct ReadOptions;
 class WriteBatch;
 class WriteBatchWithIndex;
 }  // namespace rocksdb
@@ -254,6 +255,11 @@ class Backend final : public Reader {
   Status ReadMetaAt(const rocksdb::Snapshot* snapshot, Index* applied_index,
                     std::string* membership) const;
   rocksdb::ColumnFamilyHandle* handle(TableId table) const;
+  // Get and NewIterator with the given options: the committed state, a snapshot's, or memory's.
+  Result<std::optional<std::string>> GetWith(const rocksdb::ReadOptions& options, TableId table,
+                                             std::string_view key) const;
+  std::unique_ptr<Iterator> NewIteratorWith(const rocksdb::ReadOptions& options,
+                                            TableId table) const;
   Status Fail(Status status);
 
   std::string dir_;
