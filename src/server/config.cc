@@ -232,7 +232,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   app.add_option("--snapshot-count", config.snapshot_count,
                  "number of applied entries between snapshots");
   app.add_option("--experimental-snapshot-catchup-entries", config.snapshot_catchup_entries,
-                 "entries kept after a snapshot for slow followers to catch up from");
+                 "entries kept after a snapshot for slow followers to catch up from "
+                 "(at least 8192 on the multipaxos engine)");
   app.add_option("--quota-backend-bytes", config.quota_backend_bytes,
                  "raise an alarm when the backend size exceeds this (0: default, negative: no quota)");
   app.add_option("--max-request-bytes", config.max_request_bytes,

@@ -82,6 +82,8 @@ class RaftEngine final : public ConsensusEngine {
   void CompactLog(Index index) override {
     if (index > core_->log().prev_index()) core_->CompactLog(index).IgnoreError();
   }
+  // A Raft leader appends what clients propose and no more: the configured tail is enough.
+  uint64_t log_tail_min() const override { return 0; }
 
   raft::Role role() const override { return core_->role(); }
   NodeId leader() const override { return core_->leader(); }
@@ -184,6 +186,12 @@ class MultiPaxosEngine final : public ConsensusEngine {
   const raft::SnapshotMeta& snapshot_meta() const override { return core_->snapshot().meta; }
   Status SetSnapshot(Index index) override { return core_->SetSnapshot(index, ""); }
   void CompactLog(Index index) override { core_->CompactLog(index).IgnoreError(); }
+  // A chosen configuration change makes the leader fill the next α slots with no-ops at once
+  // (multipaxos.h), so a live follower's reported commit index can be α slots behind the
+  // leader's, plus what the leader chooses in its next window of α before that follower reports
+  // again. With a shorter tail the leader's next snapshot leaves such followers below its log,
+  // and each is sent a whole image of the store after every membership change.
+  uint64_t log_tail_min() const override { return 2 * kServerAlphaSlots; }
 
   raft::Role role() const override { return RoleOf(core_->role()); }
   NodeId leader() const override { return core_->leader(); }

@@ -102,6 +102,10 @@ class ConsensusEngine {
   virtual Status SetSnapshot(Index index) = 0;
   // Drops what the core keeps in memory up to `index` (<= the snapshot); idempotent.
   virtual void CompactLog(Index index) = 0;
+  // The fewest entries to keep behind a snapshot whatever the member was configured with, so
+  // that a follower the engine itself puts behind in one step catches up from the log instead
+  // of by a whole snapshot of the store.
+  virtual uint64_t log_tail_min() const = 0;
 
   // ---- Inspection ----
   virtual raft::Role role() const = 0;

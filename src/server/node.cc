@@ -729,9 +729,8 @@ void Node::MaybeSnapshot() {
   log_writer_->Submit(std::move(write), [this](Status status) {
     if (!status.ok()) FailStop(status);
   });
-  if (index.value() > options_.snapshot_catchup_entries) {
-    engine_->CompactLog(index.minus(options_.snapshot_catchup_entries));
-  }
+  const uint64_t tail = std::max(options_.snapshot_catchup_entries, engine_->log_tail_min());
+  if (index.value() > tail) engine_->CompactLog(index.minus(tail));
   spdlog::info("snapshot at index {}; log compacted", index);
 }
 

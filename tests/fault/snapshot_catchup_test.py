@@ -9,8 +9,9 @@ must come back with the same data (its store may be ahead of its log after the i
 With --engine multipaxos the same holds: the leader's catch-up (or its phase 1's promise from the
 lagging member) carries its snapshot, which the member pulls the same way. A Multi-Paxos leader
 keeps sending accepts to a member that is down, and its transport queues up to 4,096 messages
-for it, which a restarted member would receive and so catch up from the log: there 5,000 puts
-happen, more than that queue holds.
+for it, which a restarted member would receive and so catch up from the log; and a Multi-Paxos
+leader keeps at least 8,192 slots behind its snapshot (docs/multipaxos.md): there 10,000 puts
+happen, more than either holds.
 """
 
 import argparse
@@ -55,7 +56,7 @@ def main():
         lagging = next(m for m in cluster.members if m is not leader)
         cluster.kill(lagging)
         writer = next(m for m in cluster.members if m.running())
-        puts = 5000 if args.engine == "multipaxos" else 1000
+        puts = 10000 if args.engine == "multipaxos" else 1000
         last_key, last_value = f"key{puts - 1:04d}", f"value{puts - 1}"
         for i in range(puts):
             writer.client.put(f"key{i:04d}", f"value{i}")
