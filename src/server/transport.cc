@@ -503,13 +503,13 @@ class Transport::PeerSender {
   PeerSender(const PeerSender&) = delete;
   PeerSender& operator=(const PeerSender&) = delete;
 
-  // Makes the thread stop soon: every call it may be blocked in is registered in
+  // Makes the thread stop soon: the one call it may be blocked in (a handshake) is registered in
   // active_context_ and cancelled here, and every wait checks stopping_.
   void RequestStop() {
     absl::MutexLock lock(&mutex_);
     stopping_ = true;
     if (active_context_ != nullptr) active_context_->TryCancel();
-    wake_.notify_one();
+    wake_.notify_all();
   }
 
   void SetTargets(std::vector<std::string> targets) {
@@ -520,10 +520,11 @@ class Transport::PeerSender {
     target_index_ = 0;
     targets_changed_ = true;
     if (active_context_ != nullptr) active_context_->TryCancel();
-    wake_.notify_one();
+    wake_.notify_all();
   }
 
-  // False (the caller counts the drop) when the queue is full or stopping.
+  // False (the caller counts the drop) when the queue is full or stopping. With a stream open
+  // and no write under way, the caller's thread encodes and starts the write (PumpWrites).
   bool Enqueue(Outgoing message) {
     absl::MutexLock lock(&mutex_);
     if (stopping_) return false;
@@ -535,7 +536,7 @@ class Transport::PeerSender {
     queued_bytes_ += message.bytes;
     queue_.push_back(std::move(message));
     SYNOD_ASSERT(queue_.size() <= options_.queued_messages_max);
-    wake_.notify_one();
+    PumpWritesLocked();
     return true;
   }
 
@@ -552,16 +553,30 @@ class Transport::PeerSender {
   }
 
  private:
-  // The stream and what it needs alive; only the sender thread touches it.
-  struct OpenStream {
+  // The open stream, written on gRPC's callback API: a write is started by whichever thread
+  // finds the stream idle with messages queued (usually the event loop in Send), and the next
+  // one from OnWriteDone, so no thread of ours wakes per batch. A hold (AddHold) keeps the call
+  // from finishing while writes may still be started from outside its reactions; the sender
+  // thread removes it when it closes the stream, and destroys the stream only after OnDone.
+  class OpenStream : public grpc::ClientWriteReactor<synodpb::PeerBatch> {
+   public:
+    OpenStream(PeerSender& sender, std::string target)
+        : sender_(sender), target_(std::move(target)) {}
+
+    void OnWriteDone(bool ok) override { sender_.OnWriteDone(ok); }
+    void OnDone(const grpc::Status& status) override { sender_.OnStreamDone(status); }
+
     grpc::ClientContext context;
     std::unique_ptr<synodpb::Peer::Stub> stub;
-    std::unique_ptr<grpc::ClientWriter<synodpb::PeerBatch>> writer;
     synodpb::PeerStreamSummary summary;
-    std::string target;
-    // True once a write succeeded: if such a stream breaks, the peer was there a moment ago
-    // (it probably restarted), so one immediate retry on a new stream is likely to get through.
-    bool proven = false;
+    // The batch being written; only the holder of the sender's write turn (write_in_flight_)
+    // touches it, and the sender thread after a failed write.
+    synodpb::PeerBatch batch;
+    const std::string& target() const { return target_; }
+
+   private:
+    PeerSender& sender_;
+    const std::string target_;
   };
 
   std::shared_ptr<grpc::Channel> CurrentChannel() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -573,36 +588,106 @@ class Transport::PeerSender {
     return channel;
   }
 
+  void PumpWrites() {
+    absl::MutexLock lock(&mutex_);
+    PumpWritesLocked();
+  }
+
+  // Starts writes while the stream is open and idle and messages wait, one at a time so that
+  // they keep their order. Any thread. Encoding and StartWrite happen with mutex_ released, so
+  // Enqueue never waits for either, and a reaction that gRPC runs inline cannot deadlock.
+  void PumpWritesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    // After SetTargets, messages wait for the stream to the new address.
+    while (stream_ != nullptr && !closing_ && !write_failed_ && !write_in_flight_ &&
+           !targets_changed_ && !stopping_ && (retry_.has_value() || !queue_.empty())) {
+      write_in_flight_ = true;
+      ++writes_starting_;
+      OpenStream* stream = stream_.get();
+      std::optional<synodpb::PeerBatch> retry = std::exchange(retry_, std::nullopt);
+      std::deque<Outgoing> taken;
+      if (!retry.has_value()) TakeBatchWorth(taken);
+      mutex_.Unlock();
+      stream->batch = retry.has_value() ? std::move(*retry) : EncodeBatch(taken);
+      const bool any = stream->batch.messages_size() > 0;
+      if (any) stream->StartWrite(&stream->batch);
+      mutex_.Lock();
+      if (!any) write_in_flight_ = false;
+      if (--writes_starting_ == 0 && closing_) wake_.notify_all();
+    }
+  }
+
+  // Moves one batch's worth of queued messages (by their estimated sizes) into `taken`.
+  void TakeBatchWorth(std::deque<Outgoing>& taken) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    size_t batch_bytes = 0;
+    while (!queue_.empty()) {
+      Outgoing& next = queue_.front();
+      if (!taken.empty() && batch_bytes + next.bytes > options_.batch_bytes_max) break;
+      batch_bytes += next.bytes;
+      queued_bytes_ -= next.bytes;
+      taken.push_back(std::move(next));
+      queue_.pop_front();
+    }
+  }
+
+  // gRPC's callback thread, for the write started last.
+  void OnWriteDone(bool ok) {
+    {
+      absl::MutexLock lock(&mutex_);
+      SYNOD_ASSERT(write_in_flight_ && stream_ != nullptr);
+      write_in_flight_ = false;
+      if (!ok) {
+        // The stream broke; its batch stays in it for the sender thread to resend or drop.
+        write_failed_ = true;
+        wake_.notify_all();
+        return;
+      }
+      stream_proven_ = true;
+      transport_.counters_.sent += stream_->batch.messages_size();
+    }
+    PumpWrites();
+  }
+
+  // gRPC's callback thread, last of the stream's reactions.
+  void OnStreamDone(const grpc::Status& status) {
+    absl::MutexLock lock(&mutex_);
+    stream_status_ = status;
+    stream_done_ = true;
+    wake_.notify_all();
+  }
+
   void Run() {
     NameThisThread(fmt::format("send-{:x}", id_.value()));
     milliseconds backoff = options_.reconnect_backoff_min;
     // Connect at once: see "Connection life cycle" in transport.h.
     Clock::time_point next_attempt = Clock::now();
     while (true) {
-      std::deque<Outgoing> taken;
       bool retarget = false;
+      bool failed = false;
+      bool open = false;
       {
         absl::MutexLock lock(&mutex_);
-        const bool open = stream_ != nullptr;
+        open = stream_ != nullptr;
         const Clock::time_point wake_at = open ? Clock::now() + kIdleCheckInterval : next_attempt;
-        // Without a stream, queued messages wait for the next attempt rather than wake us.
         MutexAsLockable lockable{mutex_};
         wake_.wait_until(lockable, wake_at, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return stopping_ || targets_changed_ || (open && !queue_.empty());
+          return stopping_ || targets_changed_ || write_failed_;
         });
         if (stopping_) break;
         retarget = targets_changed_;
-        if (open && !retarget) {
-          taken.swap(queue_);
-          queued_bytes_ = 0;
-        }
+        failed = write_failed_;
       }
       if (retarget) {
         CloseStream();
         backoff = options_.reconnect_backoff_min;
         next_attempt = Clock::now();
+      } else if (failed) {
+        if (!Reconnect()) {
+          next_attempt = Clock::now() + backoff;
+          backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
+        }
+        continue;
       }
-      if (stream_ == nullptr) {
+      if (!open || retarget) {
         if (Clock::now() < next_attempt) continue;
         if (Connect()) {
           backoff = options_.reconnect_backoff_min;
@@ -614,72 +699,44 @@ class Transport::PeerSender {
         }
         continue;
       }
-      if (taken.empty()) {
-        // Idle: a connection that died (the peer restarted, or keepalive gave up on it) leaves
-        // the channel READY no longer. Reconnect now, before Raft needs the stream.
-        std::shared_ptr<grpc::Channel> current = channel();
-        if (current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
-          const std::string target = stream_->target;
-          ReportFailure(target, CloseStream());
-          next_attempt = Clock::now();
-        }
-        continue;
-      }
-      if (!WriteAll(taken)) {
-        next_attempt = Clock::now() + backoff;
-        backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
+      // Open and woken by the timer: a connection that died (the peer restarted, or keepalive
+      // gave up on it) leaves the channel READY no longer. Reconnect now, before Raft needs the
+      // stream.
+      std::shared_ptr<grpc::Channel> current = channel();
+      if (current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
+        Closed closed = CloseStream();
+        ReportFailure(closed.target, closed.status);
+        next_attempt = Clock::now();
       }
     }
     CloseStream();
     DropQueued();
   }
 
-  // Writes everything taken, in order, in batches of at most batch_bytes_max. False when the
-  // stream failed and what was left is dropped.
-  bool WriteAll(std::deque<Outgoing>& taken) {
-    while (!taken.empty()) {
-      synodpb::PeerBatch batch = TakeBatch(taken);
-      if (batch.messages_size() == 0) continue;
-      if (Write(batch)) continue;
-      std::string target = stream_->target;
-      const bool proven = stream_->proven;
-      grpc::Status status = CloseStream();
-      if (proven) {
-        if (!Interrupted()) {
-          spdlog::info("stream to member {:x} at {} ended ({}); reconnecting", id_.value(), target,
-                       status.error_message());
-        }
-        if (Connect()) {
-          if (Write(batch)) continue;
-          target = stream_->target;
-          status = CloseStream();
-          ReportFailure(target, status);
-        }
-        // Otherwise Connect reported why.
-      } else {
-        ReportFailure(target, status);
+  // After a failed write. A stream that had carried messages broke with the peer there a moment
+  // ago (it probably restarted): reconnect at once and resend the failed batch, once. Otherwise
+  // report, and drop the batch and what is queued. False when the caller should back off.
+  bool Reconnect() {
+    Closed closed = CloseStream(/*keep_failed_batch=*/true);
+    if (closed.proven) {
+      if (!Interrupted()) {
+        spdlog::info("stream to member {:x} at {} ended ({}); reconnecting", id_.value(),
+                     closed.target, closed.status.error_message());
       }
-      transport_.counters_.dropped += batch.messages_size() + taken.size();
-      taken.clear();
-      return false;
+      if (Connect(std::move(closed.batch))) return true;
+      // Connect reported why, and dropped the batch.
+    } else {
+      ReportFailure(closed.target, closed.status);
+      transport_.counters_.dropped += closed.batch.messages_size();
     }
-    return true;
+    DropQueued();
+    return false;
   }
 
-  bool Write(const synodpb::PeerBatch& batch) {
-    SYNOD_ASSERT(stream_ != nullptr);
-    if (!stream_->writer->Write(batch)) return false;
-    stream_->proven = true;
-    transport_.counters_.sent += batch.messages_size();
-    return true;
-  }
-
-  // Encodes messages from the front of `taken` into one batch.
-  synodpb::PeerBatch TakeBatch(std::deque<Outgoing>& taken) {
+  // Encodes `taken` into one batch.
+  synodpb::PeerBatch EncodeBatch(std::deque<Outgoing>& taken) {
     synodpb::PeerBatch batch;
-    size_t batch_bytes = 0;
-    while (!taken.empty()) {
-      Outgoing& next = taken.front();
+    for (Outgoing& next : taken) {
       if (next.bytes > kPeerMessageBytesMax - kBatchFramingBytes) {
         // gRPC would fail the whole stream on it; drop this one message instead.
         spdlog::error(
@@ -687,11 +744,8 @@ class Transport::PeerSender {
             "bytes a peer message may have",
             next.bytes, id_.value(), kPeerMessageBytesMax);
         ++transport_.counters_.dropped;
-        taken.pop_front();
         continue;
       }
-      if (batch.messages_size() > 0 && batch_bytes + next.bytes > options_.batch_bytes_max) break;
-      batch_bytes += next.bytes;
       synodpb::PeerMessage* message = batch.add_messages();
       if (auto* peer_message = std::get_if<PeerMessage>(&next.payload)) {
         if (auto* raft = std::get_if<raft::Message>(peer_message)) {
@@ -703,20 +757,22 @@ class Transport::PeerSender {
       } else {
         message->set_forwarded_request(std::move(std::get<std::string>(next.payload)));
       }
-      taken.pop_front();
     }
-    SYNOD_ASSERT(batch.messages_size() <= 1 || batch_bytes <= options_.batch_bytes_max);
     return batch;
   }
 
-  // Handshake, then open the stream. False (reported) when the peer cannot be reached, refuses,
-  // or we are stopping.
-  bool Connect() {
+  // Handshake, then open the stream, whose first write is `first` if given. False (reported,
+  // `first` dropped) when the peer cannot be reached, refuses, or we are stopping.
+  bool Connect(std::optional<synodpb::PeerBatch> first = std::nullopt) {
+    auto fail = [&] {
+      if (first.has_value()) transport_.counters_.dropped += first->messages_size();
+      return false;
+    };
     std::shared_ptr<grpc::Channel> channel;
     std::string target;
     {
       absl::MutexLock lock(&mutex_);
-      if (stopping_) return false;
+      if (stopping_) return fail();
       targets_changed_ = false;
       channel = CurrentChannel();
       if (channel != nullptr) target = targets_[target_index_];
@@ -724,7 +780,7 @@ class Transport::PeerSender {
     if (channel == nullptr) {
       ReportFailure("(no usable URL)",
                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "no usable peer URL is known"));
-      return false;
+      return fail();
     }
     auto stub = synodpb::Peer::NewStub(channel);
     {
@@ -734,7 +790,7 @@ class Transport::PeerSender {
       // is found at once instead of at our next attempt.
       context.set_wait_for_ready(true);
       context.set_deadline(std::chrono::system_clock::now() + options_.handshake_timeout);
-      if (!BeginCall(&context)) return false;
+      if (!BeginCall(&context)) return fail();
       synodpb::HandshakeRequest request;
       synodpb::HandshakeResponse response;
       const grpc::Status status = stub->Handshake(&context, request, &response);
@@ -742,44 +798,85 @@ class Transport::PeerSender {
       if (!status.ok()) {
         // Cancelled by RequestStop or SetTargets: nothing to report, and the next target is the
         // first of the new list, not the one after this.
-        if (Interrupted()) return false;
+        if (Interrupted()) return fail();
         ReportFailure(target, status);
         NextTarget();
-        return false;
+        return fail();
       }
     }
-    auto stream = std::make_unique<OpenStream>();
+    auto stream = std::make_unique<OpenStream>(*this, target);
     transport_.AddMetadata(stream->context, id_);
-    if (!BeginCall(&stream->context)) return false;
     stream->stub = std::move(stub);
-    stream->target = target;
-    // Returns once the call's headers are sent, promptly: the handshake just crossed this
-    // channel. A failure here shows at the first write.
-    stream->writer = stream->stub->Stream(&stream->context, &stream->summary);
-    stream_ = std::move(stream);
+    stream->stub->async()->Stream(&stream->context, &stream->summary, stream.get());
+    stream->AddHold();
+    // Sends the call's headers; a failure shows at the first write.
+    stream->StartCall();
+    {
+      absl::MutexLock lock(&mutex_);
+      stream_ = std::move(stream);
+      stream_proven_ = false;
+      stream_done_ = false;
+      retry_ = std::move(first);
+    }
     connected_ = true;
     if (std::exchange(had_stream_, true)) ++transport_.counters_.reconnects;
     spdlog::info("connected to member {:x} at {}", id_.value(), target);
     reported_failure_ = false;
     last_refusal_.clear();
+    PumpWrites();
     return true;
   }
 
-  // Closes the stream, if any, and returns how it ended.
-  grpc::Status CloseStream() {
-    if (stream_ == nullptr) return grpc::Status::OK;
+  // How a stream ended, and what it was writing when it failed.
+  struct Closed {
+    grpc::Status status;
+    std::string target;
+    bool proven = false;
+    synodpb::PeerBatch batch;
+  };
+
+  // Closes the stream, if any: no write starts on it any more, the call is cancelled (one that
+  // already failed keeps its status), and it is destroyed once gRPC is done with it. A batch
+  // whose write failed is returned if asked for, else counted as dropped.
+  Closed CloseStream(bool keep_failed_batch = false) {
+    OpenStream* stream = nullptr;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stream_ == nullptr) return Closed{};
+      closing_ = true;
+      MutexAsLockable lockable{mutex_};
+      wake_.wait(lockable, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return writes_starting_ == 0; });
+      stream = stream_.get();
+    }
     connected_ = false;
-    // Cancel first: Finish would otherwise wait for a slow peer to read everything we wrote.
-    // A stream that already failed keeps its status.
-    stream_->context.TryCancel();
-    grpc::Status status = stream_->writer->Finish();
-    EndCall();
-    stream_.reset();
-    return status;
+    stream->context.TryCancel();
+    stream->RemoveHold();
+    std::unique_ptr<OpenStream> closed;
+    Closed result;
+    {
+      absl::MutexLock lock(&mutex_);
+      MutexAsLockable lockable{mutex_};
+      wake_.wait(lockable, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stream_done_; });
+      closed = std::move(stream_);
+      result.status = stream_status_;
+      result.proven = stream_proven_;
+      if (write_failed_) {
+        if (keep_failed_batch) {
+          result.batch = std::move(closed->batch);
+        } else {
+          transport_.counters_.dropped += closed->batch.messages_size();
+        }
+      }
+      closing_ = false;
+      write_failed_ = false;
+      write_in_flight_ = false;
+    }
+    result.target = closed->target();
+    return result;
   }
 
-  // Registers the call the thread is about to block in, so that RequestStop and SetTargets can
-  // cancel it. False when stopping.
+  // Registers the handshake the thread is about to block in, so that RequestStop and SetTargets
+  // can cancel it. False when stopping.
   bool BeginCall(grpc::ClientContext* context) {
     absl::MutexLock lock(&mutex_);
     if (stopping_) {
@@ -811,6 +908,8 @@ class Transport::PeerSender {
     transport_.counters_.dropped += queue_.size();
     queue_.clear();
     queued_bytes_ = 0;
+    if (retry_.has_value()) transport_.counters_.dropped += retry_->messages_size();
+    retry_.reset();
   }
 
   // Logs a failure once per outage (a dead peer fails every second), and a refusal whenever its
@@ -858,13 +957,31 @@ class Transport::PeerSender {
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mutex_);
   // Invariant: the sum of queue_[i].bytes.
   size_t queued_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
-  // The call the sender thread is blocked in, or may block in next (the open stream's).
+  // The handshake the sender thread is blocked in.
   grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mutex_) = nullptr;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<bool> connected_ = false;
 
+  // The open stream. Created and destroyed by the sender thread only (so it may read the
+  // pointer without the lock), the latter only after OnDone.
+  std::unique_ptr<OpenStream> stream_ ABSL_GUARDED_BY(mutex_);
+  // The sender thread is closing the stream: no write starts on it any more.
+  bool closing_ ABSL_GUARDED_BY(mutex_) = false;
+  // A write is started or under way: the one thread that set it owns the stream's batch until
+  // OnWriteDone clears it. Invariant: at most one write in flight, so batches keep their order.
+  bool write_in_flight_ ABSL_GUARDED_BY(mutex_) = false;
+  // The last write failed: the stream is broken, and the sender thread takes over.
+  bool write_failed_ ABSL_GUARDED_BY(mutex_) = false;
+  // Threads between taking a batch and StartWrite's return; closing waits for none.
+  int writes_starting_ ABSL_GUARDED_BY(mutex_) = 0;
+  // A write on this stream succeeded (see Reconnect).
+  bool stream_proven_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stream_done_ ABSL_GUARDED_BY(mutex_) = false;
+  grpc::Status stream_status_ ABSL_GUARDED_BY(mutex_);
+  // A batch that failed on a proven stream, to be written first on the next one.
+  std::optional<synodpb::PeerBatch> retry_ ABSL_GUARDED_BY(mutex_);
+
   // Only the sender thread touches these.
-  std::unique_ptr<OpenStream> stream_;
   bool had_stream_ = false;
   bool reported_failure_ = false;
   std::string last_refusal_;

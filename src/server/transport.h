@@ -4,13 +4,16 @@
 // forwarded proposals on one long-lived gRPC client stream per peer, plus unary lease calls and
 // pulled snapshot streams (proto/synod/peer.proto).
 //
-// Sending never blocks the caller (the event loop). Each peer has a bounded queue and a sender
-// thread of its own that drains it in batches onto the stream, so a slow or unreachable peer
-// delays only its own thread; when its queue is full, further messages to it are dropped and
-// counted. Raft tolerates that: it retransmits what matters (Raft 5.3, "if followers crash or run
-// slowly, or if network packets are lost, the leader retries AppendEntries RPCs indefinitely").
+// Sending never blocks the caller (the event loop). Each peer has a bounded queue, drained in
+// batches onto the stream with gRPC's callback API: when the stream is idle, Send encodes the
+// queued messages and starts the write on the caller's thread, and each finished write starts
+// the next from gRPC's callback thread, so no thread wakes per batch only to hand it to gRPC.
+// One write per peer is in flight at a time; a slow or unreachable peer fills only its own
+// queue, and when that is full further messages to it are dropped and counted. Raft tolerates
+// that: it retransmits what matters (Raft 5.3, "if followers crash or run slowly, or if network
+// packets are lost, the leader retries AppendEntries RPCs indefinitely").
 //
-// Connection life cycle, per peer, on its sender thread:
+// Connection life cycle, per peer, on a sender thread of its own (the only blocking calls):
 //   - The sender connects as soon as the peer is known, not at the first message, so that
 //     IsConnected means something for a peer we have not yet had reason to talk to, and so that
 //     the first vote request of an election does not wait for a TCP handshake.
