@@ -241,6 +241,13 @@ Result<std::unique_ptr<ConsensusEngine>> ConsensusEngine::Create(EngineKind kind
     config.heartbeat_interval_ticks = 1;
     config.pre_vote = true;
     config.check_quorum = true;
+    // The answer to an InstallSnapshot is lost when the follower restarts just after installing
+    // it (kill -9 in fault_snapshot_catchup): until the leader probes again, that follower gets
+    // no entries, so its linearizable reads wait. The core's default of 50 ticks (5 s at the
+    // default heartbeat) outlasted a client's 3 s timeout; two election timeouts is what the
+    // simulator runs every seed with. A fetch still running then is not restarted: the member
+    // pulls one snapshot at a time, and a resent InstallSnapshot is only a message.
+    config.snapshot_retry_ticks = 2 * start.election_timeout_ticks;
     config.seed = start.seed;
     auto core = raft::Raft::Create(config, std::move(state));
     if (!core.ok()) return core.status();

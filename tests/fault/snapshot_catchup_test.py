@@ -90,8 +90,9 @@ def main():
             raise AssertionError(f"{lagging.name} did not see a later write: {value!r}")
         print(f"snapshot_catchup_test: {lagging.name} caught up from a snapshot at revision "
               f"{revision} and survived SIGKILL; PASS")
-    except AssertionError as error:
-        failure = str(error)
+    except Exception as error:  # noqa: BLE001
+        # A client's error as well as a failed check: either way the logs are kept and shown.
+        failure = f"{type(error).__name__}: {error}"
     finally:
         cluster.stop_and_clean_up(failure, tail_lines=30)
     return 1 if failure else 0
