@@ -476,9 +476,10 @@ class Transport::PeerService final
 };
 
 // ---------------------------------------------------------------------------------------------
-// Sending: one thread, one queue and one stream per peer.
+// Sending: one queue, one stream and one connecting thread per peer.
 
-// A message waiting in a peer's queue. Encoded on the sender thread, not the caller's.
+// A message waiting in a peer's queue. Encoded when a write takes it (PumpWritesLocked), outside
+// the queue's lock.
 struct Transport::Outgoing {
   // A peer message of either engine, or a forwarded request's bytes.
   std::variant<PeerMessage, std::string> payload;
@@ -962,8 +963,8 @@ class Transport::PeerSender {
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<bool> connected_ = false;
 
-  // The open stream. Created and destroyed by the sender thread only (so it may read the
-  // pointer without the lock), the latter only after OnDone.
+  // The open stream. Created and destroyed by the sender thread only, the latter only after
+  // OnDone.
   std::unique_ptr<OpenStream> stream_ ABSL_GUARDED_BY(mutex_);
   // The sender thread is closing the stream: no write starts on it any more.
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;
