@@ -1223,6 +1223,10 @@ Status Store::Sync() {
   return backend_->Sync();
 }
 
+int64_t Store::unflushed_bytes() const {
+  return backend_ == nullptr ? 0 : backend_->memtable_bytes();
+}
+
 Status Store::Defragment() const {
   KV_RETURN_IF_ERROR(CheckUsable());
   return backend_->Defragment();

@@ -136,6 +136,9 @@ class Store {
                                            bool events_with_prev_kv = true);
   // Makes every applied entry durable (storage::Backend::Sync).
   Status Sync();
+  // Bytes of applied entries held in memory only until the next Sync or automatic flush
+  // (storage::Backend::memtable_bytes); the quota adds them to the files' size.
+  int64_t unflushed_bytes() const;
   // Frees the space of compacted and overwritten rows (storage::Backend::Defragment). Safe
   // beside reads; the server runs it under the shared lock.
   Status Defragment() const;

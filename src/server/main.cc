@@ -190,8 +190,6 @@ int Serve(ServerConfig config) {
   ServiceOptions service_options;
   service_options.max_request_bytes = config.max_request_bytes;
   service_options.data_dir = config.data_dir;
-  StoreSize store_size(data_dir->kv_dir);
-  service_options.store_size = &store_size;
   if (config.quota_backend_bytes != 0) {
     service_options.quota_backend_bytes = config.quota_backend_bytes;
   }
@@ -222,6 +220,10 @@ int Serve(ServerConfig config) {
     return 1;
   }
   node_for_peers = node->get();
+  StoreSize store_size(data_dir->kv_dir, [node = node->get()] {
+    return node->ReadStore([](const kv::Store& store) { return store.unflushed_bytes(); });
+  });
+  service_options.store_size = &store_size;
 
   KvService kv_service(node->get(), service_options);
   MaintenanceService maintenance_service(node->get(), service_options);

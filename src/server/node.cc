@@ -714,7 +714,7 @@ void Node::MaybeSnapshot() {
   const Index index = std::min(store_->applied_index(), engine_->applied());
   if (index <= engine_->snapshot_meta().index) return;
   if (index.distance_from(last_snapshot_index_) < options_.snapshot_count) return;
-  // A blocking fsync on the loop, once per snapshot_count entries.
+  // A blocking flush of the store on the loop, once per snapshot_count entries.
   if (Status status = store_->Sync(); !status.ok()) FailStop(status);
   if (Status status = engine_->SetSnapshot(index); !status.ok()) {
     // Multi-Paxos takes no snapshot while a chosen configuration change is not yet in effect

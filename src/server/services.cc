@@ -77,7 +77,8 @@ int64_t DirectoryBytes(const std::string& dir) {
 
 // ---- StoreSize --------------------------------------------------------------------------------
 
-StoreSize::StoreSize(std::string kv_dir) : kv_dir_(std::move(kv_dir)) {}
+StoreSize::StoreSize(std::string kv_dir, std::function<int64_t()> unflushed_bytes)
+    : kv_dir_(std::move(kv_dir)), unflushed_bytes_(std::move(unflushed_bytes)) {}
 
 int64_t StoreSize::Bytes() {
   const auto now = std::chrono::steady_clock::now();
@@ -93,7 +94,7 @@ int64_t StoreSize::Bytes() {
       if (name.starts_with("LOG") || name.starts_with("OPTIONS")) continue;
       if (it->is_regular_file(error)) total += static_cast<int64_t>(it->file_size(error));
     }
-    bytes_ = total;
+    bytes_ = total + unflushed_bytes_();
     scanned_at_ = now;
   }
   return bytes_;

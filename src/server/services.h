@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,21 +25,24 @@
 
 namespace synod::server {
 
-// The store's size on disk as the quota counts it: its database and log files. Scanning the
-// directory costs a readdir and a stat per file, too much for every write, so the size is
-// rescanned at most every kRescanInterval: etcd's quota reads its backend's size, which changes
-// only when its batch transaction commits, every 100 ms by default. Thread-safe.
+// The store's size as the quota counts it: its database and log files, plus what it holds in
+// memory until the next flush (kv::Store::unflushed_bytes). Scanning the directory costs a
+// readdir and a stat per file, too much for every write, so the size is rescanned at most every
+// kRescanInterval: etcd's quota reads its backend's size, which changes only when its batch
+// transaction commits, every 100 ms by default. Thread-safe.
 class StoreSize {
  public:
   static constexpr std::chrono::milliseconds kRescanInterval{100};
 
-  explicit StoreSize(std::string kv_dir);
+  // `unflushed_bytes` is called on the thread that asks for Bytes().
+  StoreSize(std::string kv_dir, std::function<int64_t()> unflushed_bytes);
   int64_t Bytes();
   // The next Bytes() scans again (after a defragmentation freed space).
   void Rescan();
 
  private:
   const std::string kv_dir_;
+  const std::function<int64_t()> unflushed_bytes_;
   std::mutex mutex_;
   int64_t bytes_ = 0;                                               // Guarded by mutex_.
   std::optional<std::chrono::steady_clock::time_point> scanned_at_;  // Guarded by mutex_.

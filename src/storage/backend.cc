@@ -214,8 +214,12 @@ rocksdb::Options DbOptions() {
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.paranoid_checks = true;
-  // After a crash the unsynced tail of the WAL may be lost or torn; recover the longest
-  // consistent prefix. Each Commit is one WAL record, so a prefix is a prefix of commits.
+  // Commits bypass RocksDB's WAL (see Durability in backend.h), so a crash keeps what the last
+  // flush wrote. Flushing every table in one atomic flush keeps the stored applied index (in
+  // the meta table) describing exactly the data of the other tables.
+  options.atomic_flush = true;
+  // Only the first write of a new database (its format) goes through the WAL. After a crash
+  // its unsynced tail may be torn; recover the longest consistent prefix.
   options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   return options;
 }
@@ -503,7 +507,7 @@ Status Backend::Commit(WriteBatch& batch, Index applied_index,
   if (membership.has_value()) batch.batch_->Put(meta_handle_, kMembershipKey, *membership);
 
   rocksdb::WriteOptions options;
-  options.sync = false;  // Sync() is the durability point; see the header.
+  options.disableWAL = true;  // Sync() is the durability point; see the header.
   rocksdb::Status s = injected_error_.ok()
                           ? db_->Write(options, batch.batch_->GetWriteBatch())
                           : rocksdb::Status::IOError(std::string(injected_error_.message()));
@@ -522,8 +526,10 @@ Status Backend::Commit(WriteBatch& batch, Index applied_index,
 
 Status Backend::Sync() {
   if (!failed_.ok()) return failed_;
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
   rocksdb::Status s = injected_error_.ok()
-                          ? db_->FlushWAL(/*sync=*/true)
+                          ? db_->Flush(flush, all_handles_)
                           : rocksdb::Status::IOError(std::string(injected_error_.message()));
   if (!s.ok()) {
     Status status =
@@ -532,6 +538,14 @@ Status Backend::Sync() {
     return Fail(status);
   }
   return Status();
+}
+
+int64_t Backend::memtable_bytes() const {
+  uint64_t bytes = 0;
+  const bool known =
+      db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &bytes);
+  SYNOD_ASSERT_MSG(known, "backend {}: no memtable size", dir_);
+  return static_cast<int64_t>(bytes);
 }
 
 Status Backend::Defragment() {

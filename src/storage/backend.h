@@ -6,10 +6,14 @@
 // after a crash the stored applied index describes exactly the data stored: replay after restart
 // applies every later entry once, and no entry twice (the "consistent index" of etcd's backend).
 //
-// Durability: Commit writes the RocksDB WAL without fsync. Sync makes every commit so far
-// durable; the caller must Sync before it truncates the Raft log past the applied index, because
-// a crash may lose a suffix of unsynced commits, and those entries must still be in the log to
-// be applied again.
+// Durability: the Raft log is the write-ahead log of the state machine, so Commit writes only
+// RocksDB's memtables (no RocksDB WAL, which would write and checksum every value a second
+// time). Sync flushes the memtables of every table to SST files in one atomic flush; RocksDB
+// also flushes them, the same way, when they fill. After a crash the database is therefore
+// exactly what some flush left, with the applied index of that moment, and the unflushed
+// commits are lost. The caller must Sync before it truncates the Raft log past the applied
+// index, so that those entries are still in the log to be applied again (etcd's backend works
+// the same way: bbolt commits every 100 ms and the WAL replays the rest).
 //
 // Directory layout (why: a snapshot must replace the whole database atomically, and a directory
 // cannot be renamed over a non-empty one):
@@ -176,8 +180,8 @@ class Backend final : public Reader {
   // interrupted snapshot install.
   static Result<std::unique_ptr<Backend>> Open(const std::string& dir,
                                                std::vector<std::string> tables);
-  // Closes the database. Commits not yet synced are in the RocksDB WAL, written to the OS but
-  // not fsynced. Precondition: no SnapshotReader of this backend is alive.
+  // Closes the database; RocksDB flushes the memtables first. Precondition: no SnapshotReader
+  // of this backend is alive.
   ~Backend() override;
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
@@ -193,15 +197,20 @@ class Backend final : public Reader {
   std::unique_ptr<WriteBatch> NewBatch() const;
 
   // Writes `batch` together with the new applied index (and membership, when given) in one
-  // atomic write, not fsynced. Preconditions: applied_index > this->applied_index(); the batch
-  // came from this backend and has no save point open. On error nothing of the batch is applied,
-  // and the backend refuses every later Commit and Sync (fail-stop): after a failed write the
-  // only safe continuation is to reopen and replay from the log.
+  // atomic write, to memory only (see Durability above). Preconditions: applied_index >
+  // this->applied_index(); the batch came from this backend and has no save point open. On error
+  // nothing of the batch is applied, and the backend refuses every later Commit and Sync
+  // (fail-stop): after a failed write the only safe continuation is to reopen and replay from the
+  // log.
   Status Commit(WriteBatch& batch, Index applied_index,
                 std::optional<std::string_view> membership = std::nullopt);
 
-  // Makes every commit so far durable (fsync of the RocksDB WAL).
+  // Makes every commit so far durable: one atomic flush of every table's memtable, which
+  // RocksDB writes and fsyncs. Blocks until the flush is done.
   Status Sync();
+  // The memory the memtables of every table hold: the data committed since the last flush,
+  // which is not in any file yet. Safe beside Commit.
+  int64_t memtable_bytes() const;
   // Rewrites every table's files without the space that deleted and overwritten rows left
   // (etcd's defragmentation; for RocksDB a full manual compaction). Commits and reads go on
   // meanwhile. Errors are RocksDB's; the data is untouched by a failed compaction.

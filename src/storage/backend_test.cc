@@ -93,6 +93,46 @@ TEST(Backend, CommitStoresDataWithAppliedIndexAndMembershipAcrossReopen) {
   EXPECT_FALSE(got->has_value());
 }
 
+// What a crash leaves: a copy of the directory taken while the backend is open holds the files
+// but not the memtables, as a killed process would.
+std::unique_ptr<Backend> OpenCrashCopy(const TempDir& tmp, const std::string& name) {
+  fs::remove_all(tmp.sub(name));
+  fs::copy(tmp.sub("node"), tmp.sub(name), fs::copy_options::recursive);
+  return OpenOrDie(tmp.sub(name));
+}
+
+TEST(Backend, CrashKeepsWhatTheLastSyncFlushedWithItsAppliedIndex) {
+  TempDir tmp;
+  auto backend = OpenOrDie(tmp.sub("node"));
+  Commit(*backend, 3, {{"k1", "v1"}}, "members-1");
+  ASSERT_TRUE(backend->Sync().ok());
+  std::unique_ptr<WriteBatch> batch = backend->NewBatch();
+  batch->Delete(kA, "k1");
+  batch->Put(kA, "k2", "v2");
+  batch->Put(kB, "x", std::string(100000, 'y'));
+  ASSERT_TRUE(backend->Commit(*batch, Index(7), "members-2").ok());
+  {
+    // The commit at 7 was not synced: the Raft log replays it after a crash, so the store
+    // must come back at 3 with the data and membership of 3, in every table.
+    auto crashed = OpenCrashCopy(tmp, "crash-1");
+    EXPECT_EQ(crashed->applied_index(), Index(3));
+    EXPECT_EQ(crashed->membership(), "members-1");
+    EXPECT_EQ(Dump(*crashed, kA), (std::map<std::string, std::string>{{"k1", "v1"}}));
+    EXPECT_TRUE(Dump(*crashed, kB).empty());
+  }
+  // The quota counts the unflushed commits through memtable_bytes(); a flush moves them to files.
+  const int64_t unflushed = backend->memtable_bytes();
+  EXPECT_GT(unflushed, 100000);
+  ASSERT_TRUE(backend->Sync().ok());
+  EXPECT_LT(backend->memtable_bytes(), unflushed - 100000);
+  auto crashed = OpenCrashCopy(tmp, "crash-2");
+  EXPECT_EQ(crashed->applied_index(), Index(7));
+  EXPECT_EQ(crashed->membership(), "members-2");
+  EXPECT_EQ(Dump(*crashed, kA), (std::map<std::string, std::string>{{"k2", "v2"}}));
+  EXPECT_EQ(Dump(*crashed, kB),
+            (std::map<std::string, std::string>{{"x", std::string(100000, 'y')}}));
+}
+
 TEST(Backend, MemoryReaderAnswersFromMemoryAndRefusesWhatIsOnlyOnDisk) {
   TempDir tmp;
   {
@@ -100,8 +140,8 @@ TEST(Backend, MemoryReaderAnswersFromMemoryAndRefusesWhatIsOnlyOnDisk) {
     Commit(*backend, 1, {{"k1", "v1"}, {"k3", "v3"}});
     ASSERT_TRUE(backend->Sync().ok());
   }
-  // Reopening replays the WAL into a table file (RocksDB flushes during recovery), and the
-  // block cache starts empty: k1 is on disk only.
+  // Sync flushed k1 to a table file, and a reopened backend's block cache starts empty: k1 is
+  // on disk only.
   auto backend = OpenOrDie(tmp.sub("node"));
   const MemoryReader& memory = backend->memory_reader();
   Result<std::optional<std::string>> got = memory.Get(kA, "k1");
