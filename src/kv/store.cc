@@ -1223,6 +1223,16 @@ Status Store::Sync() {
   return backend_->Sync();
 }
 
+Status Store::StartSync() {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  return backend_->StartSync();
+}
+
+Result<Index> Store::durable_applied_index() const {
+  KV_RETURN_IF_ERROR(CheckUsable());
+  return backend_->durable_applied_index();
+}
+
 int64_t Store::unflushed_bytes() const {
   return backend_ == nullptr ? 0 : backend_->memtable_bytes();
 }

@@ -136,6 +136,9 @@ class Store {
                                            bool events_with_prev_kv = true);
   // Makes every applied entry durable (storage::Backend::Sync).
   Status Sync();
+  // Sync in the background (storage::Backend::StartSync), and what it has made durable so far.
+  Status StartSync();
+  Result<Index> durable_applied_index() const;
   // Bytes of applied entries held in memory only until the next Sync or automatic flush
   // (storage::Backend::memtable_bytes); the quota adds them to the files' size.
   int64_t unflushed_bytes() const;

@@ -452,6 +452,9 @@ void Node::Tick() {
   engine_->Tick();
   MaybeAdvanceInitialElectionTicks(now);
   ExpireWaiting(now);
+  // A snapshot whose store Sync finished after the last Ready is taken now, not at the next
+  // write, which may never come.
+  if (!ready_at_disk_) MaybeSnapshot();
 
   // Lease expiry and checkpoints are decided by the leader's clock only, and replicated as
   // entries so that every replica deletes the same keys at the same revision.
@@ -711,16 +714,30 @@ void Node::MaybeSnapshot() {
   // Raft 7: the state machine is the snapshot; once it is durable at `index`, the log up to
   // there is no longer needed (but the core keeps a tail for followers that are slightly
   // behind).
-  const Index index = std::min(store_->applied_index(), engine_->applied());
+  Index index = std::min(store_->applied_index(), engine_->applied());
   if (index <= engine_->snapshot_meta().index) return;
   if (index.distance_from(last_snapshot_index_) < options_.snapshot_count) return;
-  // A blocking flush of the store on the loop, once per snapshot_count entries.
-  if (Status status = store_->Sync(); !status.ok()) FailStop(status);
+  // The store must be durable up to the snapshot before the log may drop what it covers. Its
+  // flush runs on RocksDB's thread, so the loop does not wait on the disk (a flush of a
+  // snapshot_count's worth of memtables takes a few hundred ms); each later Ready and tick
+  // looks again.
+  if (sync_started_at_ <= last_snapshot_index_) {
+    if (Status status = store_->StartSync(); !status.ok()) FailStop(status);
+    sync_started_at_ = index;
+    return;
+  }
+  Result<Index> durable = store_->durable_applied_index();
+  if (!durable.ok()) FailStop(durable.status());
+  if (*durable < sync_started_at_) return;
+  index = std::min(index, *durable);
   if (Status status = engine_->SetSnapshot(index); !status.ok()) {
     // Multi-Paxos takes no snapshot while a chosen configuration change is not yet in effect
     // above it (the α rule; consensus/multipaxos/multipaxos.h): the leader is filling the slots
-    // up to there, and a later Ready snapshots instead.
-    if (absl::IsFailedPrecondition(status)) return;
+    // up to there, and a later Ready snapshots instead, after a Sync that covers more.
+    if (absl::IsFailedPrecondition(status)) {
+      sync_started_at_ = last_snapshot_index_;
+      return;
+    }
     FailStop(status);
   }
   last_snapshot_index_ = index;

@@ -333,6 +333,9 @@ class Node {
   std::map<uint64_t, std::vector<PendingRead>> reads_issued_;  // By read context.
   std::deque<ConfirmedReads> reads_confirmed_;  // Increasing index.
   Index last_snapshot_index_;
+  // The index the store's latest background Sync covers (MaybeSnapshot); above
+  // last_snapshot_index_ while that Sync may still be running.
+  Index sync_started_at_;
   NodeId known_leader_;  // As of the last Ready's soft state.
   // The leader changed in the Ready at the disk: fail the waiting clients after its apply.
   bool fail_waiting_after_apply_ = false;

@@ -466,17 +466,9 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
                       kBackendFormatVersion));
     }
   }
-  s = db->Get(rocksdb::ReadOptions(), backend->meta_handle_, kAppliedIndexKey, &value);
-  if (s.ok()) {
-    Decoder d(value);
-    uint64_t index = 0;
-    if (!d.U64(&index) || d.remaining() != 0) {
-      return absl::DataLossError(fmt::format("backend {}: corrupt applied index", dir));
-    }
-    backend->applied_index_ = Index(index);
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, fmt::format("backend {}: read applied index", dir));
-  }
+  Result<Index> applied = backend->ReadAppliedIndex(rocksdb::ReadOptions());
+  if (!applied.ok()) return applied.status();
+  backend->applied_index_ = *applied;
   s = db->Get(rocksdb::ReadOptions(), backend->meta_handle_, kMembershipKey, &value);
   if (s.ok()) {
     backend->membership_ = value;
@@ -538,9 +530,20 @@ Status Backend::Commit(WriteBatch& batch, Index applied_index,
 }
 
 Status Backend::Sync() {
+  return Flush(/*wait=*/true);
+}
+
+Status Backend::StartSync() {
+  return Flush(/*wait=*/false);
+}
+
+Status Backend::Flush(bool wait) {
   if (!failed_.ok()) return failed_;
   rocksdb::FlushOptions flush;
-  flush.wait = true;
+  flush.wait = wait;
+  // Waiting for an earlier flush to finish first would block StartSync's caller, which that
+  // call exists to avoid; RocksDB stalls writes instead if too many memtables are unflushed.
+  flush.allow_write_stall = !wait;
   rocksdb::Status s = injected_error_.ok()
                           ? db_->Flush(flush, all_handles_)
                           : rocksdb::Status::IOError(std::string(injected_error_.message()));
@@ -551,6 +554,25 @@ Status Backend::Sync() {
     return Fail(status);
   }
   return Status();
+}
+
+Result<Index> Backend::durable_applied_index() const {
+  rocksdb::ReadOptions options;
+  options.read_tier = rocksdb::kPersistedTier;
+  return ReadAppliedIndex(options);
+}
+
+Result<Index> Backend::ReadAppliedIndex(const rocksdb::ReadOptions& options) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(options, meta_handle_, kAppliedIndexKey, &value);
+  if (s.IsNotFound()) return Index(0);  // A new database.
+  if (!s.ok()) return FromRocks(s, fmt::format("backend {}: read applied index", dir_));
+  Decoder d(value);
+  uint64_t index = 0;
+  if (!d.U64(&index) || d.remaining() != 0) {
+    return absl::DataLossError(fmt::format("backend {}: corrupt applied index", dir_));
+  }
+  return Index(index);
 }
 
 int64_t Backend::memtable_bytes() const {

@@ -208,6 +208,12 @@ class Backend final : public Reader {
   // Makes every commit so far durable: one atomic flush of every table's memtable, which
   // RocksDB writes and fsyncs. Blocks until the flush is done.
   Status Sync();
+  // Sync without waiting: starts the atomic flush of every commit so far on RocksDB's
+  // background thread and returns. durable_applied_index() tells when it is done.
+  Status StartSync();
+  // The applied index of what the flushes so far made durable: what a crash now would keep.
+  // Read from the table files only (RocksDB's kPersistedTier), usually from the block cache.
+  Result<Index> durable_applied_index() const;
   // The memory the memtables of every table hold: the data committed since the last flush,
   // which is not in any file yet. Safe beside Commit.
   int64_t memtable_bytes() const;
@@ -270,6 +276,9 @@ class Backend final : public Reader {
   std::unique_ptr<Iterator> NewIteratorWith(const rocksdb::ReadOptions& options,
                                             TableId table) const;
   Status Fail(Status status);
+  // Sync (wait) or StartSync (not).
+  Status Flush(bool wait);
+  Result<Index> ReadAppliedIndex(const rocksdb::ReadOptions& options) const;
 
   std::string dir_;
   std::string db_name_;  // "db-<n>", as CURRENT names it.

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 namespace synod::storage {
 namespace {
@@ -131,6 +133,30 @@ TEST(Backend, CrashKeepsWhatTheLastSyncFlushedWithItsAppliedIndex) {
   EXPECT_EQ(Dump(*crashed, kA), (std::map<std::string, std::string>{{"k2", "v2"}}));
   EXPECT_EQ(Dump(*crashed, kB),
             (std::map<std::string, std::string>{{"x", std::string(100000, 'y')}}));
+}
+
+TEST(Backend, StartSyncMakesCommitsDurableInTheBackground) {
+  TempDir tmp;
+  auto backend = OpenOrDie(tmp.sub("node"));
+  Commit(*backend, 3, {{"k1", "v1"}});
+  Result<Index> durable = backend->durable_applied_index();
+  ASSERT_TRUE(durable.ok()) << durable.status();
+  EXPECT_EQ(*durable, Index(0));
+  ASSERT_TRUE(backend->StartSync().ok());
+  // The flush finishes on RocksDB's thread; wait for it, boundedly.
+  for (int i = 0; i < 1000 && durable.ok() && *durable != Index(3); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    durable = backend->durable_applied_index();
+  }
+  ASSERT_TRUE(durable.ok()) << durable.status();
+  EXPECT_EQ(*durable, Index(3));
+  Commit(*backend, 7, {{"k2", "v2"}});
+  durable = backend->durable_applied_index();
+  ASSERT_TRUE(durable.ok()) << durable.status();
+  EXPECT_EQ(*durable, Index(3));  // The commit at 7 is in memory only.
+  auto crashed = OpenCrashCopy(tmp, "crash");
+  EXPECT_EQ(crashed->applied_index(), Index(3));
+  EXPECT_EQ(Dump(*crashed, kA), (std::map<std::string, std::string>{{"k1", "v1"}}));
 }
 
 TEST(Backend, MemoryReaderAnswersFromMemoryAndRefusesWhatIsOnlyOnDisk) {
