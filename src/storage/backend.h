@@ -11,9 +11,10 @@
 // time). Sync flushes the memtables of every table to SST files in one atomic flush; RocksDB
 // also flushes them, the same way, when they fill. After a crash the database is therefore
 // exactly what some flush left, with the applied index of that moment, and the unflushed
-// commits are lost. The caller must Sync before it truncates the Raft log past the applied
-// index, so that those entries are still in the log to be applied again (etcd's backend works
-// the same way: bbolt commits every 100 ms and the WAL replays the rest).
+// commits are lost. Before the caller truncates the Raft log past an applied index, that index
+// must be durable (Sync, or StartSync and then durable_applied_index()), so that the entries a
+// crash would lose are still in the log to be applied again (etcd's backend works the same way:
+// bbolt commits every 100 ms and the WAL replays the rest).
 //
 // Directory layout (why: a snapshot must replace the whole database atomically, and a directory
 // cannot be renamed over a non-empty one):
