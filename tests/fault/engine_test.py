@@ -112,11 +112,9 @@ def main():
     failure = None
     try:
         cluster.start_all()
-        cluster.wait_for_leader()
         # The client API checks write through every member, and one that has not yet heard the
         # leader answers "no leader" (as etcd does).
-        for member in cluster.members:
-            cluster.wait_until_knows_leader(member)
+        cluster.wait_until_every_member_knows_leader()
         check_client_api(cluster)
         check_other_engine_refused(cluster)
     except (AssertionError, subprocess.SubprocessError) as error:

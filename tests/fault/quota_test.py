@@ -57,11 +57,9 @@ def main():
                       extra_flags=["--quota-backend-bytes", str(quota)], engine=args.engine)
     try:
         cluster.start_all()
-        cluster.wait_for_leader()
         # The puts go to every member in turn, and one that has not yet heard the leader
         # answers "no leader" (as etcd does) instead of the quota's error this test expects.
-        for member in cluster.members:
-            cluster.wait_until_knows_leader(member)
+        cluster.wait_until_every_member_knows_leader()
         value = b"v" * (64 << 10)
         acknowledged = []
         refused = None

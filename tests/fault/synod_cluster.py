@@ -202,6 +202,15 @@ class Cluster:
         raise AssertionError(f"{member.name} knew no leader within {timeout_s} s; logs in "
                              f"{self.base_dir}")
 
+    def wait_until_every_member_knows_leader(self, timeout_s=20):
+        """Waits for a leader and then until every running member names it, for tests that
+        write through every member right after the cluster starts."""
+        leader = self.wait_for_leader(timeout_s)
+        for member in self.members:
+            if member.running():
+                self.wait_until_knows_leader(member, timeout_s)
+        return leader
+
     def stop_and_clean_up(self, failure, tail_lines=20):
         """Stops every member; after a failure prints each log's tail and keeps the data and
         logs (saying where), else removes them."""

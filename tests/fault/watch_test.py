@@ -186,7 +186,9 @@ def main():
     streams = []
     try:
         cluster.start_all()
-        cluster.wait_for_leader()
+        # The writes go through random members, and one that has not yet heard the leader
+        # answers "no leader" (as etcd does).
+        cluster.wait_until_every_member_knows_leader()
         expected, values = [], {}
 
         # Live prefix watchers with prev_kv on every member, and a NOPUT one.
