@@ -279,7 +279,8 @@ void Node::WaitLinearizableReadAsync(ReadDone done) {
           shared_done->Complete(TooManyRequestsError());
           return;
         }
-        reads_unissued_.push_back(PendingRead{std::move(*shared_done), deadline});
+        reads_unissued_.push_back(
+            PendingRead{std::move(*shared_done), deadline, Clock::now() + LeaderWait()});
       })) {
     shared_done->Complete(TooManyRequestsError());
   }
@@ -427,6 +428,7 @@ void Node::Run() {
     for (std::function<void()>& item : work) item();
     work.clear();
     if (Clock::now() >= next_tick_) Tick();
+    ProposeAwaitingLeader();
     IssueReadIndex();
     ProcessReady();
     PublishStatus();
@@ -496,15 +498,40 @@ void Node::ProposeOnLoop(uint64_t request_id, std::string data) {
     return;
   }
   const NodeId leader = engine_->leader();
-  if (leader == kNoNode || transport_ == nullptr) {
+  if (leader == kNoNode) {
+    proposals_awaiting_leader_.push_back(
+        ProposalAwaitingLeader{request_id, std::move(data), Clock::now() + LeaderWait()});
+    return;
+  }
+  if (transport_ == nullptr) {
     fail(NoLeaderError());
     return;
   }
   transport_->SendForward(leader, std::move(data));
 }
 
+std::chrono::milliseconds Node::LeaderWait() const {
+  return std::chrono::milliseconds(uint64_t{options_.tick_ms} * options_.election_timeout_ticks);
+}
+
+bool Node::LeaderKnown() const {
+  return engine_->is_leader() || engine_->leader() != kNoNode;
+}
+
+void Node::ProposeAwaitingLeader() {
+  if (proposals_awaiting_leader_.empty() || !LeaderKnown()) return;
+  std::vector<ProposalAwaitingLeader> awaiting;
+  awaiting.swap(proposals_awaiting_leader_);
+  for (ProposalAwaitingLeader& proposal : awaiting) {
+    // Its client may have been answered meanwhile (timed out, or "leader changed").
+    if (proposal.request_id != 0 && !proposals_.contains(proposal.request_id)) continue;
+    ProposeOnLoop(proposal.request_id, std::move(proposal.data));
+  }
+}
+
 void Node::IssueReadIndex() {
   if (reads_unissued_.empty()) return;
+  if (!LeaderKnown()) return;  // They wait (LeaderWait); ExpireWaiting ends the wait.
   const uint64_t context = next_read_context_++;
   Status status = engine_->ReadIndex(std::to_string(context));
   if (!status.ok()) {
@@ -842,15 +869,35 @@ void Node::ExpireWaiting(Clock::time_point now) {
       return true;
     });
   };
+  // Those waiting for a leader, unless one is known now: they go out this loop turn.
+  if (!LeaderKnown()) ExpireLeaderWaits(now);
   for (auto& [context, reads] : reads_issued_) expire_reads(reads);
   std::erase_if(reads_issued_, [](auto& item) { return item.second.empty(); });
   for (ConfirmedReads& confirmed : reads_confirmed_) expire_reads(confirmed.reads);
   std::erase_if(reads_confirmed_, [](const ConfirmedReads& c) { return c.reads.empty(); });
 }
 
+void Node::ExpireLeaderWaits(Clock::time_point now) {
+  std::erase_if(proposals_awaiting_leader_, [&](const ProposalAwaitingLeader& proposal) {
+    if (proposal.leader_wait_end > now) return false;
+    auto it = proposals_.find(proposal.request_id);
+    if (it != proposals_.end()) {
+      it->second.done.Complete(NoLeaderError());
+      proposals_.erase(it);
+    }
+    return true;
+  });
+  std::erase_if(reads_unissued_, [&](PendingRead& read) {
+    if (read.leader_wait_end > now) return false;
+    read.done.Complete(NoLeaderError());
+    return true;
+  });
+}
+
 void Node::FailAllWaiting(const Status& status) {
   for (auto& [id, proposal] : proposals_) proposal.done.Complete(status);
   proposals_.clear();
+  proposals_awaiting_leader_.clear();
   for (PendingRead& read : reads_unissued_) read.done.Complete(status);
   reads_unissued_.clear();
   for (auto& [context, reads] : reads_issued_) {

@@ -157,8 +157,9 @@ class Node {
   // ---- Any thread ---------------------------------------------------------------------------
 
   // Proposes `request` (its id is assigned here); `done` runs once it is applied on this node,
-  // on the loop thread, or with an error. Errors: etcd's "no leader", "request timed out" (after
-  // the request timeout), "too many requests", "server stopped".
+  // on the loop thread, or with an error. Errors: etcd's "no leader" (when none is known after
+  // LeaderWait), "request timed out" (after the request timeout), "too many requests", "server
+  // stopped".
   void ProposeAsync(synodpb::Request request, ProposalDone done);
   // ProposeAsync, waiting for the outcome on the calling thread.
   Result<kv::CommandResult> Propose(synodpb::Request request);
@@ -241,6 +242,14 @@ class Node {
   struct PendingRead {
     ReadDone done;
     std::chrono::steady_clock::time_point deadline;
+    // Until then it may wait unissued for a leader to become known (LeaderWait).
+    std::chrono::steady_clock::time_point leader_wait_end;
+  };
+  // A proposal that came while no leader was known, proposed or forwarded once one is.
+  struct ProposalAwaitingLeader {
+    uint64_t request_id;  // In proposals_ while its client waits; 0 for the node's own.
+    std::string data;
+    std::chrono::steady_clock::time_point leader_wait_end;
   };
   // Reads confirmed by a ReadState, waiting for apply to reach `index`.
   struct ConfirmedReads {
@@ -271,8 +280,18 @@ class Node {
   void IssueReadIndex();
   void MaybeSnapshot();
   void ProposeOnLoop(uint64_t request_id, std::string data);
+  // How long a request that comes while no leader is known waits for one before "no leader":
+  // one election timeout, as etcd's waitLeader waits, so that a member that has just started,
+  // or one between two leaders, does not turn its clients away while the election that ends it
+  // takes well under a second. A minority member still says "no leader" once the wait is over.
+  std::chrono::milliseconds LeaderWait() const;
+  bool LeaderKnown() const;
+  // Proposes or forwards the proposals that waited for a leader, once one is known.
+  void ProposeAwaitingLeader();
   void FailAllWaiting(const Status& status);
   void ExpireWaiting(std::chrono::steady_clock::time_point now);
+  // "no leader" for the proposals and reads whose LeaderWait is over.
+  void ExpireLeaderWaits(std::chrono::steady_clock::time_point now);
   void PublishStatus();
   void StartSnapshotFetch(PeerMessage message, Index index);
   void Send(PeerMessage message);
@@ -328,7 +347,8 @@ class Node {
   };
   std::deque<UnappliedReady> unapplied_;  // Empty outside ProcessReady and FinishReady.
   std::map<uint64_t, PendingProposal> proposals_;
-  std::vector<PendingRead> reads_unissued_;
+  std::vector<PendingRead> reads_unissued_;  // Also the ones waiting for a leader.
+  std::vector<ProposalAwaitingLeader> proposals_awaiting_leader_;  // In arrival order.
   uint64_t next_read_context_ = 1;
   std::map<uint64_t, std::vector<PendingRead>> reads_issued_;  // By read context.
   std::deque<ConfirmedReads> reads_confirmed_;  // Increasing index.

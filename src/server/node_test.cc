@@ -128,6 +128,68 @@ TEST_F(NodeTest, WithoutAQuorumWritesAndReadsFailWithEtcdsErrors) {
   EXPECT_EQ(node_->WaitLinearizableRead(), NoLeaderError());
 }
 
+// A write and a read that come between two leaders wait for the election instead of failing
+// at once with "no leader" (etcd waits the same way). The test plays voter 2: nothing that
+// node 1 sends goes anywhere, and voter 2's answers are stepped in by hand.
+TEST_F(NodeTest, RequestsThatComeWhileNoLeaderIsKnownWaitForTheElection) {
+  NodeOptions options = Options();
+  options.initial_membership.voters = {NodeId(1), NodeId(2)};
+  StartNode(options);
+  auto wait_for_role = [&](raft::Role role) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (node_->status().role != role && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(node_->status().role, role);
+  };
+  auto step_from_voter_2 = [&](raft::MessageType type, Term term, Index index = Index(0),
+                               uint64_t read_round = 0) {
+    raft::Message message;
+    message.type = type;
+    message.from = NodeId(2);
+    message.to = NodeId(1);
+    message.term = term;
+    message.index = index;
+    message.read_round = read_round;
+    node_->OnPeerMessage(PeerMessage(std::move(message)));
+  };
+  ASSERT_NO_FATAL_FAILURE(wait_for_role(raft::Role::kPreCandidate));
+  synodpb::Request request;
+  request.mutable_put()->set_key("k");
+  request.mutable_put()->set_value("v");
+  std::promise<Result<kv::CommandResult>> put_answer;
+  node_->ProposeAsync(std::move(request), ProposalDone([&](Result<kv::CommandResult> result) {
+                        put_answer.set_value(std::move(result));
+                      }));
+  std::promise<Status> read_answer;
+  node_->WaitLinearizableReadAsync(
+      ReadDone([&](Status status) { read_answer.set_value(std::move(status)); }));
+  auto put_future = put_answer.get_future();
+  auto read_future = read_answer.get_future();
+  // Still waiting a few ticks later (a member that does not wait has said "no leader").
+  EXPECT_EQ(put_future.wait_for(std::chrono::milliseconds(30)), std::future_status::timeout);
+  EXPECT_EQ(read_future.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+
+  // Voter 2 grants the pre-vote (it echoes the term to come) and then the vote.
+  const Term term = node_->status().term;
+  step_from_voter_2(raft::MessageType::kRequestPreVoteResponse, Term(term.value() + 1));
+  ASSERT_NO_FATAL_FAILURE(wait_for_role(raft::Role::kCandidate));
+  step_from_voter_2(raft::MessageType::kRequestVoteResponse, Term(term.value() + 1));
+  ASSERT_NO_FATAL_FAILURE(wait_for_role(raft::Role::kLeader));
+  // The waiting write was proposed in the loop turn that made node 1 the leader, after the
+  // leader's empty entry (1). Voter 2 accepts both, which commits them.
+  step_from_voter_2(raft::MessageType::kAppendEntriesResponse, Term(term.value() + 1), Index(2));
+  ASSERT_EQ(put_future.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  Result<kv::CommandResult> put = put_future.get();
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->revision, Revision(2));
+  // The read was issued once the leader was known; its index is the commit index once the
+  // leader has committed in its term (2), confirmed by voter 2's answer to heartbeat round 1.
+  step_from_voter_2(raft::MessageType::kHeartbeatResponse, Term(term.value() + 1), Index(0), 1);
+  ASSERT_EQ(read_future.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(read_future.get().ok());
+}
+
 TEST_F(NodeTest, AnAsyncProposalIsAnsweredOnceWithTheAppliedResponse) {
   StartNode(Options());
   synodpb::Request request;
