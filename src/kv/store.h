@@ -21,7 +21,9 @@
 // Durability and restart: one backend commit per Apply call carries the data, the new applied
 // index and the membership (storage/backend.h), so after a crash the store resumes at a
 // consistent applied index and replays the rest of the log; entries at or below the applied index
-// are skipped. Sync() must precede truncation of the Raft log.
+// are skipped. The Raft log may be truncated only up to an index the store has made durable:
+// Sync() returns once every applied entry is, and durable_applied_index() tells how far a
+// StartSync() has got (Node::MaybeSnapshot snapshots at that index).
 //
 // Threads: not thread-safe. One thread (the apply loop) owns the store; reads are served by the
 // same thread, or the server adds the locking.
