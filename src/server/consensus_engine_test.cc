@@ -150,8 +150,8 @@ TEST_P(EngineTest, RefusesTheOtherEnginesMessages) {
   EXPECT_TRUE(absl::IsInvalidArgument(group.at(1).Step(std::move(other))));
 }
 
-// No leader to ask: the loop answers "no leader" at once. (Raft's core keeps such a read
-// until it knows a leader.)
+// No leader to ask: the engine refuses the read at once, and the node holds it unissued until a
+// leader is known (Node::LeaderWait).
 TEST(EngineKindTest, MultiPaxosFollowerReadWithoutALeaderIsUnavailable) {
   Group group(EngineKind::kMultiPaxos);
   EXPECT_TRUE(absl::IsUnavailable(group.at(2).ReadIndex("1")));

@@ -112,8 +112,8 @@ def main():
     failure = None
     try:
         cluster.start_all()
-        # The client API checks write through every member, and one that has not yet heard the
-        # leader answers "no leader" (as etcd does).
+        # The client API checks write through every member; one that has not heard the leader
+        # within its wait (an election timeout) answers "no leader".
         cluster.wait_until_every_member_knows_leader()
         check_client_api(cluster)
         check_other_engine_refused(cluster)

@@ -57,8 +57,8 @@ def main():
                       extra_flags=["--quota-backend-bytes", str(quota)], engine=args.engine)
     try:
         cluster.start_all()
-        # The puts go to every member in turn, and one that has not yet heard the leader
-        # answers "no leader" (as etcd does) instead of the quota's error this test expects.
+        # The puts go to every member in turn; one that has not heard the leader within its
+        # wait (an election timeout) answers "no leader" instead of the quota's error.
         cluster.wait_until_every_member_knows_leader()
         value = b"v" * (64 << 10)
         acknowledged = []

@@ -189,8 +189,9 @@ class Cluster:
         raise AssertionError(f"no leader within {timeout_s} s; logs in {self.base_dir}")
 
     def wait_until_knows_leader(self, member, timeout_s=20):
-        """Waits until `member` names a leader: a member that has just started answers
-        linearizable requests with "no leader" until it hears one, as etcd does."""
+        """Waits until `member` names a leader. A member that has just started holds requests
+        for up to one election timeout until it hears one (as etcd does), then answers "no
+        leader"; on a loaded machine its first connection may take longer than that."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:

@@ -186,8 +186,8 @@ def main():
     streams = []
     try:
         cluster.start_all()
-        # The writes go through random members, and one that has not yet heard the leader
-        # answers "no leader" (as etcd does).
+        # The writes go through random members; one that has not heard the leader within its
+        # wait (an election timeout) answers "no leader".
         cluster.wait_until_every_member_knows_leader()
         expected, values = [], {}
 
