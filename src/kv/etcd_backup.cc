@@ -144,7 +144,7 @@ Status WriteBucket(storage::BoltWriter& writer, std::string_view name, Rows rows
   return writer.EndBucket();
 }
 
-// The "key" bucket: the history in revision order (kv.revs), each row's record from kv.keys.
+// The "key" bucket: the history in revision order (kv.revs), which has etcd's layout already.
 Status WriteKeyBucket(const storage::SnapshotView& view, storage::BoltWriter& writer,
                       EtcdBackupSummary& summary) {
   if (Status status = writer.BeginBucket(kKeyBucket); !status.ok()) return status;
@@ -152,23 +152,19 @@ Status WriteKeyBucket(const storage::SnapshotView& view, storage::BoltWriter& wr
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::optional<Rev> rev = codec::DecodeRevRow(it->key());
     if (!rev.has_value()) return CorruptStore("kv.revs row key");
-    const std::string_view user_key = it->value();
-    Result<std::optional<std::string>> row =
-        view.Get(codec::kKeys, codec::EncodeKeyRow(user_key, *rev));
-    if (!row.ok()) return row.status();
-    if (!row->has_value()) return CorruptStore("kv.keys row missing for a revision");
-    std::optional<codec::Record> record = codec::DecodeRecord(**row);
-    if (!record.has_value()) return CorruptStore("kv.keys record");
+    std::optional<codec::RevValue> row = codec::DecodeRevValue(it->value());
+    if (!row.has_value()) return CorruptStore("kv.revs row value");
+    const codec::Record& record = row->record;
     mvccpb::KeyValue kv;
-    kv.set_key(std::string(user_key));
-    if (!record->tombstone) {
-      kv.set_create_revision(record->create_revision);
+    kv.set_key(row->user_key);
+    if (!record.tombstone) {
+      kv.set_create_revision(record.create_revision);
       kv.set_mod_revision(rev->main);
-      kv.set_version(record->version);
-      kv.set_value(record->value);
-      kv.set_lease(record->lease);
+      kv.set_version(record.version);
+      kv.set_value(record.value);
+      kv.set_lease(record.lease);
     }
-    if (Status status = writer.Put(EtcdRevKey(*rev, record->tombstone), kv.SerializeAsString());
+    if (Status status = writer.Put(EtcdRevKey(*rev, record.tombstone), kv.SerializeAsString());
         !status.ok()) {
       return status;
     }
@@ -311,9 +307,8 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
       record.lease = kv.lease();
       record.value = kv.value();
     }
-    loader.batch().Put(codec::kKeys, codec::EncodeKeyRow(kv.key(), rev->first),
-                       codec::EncodeRecord(record));
-    loader.batch().Put(codec::kRevs, codec::EncodeRevRow(rev->first), kv.key());
+    loader.batch().Put(codec::kRevs, codec::EncodeRevRow(rev->first),
+                       codec::EncodeRevValue(kv.key(), record));
     last_main = rev->first.main;
     ++summary.key_revisions;
     return loader.MaybeCommit();
@@ -369,26 +364,22 @@ Status LoadBackend(const storage::BoltReader& reader, const std::string& kv_dir,
   if (!status.ok()) return status;
   if (status = loader.Commit(std::nullopt); !status.ok()) return status;
 
-  // Which key each lease holds: the keys whose newest row is alive and names an existing lease
+  // Which key each lease holds: the keys whose newest change is a put naming an existing lease
   // (etcd attaches the same at start, kvstore.go restore; a missing lease it only logs).
   {
-    std::unique_ptr<storage::Iterator> it = loader.backend().NewIterator(codec::kKeys);
-    std::string previous_key;
-    bool first = true;
+    std::map<std::string, int64_t> newest_lease;  // Key -> lease of its newest change (0: none).
+    std::unique_ptr<storage::Iterator> it = loader.backend().NewIterator(codec::kRevs);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
-      if (!row.has_value()) return CorruptStore("kv.keys row key");
-      if (!first && row->user_key == previous_key) continue;  // Rows are newest first.
-      first = false;
-      previous_key = row->user_key;
-      std::optional<codec::Record> record = codec::DecodeRecord(it->value());
-      if (!record.has_value()) return CorruptStore("kv.keys record");
-      if (record->tombstone || record->lease == 0 || !lease_ids.contains(record->lease)) continue;
-      loader.batch().Put(codec::kLeaseKeys, codec::EncodeLeaseId(record->lease) + row->user_key,
-                         "");
-      if (status = loader.MaybeCommit(); !status.ok()) return status;
+      std::optional<codec::RevValue> row = codec::DecodeRevValue(it->value());
+      if (!row.has_value()) return CorruptStore("kv.revs row value");
+      newest_lease[row->user_key] = row->record.tombstone ? 0 : row->record.lease;
     }
     if (status = it->status(); !status.ok()) return status;
+    for (const auto& [key, lease] : newest_lease) {
+      if (lease == 0 || !lease_ids.contains(lease)) continue;
+      loader.batch().Put(codec::kLeaseKeys, codec::EncodeLeaseId(lease) + key, "");
+      if (status = loader.MaybeCommit(); !status.ok()) return status;
+    }
   }
 
   // kvstore.go restore: the current revision is the newest stored one, or the compacted one.

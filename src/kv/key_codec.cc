@@ -6,27 +6,10 @@ namespace synod::kv::codec {
 
 namespace {
 
-constexpr char kEscape = '\x00';
-constexpr char kEscapedZero = '\xff';
-constexpr char kTerminator = '\x01';
-constexpr char kPastTerminator = '\x02';
 constexpr size_t kRevBytes = 16;
-
-void AppendEscaped(std::string& out, std::string_view user_key) {
-  for (char c : user_key) {
-    out.push_back(c);
-    if (c == kEscape) out.push_back(kEscapedZero);
-  }
-}
-
-void PutRev(std::string& out, Rev rev, bool inverted) {
-  SYNOD_ASSERT(rev.main >= 0);
-  SYNOD_ASSERT(rev.sub >= 0);
-  const uint64_t main = static_cast<uint64_t>(rev.main);
-  const uint64_t sub = static_cast<uint64_t>(rev.sub);
-  PutU64(out, inverted ? ~main : main);
-  PutU64(out, inverted ? ~sub : sub);
-}
+// RevValue: kind u8 (1 put, 2 tombstone) | create_revision | version | lease | key length
+// (8 BE each) | key | value.
+constexpr size_t kRevValueFixedBytes = 1 + 4 * 8;
 
 }  // namespace
 
@@ -41,66 +24,13 @@ uint64_t GetU64(std::string_view in) {
   return v;
 }
 
-std::string KeyPrefix(std::string_view user_key) {
-  std::string out;
-  out.reserve(user_key.size() + 2 + kRevBytes);
-  AppendEscaped(out, user_key);
-  out.push_back(kEscape);
-  out.push_back(kTerminator);
-  return out;
-}
-
-std::string KeyPrefixEnd(std::string_view user_key) {
-  std::string out = KeyPrefix(user_key);
-  out.back() = kPastTerminator;
-  return out;
-}
-
-std::string EncodeKeyRow(std::string_view user_key, Rev rev) {
-  std::string out = KeyPrefix(user_key);
-  PutRev(out, rev, /*inverted=*/true);
-  return out;
-}
-
-std::string SeekAtOrBelow(std::string_view user_key, int64_t main) {
-  // The row (main, INT64_MAX) is the first of `main` in inverted order, so everything at or
-  // after it has a main revision <= `main`.
-  return EncodeKeyRow(user_key, Rev{main, INT64_MAX});
-}
-
-std::optional<KeyRow> DecodeKeyRow(std::string_view row) {
-  if (row.size() < 2 + kRevBytes) return std::nullopt;
-  KeyRow out;
-  const std::string_view body = row.substr(0, row.size() - kRevBytes);
-  size_t i = 0;
-  while (true) {
-    if (i >= body.size()) return std::nullopt;
-    const char c = body[i];
-    if (c != kEscape) {
-      out.user_key.push_back(c);
-      ++i;
-      continue;
-    }
-    if (i + 1 >= body.size()) return std::nullopt;
-    if (body[i + 1] == kEscapedZero) {
-      out.user_key.push_back(kEscape);
-      i += 2;
-      continue;
-    }
-    if (body[i + 1] == kTerminator && i + 2 == body.size()) break;
-    return std::nullopt;
-  }
-  const std::string_view rev = row.substr(row.size() - kRevBytes);
-  const uint64_t main = ~GetU64(rev);
-  const uint64_t sub = ~GetU64(rev.substr(8));
-  if (main > INT64_MAX || sub > INT64_MAX) return std::nullopt;
-  out.rev = Rev{static_cast<int64_t>(main), static_cast<int64_t>(sub)};
-  return out;
-}
-
 std::string EncodeRevRow(Rev rev) {
+  SYNOD_ASSERT(rev.main >= 0);
+  SYNOD_ASSERT(rev.sub >= 0);
   std::string out;
-  PutRev(out, rev, /*inverted=*/false);
+  out.reserve(kRevBytes);
+  PutU64(out, static_cast<uint64_t>(rev.main));
+  PutU64(out, static_cast<uint64_t>(rev.sub));
   return out;
 }
 
@@ -112,32 +42,39 @@ std::optional<Rev> DecodeRevRow(std::string_view row) {
   return Rev{static_cast<int64_t>(main), static_cast<int64_t>(sub)};
 }
 
-// Record: kind u8 (1 put, 2 tombstone) | create_revision | version | lease (8 BE each) | value.
-std::string EncodeRecord(const Record& record) {
+std::string EncodeRevValue(std::string_view user_key, const Record& record) {
   std::string out;
-  out.reserve(25 + record.value.size());
+  out.reserve(kRevValueFixedBytes + user_key.size() + record.value.size());
   out.push_back(record.tombstone ? '\x02' : '\x01');
   PutU64(out, static_cast<uint64_t>(record.create_revision));
   PutU64(out, static_cast<uint64_t>(record.version));
   PutU64(out, static_cast<uint64_t>(record.lease));
+  PutU64(out, user_key.size());
+  out.append(user_key);
   out.append(record.value);
   return out;
 }
 
-std::optional<Record> DecodeRecord(std::string_view data) {
-  if (data.size() < 25 || (data[0] != '\x01' && data[0] != '\x02')) return std::nullopt;
-  Record record;
-  record.tombstone = data[0] == '\x02';
-  record.create_revision = static_cast<int64_t>(GetU64(data.substr(1)));
-  record.version = static_cast<int64_t>(GetU64(data.substr(9)));
-  record.lease = static_cast<int64_t>(GetU64(data.substr(17)));
-  record.value = std::string(data.substr(25));
-  return record;
+std::optional<std::string_view> RevValueKey(std::string_view data) {
+  if (data.size() < kRevValueFixedBytes || (data[0] != '\x01' && data[0] != '\x02')) {
+    return std::nullopt;
+  }
+  const uint64_t key_bytes = GetU64(data.substr(25));
+  if (key_bytes > data.size() - kRevValueFixedBytes) return std::nullopt;
+  return data.substr(kRevValueFixedBytes, key_bytes);
 }
 
-std::optional<bool> RecordIsTombstone(std::string_view data) {
-  if (data.size() < 25 || (data[0] != '\x01' && data[0] != '\x02')) return std::nullopt;
-  return data[0] == '\x02';
+std::optional<RevValue> DecodeRevValue(std::string_view data) {
+  std::optional<std::string_view> key = RevValueKey(data);
+  if (!key.has_value()) return std::nullopt;
+  RevValue out;
+  out.user_key = std::string(*key);
+  out.record.tombstone = data[0] == '\x02';
+  out.record.create_revision = static_cast<int64_t>(GetU64(data.substr(1)));
+  out.record.version = static_cast<int64_t>(GetU64(data.substr(9)));
+  out.record.lease = static_cast<int64_t>(GetU64(data.substr(17)));
+  out.record.value = std::string(data.substr(kRevValueFixedBytes + key->size()));
+  return out;
 }
 
 std::string EncodeLeaseId(int64_t id) {

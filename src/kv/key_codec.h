@@ -2,20 +2,21 @@
 
 // How the MVCC keyspace is laid out in the backend's tables (docs/kv.md has the picture).
 //
-// Table "kv.keys": one row per revision of a user key,
-//   row key   = escape(user_key) 0x00 0x01 | ~main (8 bytes BE) | ~sub (8 bytes BE)
-//   row value = Record (below)
-// escape() writes 0x00 as 0x00 0xFF and every other byte as itself, and 0x00 0x01 terminates,
-// so rows sort by user key in bytewise order (a key sorts before its extensions: "a" < "a\0"),
-// and within one key by revision, newest first (the inverted revision). Hence "the value of k at
-// revision R" is one Seek to (k, R) and "the next key" is one Seek past (k, 0x00 0x02).
-//
-// Table "kv.revs": main (8 BE) | sub (8 BE) -> user key: the history in revision order, for
-// watch replay (EventsSince) and compaction.
+// Table "kv.revs": the history, one row per change (a put or a delete) of a user key, keyed by
+// its revision, as etcd's "key" bucket (mvcc/kvstore.go):
+//   row key   = main (8 bytes BE) | sub (8 bytes BE)
+//   row value = RevValue (below): the user key and its Record
+// Rows are written in revision order, so every put appends at the end of the table, and watch
+// replay (EventsSince) reads the history in order. Which revision of a key a read wants comes
+// from the in-memory key index (kv/key_index.h), which Store::Open rebuilds from this table.
 //
 // Table "kv.leases": lease id -> granted TTL | checkpointed remaining TTL (LeaseRow).
 // Table "kv.lease_keys": lease id | user key -> "": the keys attached to a lease.
 // Table "kv.meta": the store's counters (current and compacted revision) and raised alarms.
+//
+// Stores written by earlier builds (up to 3ddedaf) kept a second table, "kv.keys" (a row per user
+// key and revision, ordered by key). The backend refuses to open a database with that table
+// ("unknown table"); docs/kv.md says how to carry such data over.
 
 #include <cstdint>
 #include <optional>
@@ -28,13 +29,12 @@
 namespace synod::kv::codec {
 
 // The store's tables, in the TableId order given to storage::Backend::Open.
-inline constexpr storage::TableId kKeys{0};
-inline constexpr storage::TableId kRevs{1};
-inline constexpr storage::TableId kLeases{2};
-inline constexpr storage::TableId kLeaseKeys{3};
-inline constexpr storage::TableId kMeta{4};
+inline constexpr storage::TableId kRevs{0};
+inline constexpr storage::TableId kLeases{1};
+inline constexpr storage::TableId kLeaseKeys{2};
+inline constexpr storage::TableId kMeta{3};
 inline std::vector<std::string> Tables() {
-  return {"kv.keys", "kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"};
+  return {"kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"};
 }
 // Rows of kv.meta: revisions are 8 bytes BE; the alarms an etcdserverpb::AlarmResponse.
 inline constexpr char kCurrentRevKey[] = "current_revision";
@@ -52,25 +52,10 @@ struct Rev {
 void PutU64(std::string& out, uint64_t v);
 uint64_t GetU64(std::string_view in);  // Precondition: in.size() >= 8.
 
-// All rows of `user_key` begin with this.
-std::string KeyPrefix(std::string_view user_key);
-// The smallest row key greater than every row of `user_key`: Seek there to skip to the next key.
-std::string KeyPrefixEnd(std::string_view user_key);
-// The row of `user_key` at `rev`. EncodeKeyRow(k, {R, INT64_MAX})... see SeekAtOrBelow.
-std::string EncodeKeyRow(std::string_view user_key, Rev rev);
-// Seek to this to land on the newest row of `user_key` with main <= `main` (if any).
-std::string SeekAtOrBelow(std::string_view user_key, int64_t main);
-struct KeyRow {
-  std::string user_key;
-  Rev rev;
-};
-// nullopt when `row` is not a well-formed row key (corruption).
-std::optional<KeyRow> DecodeKeyRow(std::string_view row);
-
 std::string EncodeRevRow(Rev rev);
 std::optional<Rev> DecodeRevRow(std::string_view row);
 
-// The value of a kv.keys row.
+// One change of a key: a put, or a delete (tombstone; the other fields are then zero).
 struct Record {
   bool tombstone = false;
   int64_t create_revision = 0;
@@ -78,10 +63,16 @@ struct Record {
   int64_t lease = 0;
   std::string value;
 };
-std::string EncodeRecord(const Record& record);
-std::optional<Record> DecodeRecord(std::string_view data);
-// Only the tombstone flag, without copying the value.
-std::optional<bool> RecordIsTombstone(std::string_view data);
+// The value of a kv.revs row: the changed user key and its record.
+struct RevValue {
+  std::string user_key;
+  Record record;
+};
+std::string EncodeRevValue(std::string_view user_key, const Record& record);
+// nullopt when `data` is not a well-formed row value (corruption).
+std::optional<RevValue> DecodeRevValue(std::string_view data);
+// Only the user key, without copying the value (watch replay filters by key first).
+std::optional<std::string_view> RevValueKey(std::string_view data);
 
 // Lease ids are int64; flipping the sign bit makes their big-endian bytes sort like the numbers.
 std::string EncodeLeaseId(int64_t id);

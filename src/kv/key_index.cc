@@ -1,59 +1,142 @@
 #include "kv/key_index.h"
 
+#include <algorithm>
+
 #include "base/assert.h"
 
 namespace synod::kv {
 
 namespace {
-// Debian's Abseil has its own string_view type, which the map's hasher takes.
-absl::string_view AbslView(std::string_view key) {
-  return absl::string_view(key.data(), key.size());
+
+using codec::Rev;
+
+// The newest change with main <= at_rev, or nullptr.
+template <typename Changes>
+auto NewestAtOrBelow(Changes& changes, int64_t at_rev) -> decltype(&changes.front()) {
+  auto above =
+      std::upper_bound(changes.begin(), changes.end(), at_rev,
+                       [](int64_t r, const KeyIndex::Change& c) { return r < c.rev.main; });
+  return above == changes.begin() ? nullptr : &*(above - 1);
 }
+
 }  // namespace
 
 const KeyIndex::Newest* KeyIndex::Find(std::string_view key) const {
-  auto it = newest_.find(AbslView(key));
-  return it == newest_.end() ? nullptr : &it->second;
+  auto it = keys_.find(key);
+  return it == keys_.end() || !it->second.live() ? nullptr : &it->second.newest;
 }
 
-void KeyIndex::Set(std::string_view key, const Newest& newest) {
-  auto [it, inserted] = newest_.try_emplace(AbslView(key), newest);
-  if (inserted) {
-    undo_.emplace_back(std::string(key), std::nullopt);
-  } else {
-    undo_.emplace_back(std::string(key), it->second);
-    it->second = newest;
+std::optional<Rev> KeyIndex::LiveAt(std::string_view key, int64_t at_rev) const {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return std::nullopt;
+  const Change* change = NewestAtOrBelow(it->second.changes, at_rev);
+  if (change == nullptr || change->tombstone) return std::nullopt;
+  return change->rev;
+}
+
+std::optional<Rev> KeyIndex::PutBefore(std::string_view key, Rev rev) const {
+  auto it = keys_.find(key);
+  SYNOD_ASSERT(it != keys_.end());
+  const std::vector<Change>& changes = it->second.changes;
+  auto at = std::lower_bound(changes.begin(), changes.end(), rev,
+                             [](const Change& c, Rev r) { return c.rev < r; });
+  SYNOD_ASSERT(at != changes.end() && at->rev == rev);
+  if (at == changes.begin() || (at - 1)->tombstone) return std::nullopt;
+  return (at - 1)->rev;
+}
+
+void KeyIndex::VisitLive(const KeyRange& range, int64_t at_rev,
+                         const std::function<bool(const std::string&, Rev)>& visit) const {
+  for (auto it = keys_.lower_bound(range.key); it != keys_.end(); ++it) {
+    if (range.Past(it->first)) break;
+    const Change* change = NewestAtOrBelow(it->second.changes, at_rev);
+    if (change == nullptr || change->tombstone) continue;
+    if (!visit(it->first, change->rev)) break;
   }
 }
 
-void KeyIndex::Erase(std::string_view key) {
-  auto it = newest_.find(AbslView(key));
-  if (it == newest_.end()) return;
-  undo_.emplace_back(std::string(key), it->second);
-  newest_.erase(it);
+KeyIndex::History& KeyIndex::Append(std::string_view key, Change change) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) {
+    it = keys_.emplace(std::string(key), History{}).first;
+  } else {
+    SYNOD_ASSERT_MSG(it->second.changes.back().rev < change.rev, "change of {:?} out of order",
+                     key);
+    if (it->second.live()) --live_keys_;
+  }
+  it->second.changes.push_back(change);
+  if (!change.tombstone) ++live_keys_;
+  return it->second;
+}
+
+void KeyIndex::Put(std::string_view key, const Newest& newest) {
+  History& history = Append(key, Change{newest.rev, false});
+  undo_.push_back(Undo{std::string(key), history.newest});
+  history.newest = newest;
+}
+
+void KeyIndex::Delete(std::string_view key, Rev rev) {
+  SYNOD_ASSERT_MSG(Find(key) != nullptr, "delete of {:?}, which is not live", key);
+  History& history = Append(key, Change{rev, true});
+  undo_.push_back(Undo{std::string(key), history.newest});
 }
 
 void KeyIndex::RollbackTo(size_t mark) {
   SYNOD_ASSERT(mark <= undo_.size());
   while (undo_.size() > mark) {
-    auto& [key, previous] = undo_.back();
-    if (previous.has_value()) {
-      newest_.insert_or_assign(key, *previous);
+    Undo& undo = undo_.back();
+    auto it = keys_.find(undo.key);
+    SYNOD_ASSERT(it != keys_.end());
+    History& history = it->second;
+    if (history.live()) --live_keys_;
+    history.changes.pop_back();
+    if (history.changes.empty()) {
+      keys_.erase(it);
     } else {
-      newest_.erase(key);
+      history.newest = undo.newest_before;
+      if (history.live()) ++live_keys_;
     }
     undo_.pop_back();
   }
 }
 
+std::vector<Rev> KeyIndex::Compact(int64_t rev) {
+  SYNOD_ASSERT(undo_.empty());
+  std::vector<Rev> dropped;
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    std::vector<Change>& changes = it->second.changes;
+    const Change* newest = NewestAtOrBelow(changes, rev);
+    if (newest == nullptr) {
+      ++it;
+      continue;
+    }
+    // Everything before the newest change at or below rev goes; so does that one if it ends
+    // the key's generation (a delete), as etcd's compaction drops tombstones.
+    auto keep_from = changes.begin() + (newest - changes.data());
+    if (newest->tombstone) ++keep_from;
+    for (auto c = changes.begin(); c != keep_from; ++c) dropped.push_back(c->rev);
+    changes.erase(changes.begin(), keep_from);
+    if (changes.empty()) {
+      it = keys_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return dropped;
+}
+
 void KeyIndex::Clear() {
-  newest_.clear();
+  keys_.clear();
+  live_keys_ = 0;
   undo_.clear();
 }
 
-void KeyIndex::Load(std::string key, const Newest& newest) {
+void KeyIndex::Load(std::string_view key, Rev rev, const codec::Record& record) {
   SYNOD_ASSERT(undo_.empty());
-  newest_.insert_or_assign(std::move(key), newest);
+  History& history = Append(key, Change{rev, record.tombstone});
+  if (!record.tombstone) {
+    history.newest = Newest{rev, record.create_revision, record.version, record.lease};
+  }
 }
 
 }  // namespace synod::kv

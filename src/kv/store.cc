@@ -30,7 +30,6 @@ using codec::EncodeLeaseRow;
 using codec::kAlarmsKey;
 using codec::kCompactRevKey;
 using codec::kCurrentRevKey;
-using codec::kKeys;
 using codec::kLeaseKeys;
 using codec::kLeases;
 using codec::kMeta;
@@ -80,13 +79,6 @@ Status IteratorStatus(const storage::Iterator& it) {
   return status.ok() ? status : StorageError(status);
 }
 
-// One live key as Range sees it at some revision.
-struct LiveKey {
-  std::string key;
-  Rev rev;
-  std::string record;  // Encoded Record.
-};
-
 KeyValue MakeKeyValue(std::string_view key, Rev rev, const Record& record) {
   KeyValue kv;
   kv.set_key(std::string(key));
@@ -98,88 +90,54 @@ KeyValue MakeKeyValue(std::string_view key, Rev rev, const Record& record) {
   return kv;
 }
 
-// Without `with_value`, the KeyValue's value is left empty.
-Result<KeyValue> DecodeKeyValue(const LiveKey& live, bool with_value = true) {
-  std::optional<Record> record = codec::DecodeRecord(live.record);
-  if (!record.has_value()) return CorruptRow("kv.keys", "record");
-  if (!with_value) record->value.clear();
-  return MakeKeyValue(live.key, live.rev, *record);
+// The stored change of `key` at `rev`, which the key index says is there.
+Result<Record> ReadChange(const Reader& reader, std::string_view key, Rev rev) {
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> data,
+                      Get(reader, kRevs, codec::EncodeRevRow(rev)));
+  if (!data.has_value()) return CorruptRow("kv.revs", "no row at the indexed revision");
+  std::optional<codec::RevValue> row = codec::DecodeRevValue(*data);
+  if (!row.has_value()) return CorruptRow("kv.revs", "row value");
+  if (row->user_key != key) {
+    return CorruptRow("kv.revs", fmt::format("row {}/{} holds {:?}, the key index says {:?}",
+                                             rev.main, rev.sub, row->user_key, key));
+  }
+  return std::move(row->record);
 }
 
-// Visits every key of `range` that is alive at revision `at_rev`, in key order, with its newest
-// row at or below `at_rev`. `visit` returns false to stop. `newest` is null, or the index of
-// the reader's newest state when at_rev is that state's revision: then a single key is one
-// lookup and one point read instead of a Seek.
+// Calls visit(kv) for every key of `range` alive at at_rev, in key order, as stored; stops when
+// visit returns false.
 template <typename Visit>
-Status ScanLive(const Reader& reader, const KeyIndex* newest, const KeyRange& range, int64_t at_rev,
-                Visit visit) {
-  if (range.single && newest != nullptr) {
-    const KeyIndex::Newest* row = newest->Find(range.key);
-    if (row == nullptr) return Status();
-    SYNOD_ASSERT(row->rev.main <= at_rev);
-    KV_ASSIGN_OR_RETURN(std::optional<std::string> record,
-                        Get(reader, kKeys, codec::EncodeKeyRow(range.key, row->rev)));
-    if (!record.has_value()) return CorruptRow("kv.keys", "no row at the indexed revision");
-    visit(LiveKey{range.key, row->rev, std::move(*record)});
-    return Status();
-  }
-  std::unique_ptr<storage::Iterator> it = reader.NewIterator(kKeys);
-  if (range.single) {
-    it->Seek(codec::SeekAtOrBelow(range.key, at_rev));
-    if (it->Valid() && it->key().starts_with(codec::KeyPrefix(range.key))) {
-      std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
-      if (!row.has_value()) return CorruptRow("kv.keys", "row key");
-      SYNOD_ASSERT(row->rev.main <= at_rev);
-      std::optional<bool> tombstone = codec::RecordIsTombstone(it->value());
-      if (!tombstone.has_value()) return CorruptRow("kv.keys", "record");
-      if (!*tombstone) visit(LiveKey{row->user_key, row->rev, std::string(it->value())});
+Status VisitLiveKeys(const Reader& reader, const KeyIndex& index, const KeyRange& range,
+                     int64_t at_rev, Visit visit) {
+  Status status;
+  index.VisitLive(range, at_rev, [&](const std::string& key, Rev rev) {
+    Result<Record> record = ReadChange(reader, key, rev);
+    if (!record.ok()) {
+      status = record.status();
+      return false;
     }
-    return IteratorStatus(*it);
-  }
-  it->Seek(codec::KeyPrefix(range.key));
-  while (it->Valid()) {
-    std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
-    if (!row.has_value()) return CorruptRow("kv.keys", "row key");
-    if (range.Past(row->user_key)) break;
-    SYNOD_ASSERT(range.Contains(row->user_key));
-    const std::string user_key = row->user_key;
-    if (row->rev.main > at_rev) {
-      // Rows are newest first: skip to the newest one at or below at_rev, if the key has one.
-      it->Seek(codec::SeekAtOrBelow(user_key, at_rev));
-      if (!it->Valid()) break;
-      if (!it->key().starts_with(codec::KeyPrefix(user_key))) continue;  // Next key's row.
-      row = codec::DecodeKeyRow(it->key());
-      if (!row.has_value()) return CorruptRow("kv.keys", "row key");
-    }
-    SYNOD_ASSERT(row->rev.main <= at_rev);
-    std::optional<bool> tombstone = codec::RecordIsTombstone(it->value());
-    if (!tombstone.has_value()) return CorruptRow("kv.keys", "record");
-    if (!*tombstone && !visit(LiveKey{user_key, row->rev, std::string(it->value())})) break;
-    it->Seek(codec::KeyPrefixEnd(user_key));
-  }
-  return IteratorStatus(*it);
+    return visit(MakeKeyValue(key, rev, *record));
+  });
+  return status;
 }
 
-// Visits the newest row of every key, deleted ones included, in key order.
+// Visits every stored change in revision order: visit(rev, key, record).
 template <typename Visit>
-Status VisitNewestRows(const Reader& reader, Visit visit) {
-  std::optional<std::string> last_key;
-  std::unique_ptr<storage::Iterator> it = reader.NewIterator(kKeys);
+Status VisitHistory(const Reader& reader, Visit visit) {
+  std::unique_ptr<storage::Iterator> it = reader.NewIterator(kRevs);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
-    if (!row.has_value()) return CorruptRow("kv.keys", "row key");
-    if (row->user_key == last_key) continue;  // An older row: rows are newest first.
-    last_key = row->user_key;
-    std::optional<Record> record = codec::DecodeRecord(it->value());
-    if (!record.has_value()) return CorruptRow("kv.keys", "record");
-    visit(std::move(*row), *record);
+    std::optional<Rev> rev = codec::DecodeRevRow(it->key());
+    if (!rev.has_value()) return CorruptRow("kv.revs", "row key");
+    std::optional<codec::RevValue> row = codec::DecodeRevValue(it->value());
+    if (!row.has_value()) return CorruptRow("kv.revs", "row value");
+    visit(*rev, row->user_key, row->record);
   }
   return IteratorStatus(*it);
 }
 
 // etcd's Range (etcdserver/apply.go applierV3backend.Range over mvcc rangeKeys), reading at
-// `cur_rev` as the current revision; `newest` is the index of that revision's state.
-Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const KeyIndex& newest,
+// `cur_rev` as the current revision; `index` is the key index of that revision's state.
+Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const KeyIndex& index,
                                             const RangeRequest& request, int64_t cur_rev,
                                             int64_t compact_rev) {
   int64_t rev = request.revision();
@@ -196,23 +154,22 @@ Result<etcdserverpb::RangeResponse> RangeAt(const Reader& reader, const KeyIndex
       request.limit() > 0 && !fetch_all ? static_cast<size_t>(request.limit()) + 1 : SIZE_MAX;
   int64_t count = 0;
   std::vector<KeyValue> kvs;
-  Status decode_status;
+  Status read_status;
   // `count` is every key in the range, before the limit and before the revision filters, as in
-  // etcd.
-  KV_RETURN_IF_ERROR(ScanLive(reader, rev == cur_rev ? &newest : nullptr,
-                              KeyRange(request.key(), request.range_end()), rev, [&](LiveKey live) {
-                                ++count;
-                                if (!request.count_only() && kvs.size() < fetch_max) {
-                                  Result<KeyValue> kv = DecodeKeyValue(live);
-                                  if (!kv.ok()) {
-                                    decode_status = kv.status();
-                                    return false;
-                                  }
-                                  kvs.push_back(std::move(*kv));
-                                }
-                                return true;
-                              }));
-  KV_RETURN_IF_ERROR(decode_status);
+  // etcd; only the keys returned are read from the store.
+  index.VisitLive(KeyRange(request.key(), request.range_end()), rev,
+                  [&](const std::string& key, Rev at) {
+                    ++count;
+                    if (request.count_only() || kvs.size() >= fetch_max) return true;
+                    Result<Record> record = ReadChange(reader, key, at);
+                    if (!record.ok()) {
+                      read_status = record.status();
+                      return false;
+                    }
+                    kvs.push_back(MakeKeyValue(key, at, *record));
+                    return true;
+                  });
+  KV_RETURN_IF_ERROR(read_status);
 
   const auto prune = [&](auto drop) {
     kvs.erase(std::remove_if(kvs.begin(), kvs.end(), drop), kvs.end());
@@ -426,19 +383,12 @@ Result<bool> ApplyCompare(const Reader& reader, const KeyIndex& newest, int64_t 
                           const Compare& c) {
   bool any = false;
   bool all = true;
-  Status decode_status;
   KV_RETURN_IF_ERROR(
-      ScanLive(reader, &newest, KeyRange(c.key(), c.range_end()), rev, [&](LiveKey live) {
+      VisitLiveKeys(reader, newest, KeyRange(c.key(), c.range_end()), rev, [&](const KeyValue& kv) {
         any = true;
-        Result<KeyValue> kv = DecodeKeyValue(live);
-        if (!kv.ok()) {
-          decode_status = kv.status();
-          return false;
-        }
-        all = CompareKeyValue(c, *kv);
+        all = CompareKeyValue(c, kv);
         return all;
       }));
-  KV_RETURN_IF_ERROR(decode_status);
   if (!any) return c.target() == Compare::VALUE ? false : CompareKeyValue(c, KeyValue());
   return all;
 }
@@ -566,9 +516,8 @@ struct WriteTxn {
     record.lease = lease;
     record.value = value;
     SYNOD_ASSERT(record.version >= 1);
-    batch.Put(kKeys, codec::EncodeKeyRow(key, rev), codec::EncodeRecord(record));
-    batch.Put(kRevs, codec::EncodeRevRow(rev), key);
-    index.Set(key, {rev, record.create_revision, record.version, lease});
+    batch.Put(kRevs, codec::EncodeRevRow(rev), codec::EncodeRevValue(key, record));
+    index.Put(key, {rev, record.create_revision, record.version, lease});
     if (prev.has_value() && prev->lease() != 0) {
       batch.Delete(kLeaseKeys, codec::EncodeLeaseId(prev->lease()) + key);
     }
@@ -583,9 +532,8 @@ struct WriteTxn {
     const Rev rev{main(), sub++};
     Record tombstone;
     tombstone.tombstone = true;
-    batch.Put(kKeys, codec::EncodeKeyRow(prev.key(), rev), codec::EncodeRecord(tombstone));
-    batch.Put(kRevs, codec::EncodeRevRow(rev), prev.key());
-    index.Erase(prev.key());
+    batch.Put(kRevs, codec::EncodeRevRow(rev), codec::EncodeRevValue(prev.key(), tombstone));
+    index.Delete(prev.key(), rev);
     if (prev.lease() != 0)
       batch.Delete(kLeaseKeys, codec::EncodeLeaseId(prev.lease()) + prev.key());
     // etcd's delete event: the key and the deleting revision only.
@@ -613,12 +561,7 @@ Result<std::optional<KeyValue>> NewestKeyValue(const Reader& reader, const KeyIn
   if (row == nullptr) return std::optional<KeyValue>();
   Record record{false, row->create_revision, row->version, row->lease, ""};
   if (with_value) {
-    KV_ASSIGN_OR_RETURN(std::optional<std::string> data,
-                        Get(reader, kKeys, codec::EncodeKeyRow(key, row->rev)));
-    if (!data.has_value()) return CorruptRow("kv.keys", "no row at the indexed revision");
-    std::optional<Record> stored = codec::DecodeRecord(*data);
-    if (!stored.has_value()) return CorruptRow("kv.keys", "record");
-    record = std::move(*stored);
+    KV_ASSIGN_OR_RETURN(record, ReadChange(reader, key, row->rev));
   }
   return std::optional<KeyValue>(MakeKeyValue(key, row->rev, record));
 }
@@ -688,19 +631,20 @@ Result<etcdserverpb::DeleteRangeResponse> ExecDeleteRange(
   // response or a watcher wants them, since a delete of a large range would otherwise hold all
   // of its values at once (etcdctl check perf deletes its 270,000 1 KiB values so).
   const bool values_needed = r.prev_kv() || txn.events_with_prev_kv;
+  std::vector<std::string> keys;
+  txn.index.VisitLive(KeyRange(r.key(), r.range_end()), txn.read_rev(),
+                      [&](const std::string& key, Rev) {
+                        keys.push_back(key);
+                        return true;
+                      });
   std::vector<KeyValue> doomed;
-  Status decode_status;
-  KV_RETURN_IF_ERROR(ScanLive(batch, &txn.index, KeyRange(r.key(), r.range_end()), txn.read_rev(),
-                              [&](LiveKey live) {
-                                Result<KeyValue> kv = DecodeKeyValue(live, values_needed);
-                                if (!kv.ok()) {
-                                  decode_status = kv.status();
-                                  return false;
-                                }
-                                doomed.push_back(std::move(*kv));
-                                return true;
-                              }));
-  KV_RETURN_IF_ERROR(decode_status);
+  doomed.reserve(keys.size());
+  for (const std::string& key : keys) {
+    KV_ASSIGN_OR_RETURN(std::optional<KeyValue> kv,
+                        NewestKeyValue(batch, txn.index, key, values_needed));
+    SYNOD_ASSERT(kv.has_value());
+    doomed.push_back(std::move(*kv));
+  }
   for (const KeyValue& kv : doomed) {
     if (r.prev_kv()) *response.add_prev_kvs() = kv;
     txn.Delete(kv);
@@ -783,48 +727,10 @@ Status RevokeLease(storage::WriteBatch& batch, KeyIndex& index, ApplyState& stat
 }
 
 // Compaction at `rev`: for every key, keep its newest row at or below rev unless it is a
-// tombstone, and every row above rev (etcd's keyIndex.compact and scheduleCompaction).
-Status Compact(storage::WriteBatch& batch, int64_t rev) {
-  // The candidates are the rows at or below rev, in revision order; each step collects a
-  // bounded number of rows to delete, then deletes them (a batch iterator must not see its
-  // batch change under it) and continues after the last row it looked at.
-  Rev from{0, 0};
-  while (true) {
-    std::vector<std::pair<Rev, std::string>> doomed;
-    bool done = true;
-    {
-      std::unique_ptr<storage::Iterator> revs = batch.NewIterator(kRevs);
-      std::unique_ptr<storage::Iterator> keys = batch.NewIterator(kKeys);
-      for (revs->Seek(codec::EncodeRevRow(from)); revs->Valid(); revs->Next()) {
-        std::optional<Rev> r = codec::DecodeRevRow(revs->key());
-        if (!r.has_value()) return CorruptRow("kv.revs", "row key");
-        if (r->main > rev) break;
-        if (doomed.size() >= Store::kCompactionStepRowsMax) {
-          from = *r;
-          done = false;
-          break;
-        }
-        const std::string user_key(revs->value());
-        keys->Seek(codec::SeekAtOrBelow(user_key, rev));
-        if (!keys->Valid() || !keys->key().starts_with(codec::KeyPrefix(user_key))) {
-          return CorruptRow("kv.keys", fmt::format("no row of {:?} at or below {}", user_key, rev));
-        }
-        std::optional<codec::KeyRow> newest = codec::DecodeKeyRow(keys->key());
-        std::optional<bool> tombstone = codec::RecordIsTombstone(keys->value());
-        if (!newest.has_value() || !tombstone.has_value()) return CorruptRow("kv.keys", "row");
-        SYNOD_ASSERT(newest->rev.main <= rev);
-        SYNOD_ASSERT(*r <= newest->rev);
-        if (*r != newest->rev || *tombstone) doomed.emplace_back(*r, user_key);
-      }
-      KV_RETURN_IF_ERROR(IteratorStatus(*revs));
-      KV_RETURN_IF_ERROR(IteratorStatus(*keys));
-    }
-    for (const auto& [r, user_key] : doomed) {
-      batch.Delete(kRevs, codec::EncodeRevRow(r));
-      batch.Delete(kKeys, codec::EncodeKeyRow(user_key, r));
-    }
-    if (done) return Status();
-  }
+// tombstone, and every row above rev (etcd's keyIndex.compact and scheduleCompaction). The key
+// index knows which rows those are.
+void Compact(storage::WriteBatch& batch, KeyIndex& index, int64_t rev) {
+  for (Rev dropped : index.Compact(rev)) batch.Delete(kRevs, codec::EncodeRevRow(dropped));
 }
 
 }  // namespace
@@ -908,7 +814,7 @@ Status Store::ApplyRequest(storage::WriteBatch& batch, internal::ApplyState& sta
       // etcd's store.updateCompactRev.
       if (rev <= state.compact_rev) return CompactedError();
       if (rev > state.current_rev) return FutureRevisionError();
-      KV_RETURN_IF_ERROR(Compact(batch, rev));
+      Compact(batch, index_, rev);
       state.compact_rev = rev;
       etcdserverpb::CompactionResponse response;
       response.mutable_header()->set_revision(state.current_rev);
@@ -1176,38 +1082,26 @@ Status Store::Load() {
                       fmt::format("revision {} compacted {}", current_rev_, compact_rev_));
   }
   index_.Clear();
-  KV_RETURN_IF_ERROR(VisitNewestRows(*backend_, [&](codec::KeyRow row, const Record& record) {
-    if (!record.tombstone) {
-      index_.Load(std::move(row.user_key),
-                  {row.rev, record.create_revision, record.version, record.lease});
-    }
-  }));
+  KV_RETURN_IF_ERROR(
+      VisitHistory(*backend_, [&](Rev rev, const std::string& key, const Record& record) {
+        index_.Load(key, rev, record);
+      }));
   if (lessor_ != nullptr) KV_RETURN_IF_ERROR(AttachLessor(lessor_));
   return Status();
 }
 
 Status Store::CheckKeyIndex() const {
   KV_RETURN_IF_ERROR(CheckUsable());
-  size_t live = 0;
-  Status mismatch;
-  KV_RETURN_IF_ERROR(VisitNewestRows(*backend_, [&](codec::KeyRow row, const Record& record) {
-    const KeyIndex::Newest* indexed = index_.Find(row.user_key);
-    if (!record.tombstone) ++live;
-    const bool agrees =
-        record.tombstone
-            ? indexed == nullptr
-            : indexed != nullptr && *indexed == KeyIndex::Newest{row.rev, record.create_revision,
-                                                                 record.version, record.lease};
-    if (!agrees && mismatch.ok()) {
-      mismatch = absl::InternalError(fmt::format(
-          "kv store: the key index disagrees with the newest row of {:?}", row.user_key));
-    }
-  }));
-  KV_RETURN_IF_ERROR(mismatch);
-  if (live != index_.size()) {
-    return absl::InternalError(
-        fmt::format("kv store: the key index holds {} keys, the stored rows {} live keys",
-                    index_.size(), live));
+  KeyIndex rebuilt;
+  KV_RETURN_IF_ERROR(
+      VisitHistory(*backend_, [&](Rev rev, const std::string& key, const Record& record) {
+        rebuilt.Load(key, rev, record);
+      }));
+  if (!(rebuilt == index_) || rebuilt.size() != index_.size()) {
+    return absl::InternalError(fmt::format(
+        "kv store: the key index ({} live keys) disagrees with the one the stored history gives "
+        "({} live keys)",
+        index_.size(), rebuilt.size()));
   }
   return Status();
 }
@@ -1289,36 +1183,29 @@ Result<Store::EventsPage> Store::EventsSince(std::string_view key, std::string_v
       page.next_revision = Revision(static_cast<uint64_t>(rev->main));
       break;
     }
-    const std::string_view user_key = it->value();
-    if (!range.Contains(user_key)) continue;
-    KV_ASSIGN_OR_RETURN(std::optional<std::string> data,
-                        Get(*backend_, kKeys, codec::EncodeKeyRow(user_key, *rev)));
-    if (!data.has_value()) return CorruptRow("kv.keys", "missing row of a revision");
-    std::optional<Record> record = codec::DecodeRecord(*data);
-    if (!record.has_value()) return CorruptRow("kv.keys", "record");
+    std::optional<std::string_view> user_key = codec::RevValueKey(it->value());
+    if (!user_key.has_value()) return CorruptRow("kv.revs", "row value");
+    if (!range.Contains(*user_key)) continue;
+    std::optional<codec::RevValue> row = codec::DecodeRevValue(it->value());
+    if (!row.has_value()) return CorruptRow("kv.revs", "row value");
+    const Record& record = row->record;
     mvccpb::Event& event = page.events.emplace_back();
     last_main = rev->main;
-    if (record->tombstone) {
+    if (record.tombstone) {
       event.set_type(mvccpb::Event::DELETE);
-      event.mutable_kv()->set_key(std::string(user_key));
+      event.mutable_kv()->set_key(row->user_key);
       event.mutable_kv()->set_mod_revision(rev->main);
     } else {
       event.set_type(mvccpb::Event::PUT);
-      *event.mutable_kv() = MakeKeyValue(user_key, *rev, *record);
+      *event.mutable_kv() = MakeKeyValue(row->user_key, *rev, record);
     }
     if (prev_kv) {
       // The previous revision of the key, if it is still stored (compaction may have removed
       // it). Within one transaction, an earlier change of the same key counts.
-      std::unique_ptr<storage::Iterator> keys = backend_->NewIterator(kKeys);
-      keys->Seek(codec::EncodeKeyRow(user_key, *rev));
-      if (keys->Valid()) keys->Next();
-      if (keys->Valid() && keys->key().starts_with(codec::KeyPrefix(user_key))) {
-        std::optional<codec::KeyRow> row = codec::DecodeKeyRow(keys->key());
-        std::optional<Record> prev = codec::DecodeRecord(keys->value());
-        if (!row.has_value() || !prev.has_value()) return CorruptRow("kv.keys", "row");
-        if (!prev->tombstone) *event.mutable_prev_kv() = MakeKeyValue(user_key, row->rev, *prev);
+      if (std::optional<Rev> prev = index_.PutBefore(row->user_key, *rev); prev.has_value()) {
+        KV_ASSIGN_OR_RETURN(Record prev_record, ReadChange(*backend_, row->user_key, *prev));
+        *event.mutable_prev_kv() = MakeKeyValue(row->user_key, *prev, prev_record);
       }
-      KV_RETURN_IF_ERROR(IteratorStatus(*keys));
     }
   }
   KV_RETURN_IF_ERROR(IteratorStatus(*it));
@@ -1332,11 +1219,11 @@ Result<Store::Hash> Store::HashKV(Revision revision) const {
   if (rev == 0) rev = current_rev_;
   if (rev < compact_rev_) return CompactedError();
   storage::Crc32c crc;
-  std::unique_ptr<storage::Iterator> it = backend_->NewIterator(kKeys);
+  std::unique_ptr<storage::Iterator> it = backend_->NewIterator(kRevs);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::optional<codec::KeyRow> row = codec::DecodeKeyRow(it->key());
-    if (!row.has_value()) return CorruptRow("kv.keys", "row key");
-    if (row->rev.main > rev) continue;
+    std::optional<Rev> row = codec::DecodeRevRow(it->key());
+    if (!row.has_value()) return CorruptRow("kv.revs", "row key");
+    if (row->main > rev) break;
     // Length-prefixed, so that no two different row sequences hash the same bytes.
     std::string lengths;
     codec::PutU64(lengths, it->key().size());

@@ -116,9 +116,6 @@ class Store {
   static constexpr int64_t kLeaseTtlMax_s = 9'000'000'000;  // etcd lease.MaxLeaseTTL
   static constexpr size_t kLeaseCheckpointsMax = 1000;      // etcd maxLeaseCheckpointBatchSize
   static constexpr size_t kEventsPerCallMax = 100000;
-  // Compaction deletes in steps of at most this many rows (each step re-seeks), so its
-  // bookkeeping stays bounded whatever the history's size.
-  static constexpr size_t kCompactionStepRowsMax = 10000;
 
   // Opens (or creates) the store in `dir`, restoring revision, compacted revision, leases and
   // applied index.
@@ -203,8 +200,8 @@ class Store {
   // must outlive the store or be detached.
   Status AttachLessor(Lessor* lessor);
 
-  // Compares the in-memory key index (kv/key_index.h) with the stored rows: Internal when they
-  // disagree. For tests; it reads every row.
+  // Compares the in-memory key index (kv/key_index.h) with the one the stored history gives:
+  // Internal when they disagree. For tests; it reads every row.
   Status CheckKeyIndex() const;
 
   // --- Snapshots ---------------------------------------------------------------------------
@@ -242,8 +239,8 @@ class Store {
   int64_t current_rev_ = 1;
   int64_t compact_rev_ = 0;
   std::vector<etcdserverpb::AlarmMember> alarms_;  // Invariant: as stored in the meta table.
-  // Invariant: the newest live row of every key as stored, plus the changes of the command
-  // Apply is running.
+  // Invariant: the stored history of every key, plus the changes of the command Apply is
+  // running.
   KeyIndex index_;
   Lessor* lessor_ = nullptr;
 };

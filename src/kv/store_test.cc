@@ -754,6 +754,32 @@ TEST_F(StoreTest, DeletingAKeyDetachesItFromItsLease) {
 
 // --- Restart, crash and replay, determinism, snapshots ----------------------------------------
 
+TEST(StoreLayout, OpenRefusesAStoreWithTheEarlierKeyOrderedTableAndLeavesItAsItWas) {
+  TempDir tmp;
+  const std::string dir = tmp.sub("old");
+  {
+    // The tables as builds up to 3ddedaf created them, with one row in kv.keys.
+    auto old = storage::Backend::Open(
+        dir, {"kv.keys", "kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"});
+    ASSERT_TRUE(old.ok()) << old.status();
+    std::unique_ptr<storage::WriteBatch> batch = (*old)->NewBatch();
+    batch->Put(storage::TableId{0}, "old row", "old value");
+    ASSERT_TRUE((*old)->Commit(*batch, Index(7)).ok());
+    ASSERT_TRUE((*old)->Sync().ok());
+  }
+  auto store = Store::Open(dir);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(store.status().message().find("unknown table \"kv.keys\""), std::string::npos)
+      << store.status();
+  auto again =
+      storage::Backend::Open(dir, {"kv.keys", "kv.revs", "kv.leases", "kv.lease_keys", "kv.meta"});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->applied_index(), Index(7));
+  EXPECT_EQ(*(*again)->Get(storage::TableId{0}, "old row"),
+            std::optional<std::string>("old value"));
+}
+
 TEST_F(StoreTest, ReopenRestoresEverything) {
   Apply(GrantReq(9, 30));
   Put("a", "1", 9);
@@ -939,7 +965,7 @@ TEST(StoreDeterminism, CrashLosingUnsyncedSuffixThenReplayConverges) {
 TEST_F(StoreTest, SnapshotInstallsAnEqualStore) {
   const std::vector<std::string> data = RandomWorkload(99, 300);
   ASSERT_TRUE(store_->Apply(Entries(data, 0, data.size())).ok());
-  Result<std::unique_ptr<storage::SnapshotReader>> reader = store_->ReadSnapshot(4096);
+  Result<std::unique_ptr<storage::SnapshotReader>> reader = store_->ReadSnapshot(2048);
   ASSERT_TRUE(reader.ok());
 
   TempDir other;
