@@ -10,6 +10,11 @@ namespace {
 
 using codec::Rev;
 
+// Debian's Abseil has its own string_view type, which the hash map's lookups take.
+absl::string_view AbslView(std::string_view key) {
+  return absl::string_view(key.data(), key.size());
+}
+
 // The newest change with main <= at_rev, or nullptr.
 template <typename Changes>
 auto NewestAtOrBelow(Changes& changes, int64_t at_rev) -> decltype(&changes.front()) {
@@ -21,13 +26,21 @@ auto NewestAtOrBelow(Changes& changes, int64_t at_rev) -> decltype(&changes.fron
 
 }  // namespace
 
+KeyIndex::KeyIndex(const KeyIndex& other)
+    : keys_(other.keys_), live_keys_(other.live_keys_), undo_(other.undo_) {
+  for (auto& [key, history] : keys_) {
+    history.key = &key;
+    ordered_.emplace(key, &history);
+  }
+}
+
 const KeyIndex::Newest* KeyIndex::Find(std::string_view key) const {
-  auto it = keys_.find(key);
+  auto it = keys_.find(AbslView(key));
   return it == keys_.end() || !it->second.live() ? nullptr : &it->second.newest;
 }
 
 std::optional<Rev> KeyIndex::LiveAt(std::string_view key, int64_t at_rev) const {
-  auto it = keys_.find(key);
+  auto it = keys_.find(AbslView(key));
   if (it == keys_.end()) return std::nullopt;
   const Change* change = NewestAtOrBelow(it->second.changes, at_rev);
   if (change == nullptr || change->tombstone) return std::nullopt;
@@ -35,7 +48,7 @@ std::optional<Rev> KeyIndex::LiveAt(std::string_view key, int64_t at_rev) const 
 }
 
 std::optional<Rev> KeyIndex::PutBefore(std::string_view key, Rev rev) const {
-  auto it = keys_.find(key);
+  auto it = keys_.find(AbslView(key));
   SYNOD_ASSERT(it != keys_.end());
   const std::vector<Change>& changes = it->second.changes;
   auto at = std::lower_bound(changes.begin(), changes.end(), rev,
@@ -47,26 +60,40 @@ std::optional<Rev> KeyIndex::PutBefore(std::string_view key, Rev rev) const {
 
 void KeyIndex::VisitLive(const KeyRange& range, int64_t at_rev,
                          const std::function<bool(const std::string&, Rev)>& visit) const {
-  for (auto it = keys_.lower_bound(range.key); it != keys_.end(); ++it) {
-    if (range.Past(it->first)) break;
+  if (range.single) {
+    // One key: a hash lookup, no walk.
+    auto it = keys_.find(AbslView(range.key));
+    if (it == keys_.end()) return;
     const Change* change = NewestAtOrBelow(it->second.changes, at_rev);
+    if (change != nullptr && !change->tombstone) visit(it->first, change->rev);
+    return;
+  }
+  for (auto it = ordered_.lower_bound(range.key); it != ordered_.end(); ++it) {
+    if (range.Past(it->first)) break;
+    const Change* change = NewestAtOrBelow(it->second->changes, at_rev);
     if (change == nullptr || change->tombstone) continue;
-    if (!visit(it->first, change->rev)) break;
+    if (!visit(*it->second->key, change->rev)) break;
   }
 }
 
 KeyIndex::History& KeyIndex::Append(std::string_view key, Change change) {
-  auto it = keys_.find(key);
-  if (it == keys_.end()) {
-    it = keys_.emplace(std::string(key), History{}).first;
+  auto [it, inserted] = keys_.try_emplace(AbslView(key));
+  History& history = it->second;
+  if (inserted) {
+    history.key = &it->first;
+    ordered_.emplace(it->first, &history);
   } else {
-    SYNOD_ASSERT_MSG(it->second.changes.back().rev < change.rev, "change of {:?} out of order",
-                     key);
-    if (it->second.live()) --live_keys_;
+    SYNOD_ASSERT_MSG(history.changes.back().rev < change.rev, "change of {:?} out of order", key);
+    if (history.live()) --live_keys_;
   }
-  it->second.changes.push_back(change);
+  history.changes.push_back(change);
   if (!change.tombstone) ++live_keys_;
-  return it->second;
+  return history;
+}
+
+void KeyIndex::Erase(absl::node_hash_map<std::string, History>::iterator it) {
+  ordered_.erase(it->first);
+  keys_.erase(it);
 }
 
 void KeyIndex::Put(std::string_view key, const Newest& newest) {
@@ -91,7 +118,7 @@ void KeyIndex::RollbackTo(size_t mark) {
     if (history.live()) --live_keys_;
     history.changes.pop_back();
     if (history.changes.empty()) {
-      keys_.erase(it);
+      Erase(it);
     } else {
       history.newest = undo.newest_before;
       if (history.live()) ++live_keys_;
@@ -103,29 +130,25 @@ void KeyIndex::RollbackTo(size_t mark) {
 std::vector<Rev> KeyIndex::Compact(int64_t rev) {
   SYNOD_ASSERT(undo_.empty());
   std::vector<Rev> dropped;
-  for (auto it = keys_.begin(); it != keys_.end();) {
-    std::vector<Change>& changes = it->second.changes;
+  std::vector<std::string_view> emptied;
+  for (auto& [key, history] : ordered_) {
+    std::vector<Change>& changes = history->changes;
     const Change* newest = NewestAtOrBelow(changes, rev);
-    if (newest == nullptr) {
-      ++it;
-      continue;
-    }
+    if (newest == nullptr) continue;
     // Everything before the newest change at or below rev goes; so does that one if it ends
     // the key's generation (a delete), as etcd's compaction drops tombstones.
     auto keep_from = changes.begin() + (newest - changes.data());
     if (newest->tombstone) ++keep_from;
     for (auto c = changes.begin(); c != keep_from; ++c) dropped.push_back(c->rev);
     changes.erase(changes.begin(), keep_from);
-    if (changes.empty()) {
-      it = keys_.erase(it);
-    } else {
-      ++it;
-    }
+    if (changes.empty()) emptied.push_back(key);
   }
+  for (std::string_view key : emptied) Erase(keys_.find(AbslView(key)));
   return dropped;
 }
 
 void KeyIndex::Clear() {
+  ordered_.clear();
   keys_.clear();
   live_keys_ = 0;
   undo_.clear();

@@ -14,7 +14,8 @@
 // changes it together with the batch. A command that fails rolls its puts and deletes back (the
 // undo log below, beside the batch's save point). Compaction drops what it deletes from kv.revs.
 //
-// Determinism: the map is ordered by key, so iterating it gives the same order on every replica.
+// Determinism: only the key-ordered map is iterated, so every replica visits keys in the same
+// order; the hash map is only looked up.
 // Threads: not thread-safe; the store's users hold its lock (Store).
 
 #include <cstddef>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/node_hash_map.h"
 #include "kv/key_codec.h"
 #include "kv/key_range.h"
 
@@ -87,9 +89,14 @@ class KeyIndex {
 
   // Same keys with the same changes and newest fields (the undo log aside).
   bool operator==(const KeyIndex& other) const { return keys_ == other.keys_; }
+  KeyIndex() = default;
+  // Copies rebuild the ordered view, which points into the copy's own keys.
+  KeyIndex(const KeyIndex& other);
+  KeyIndex& operator=(const KeyIndex&) = delete;
 
  private:
   struct History {
+    const std::string* key;       // The map's key of this entry.
     std::vector<Change> changes;  // Oldest first; never empty while in the map.
     Newest newest{};              // Meaningful while the last change is a put.
     bool live() const { return !changes.back().tombstone; }
@@ -103,8 +110,14 @@ class KeyIndex {
   };
 
   History& Append(std::string_view key, Change change);
+  void Erase(absl::node_hash_map<std::string, History>::iterator it);
 
-  absl::btree_map<std::string, History, std::less<>> keys_;
+  // Each key's history, found by hash: a put (the hot path) looks its key up at hash speed,
+  // not by string compares down a B-tree (docs/benchmarks.md, "Revision-keyed history"). Nodes
+  // are stable, so `ordered_` can point into them.
+  absl::node_hash_map<std::string, History> keys_;
+  // The same keys in key order, for ranges and compaction: views of keys_'s keys.
+  absl::btree_map<std::string_view, History*> ordered_;
   size_t live_keys_ = 0;
   std::vector<Undo> undo_;  // Oldest first: one entry per Put or Delete.
 };
