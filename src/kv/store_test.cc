@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <filesystem>
+#include <map>
 
 #include "base/prng.h"
 
@@ -915,6 +916,72 @@ TEST(StoreDeterminism, TwoReplicasApplyingTheSameEntriesAgreeByteForByte) {
   EXPECT_EQ(hashes[0], hashes[1]);
   ASSERT_EQ(answers[0].size(), answers[1].size());
   for (size_t i = 0; i < answers[0].size(); ++i) EXPECT_EQ(answers[0][i], answers[1][i]) << i;
+}
+
+// The reads at every revision the store still keeps, and its watch history, against a model
+// built from the events each command reported: after every tenth entry of a random workload
+// with compactions, Range over all keys at each revision from the compacted one to the current
+// one must give the model's state at that revision, and EventsSince the events above the
+// compacted revision.
+TEST(StoreHistory, ReadsAtEveryKeptRevisionAndTheWatchHistoryMatchAModelOfTheEvents) {
+  const std::vector<std::string> data = RandomWorkload(11, 600);
+  TempDir tmp;
+  auto store = Store::Open(tmp.sub("store"));
+  ASSERT_TRUE(store.ok());
+  std::map<std::string, mvccpb::KeyValue> live;
+  std::map<int64_t, std::map<std::string, mvccpb::KeyValue>> state_at{
+      {1, {}}};  // Revision -> state.
+  std::vector<mvccpb::Event> history;
+  size_t checked_reads = 0;
+  int64_t highest_compaction = 0;
+  for (size_t i = 0; i < data.size(); ++i) {
+    auto results = (*store)->Apply(Entries(data, i, i + 1), /*events_with_prev_kv=*/false);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (const CommandResult& result : *results) {
+      for (const mvccpb::Event& event : result.events) {
+        if (event.type() == mvccpb::Event::PUT) {
+          live[event.kv().key()] = event.kv();
+        } else {
+          live.erase(event.kv().key());
+        }
+        history.push_back(event);
+      }
+      state_at[static_cast<int64_t>(result.revision.value())] = live;
+    }
+    if (i % 10 != 9) continue;
+    const int64_t compacted = static_cast<int64_t>((*store)->compact_revision().value());
+    const int64_t current = static_cast<int64_t>((*store)->current_revision().value());
+    highest_compaction = std::max(highest_compaction, compacted);
+    for (int64_t rev = std::max<int64_t>(compacted, 1); rev <= current; ++rev) {
+      auto range = (*store)->Range(RangeReq(std::string("\0", 1), std::string("\0", 1), rev));
+      ASSERT_TRUE(range.ok()) << range.status() << " at " << rev;
+      const std::map<std::string, mvccpb::KeyValue>& expected =
+          std::prev(state_at.upper_bound(rev))->second;
+      ASSERT_EQ(static_cast<size_t>(range->kvs_size()), expected.size()) << "at " << rev;
+      size_t k = 0;
+      for (const auto& [key, kv] : expected) {
+        EXPECT_EQ(range->kvs(static_cast<int>(k++)).SerializeAsString(), kv.SerializeAsString())
+            << key << " at " << rev << " after entry " << i;
+      }
+      ++checked_reads;
+    }
+    auto page = (*store)->EventsSince(std::string("\0", 1), std::string("\0", 1),
+                                      Revision(static_cast<uint64_t>(compacted + 1)),
+                                      Store::kEventsPerCallMax);
+    ASSERT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> expected_events;
+    for (const mvccpb::Event& event : history) {
+      if (event.kv().mod_revision() > compacted)
+        expected_events.push_back(event.SerializeAsString());
+    }
+    ASSERT_EQ(page->events.size(), expected_events.size()) << "after entry " << i;
+    for (size_t e = 0; e < expected_events.size(); ++e) {
+      EXPECT_EQ(page->events[e].SerializeAsString(), expected_events[e]) << e;
+    }
+  }
+  // The workload compacted, and the reads covered many revisions.
+  EXPECT_GT(highest_compaction, 20);
+  EXPECT_GT(checked_reads, 500u);
 }
 
 TEST(StoreDeterminism, CrashLosingUnsyncedSuffixThenReplayConverges) {
