@@ -152,7 +152,7 @@ TEST_F(EtcdBackupTest, EverythingObservableSurvivesTheRoundTrip) {
   ASSERT_EQ(copy->alarms().size(), 1u);
   EXPECT_EQ(copy->alarms()[0].memberid(), 7u);
 
-  // Every stored row is the same: HashKV covers kv.keys and the compacted revision.
+  // Every stored row is the same: HashKV covers kv.revs and the compacted revision.
   auto source_hash = source_->HashKV(Revision(0));
   auto copy_hash = copy->HashKV(Revision(0));
   ASSERT_TRUE(source_hash.ok() && copy_hash.ok());
