@@ -192,6 +192,8 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   std::string cluster_state = "new";
   std::string logger;
   std::string progress_notify_interval = "10m";
+  std::string auto_compaction_mode = "periodic";
+  std::string auto_compaction_retention = "0";
   bool enable_v2 = false;
   std::string engine = "raft";
   bool debug = false;
@@ -240,6 +242,11 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
                  "maximum client request size in bytes the server will accept");
   app.add_option("--experimental-watch-progress-notify-interval", progress_notify_interval,
                  "duration of periodic watch progress notifications (a Go duration)");
+  app.add_option("--auto-compaction-mode", auto_compaction_mode,
+                 "interpret --auto-compaction-retention as 'periodic' (a duration, or hours when "
+                 "a bare number) or 'revision' (a number of revisions)");
+  app.add_option("--auto-compaction-retention", auto_compaction_retention,
+                 "history to keep when compacting automatically (0: off)");
   app.add_option("--log-level", config.log_level, "debug, info, warn, error, panic or fatal");
   app.add_option("--logger", logger, "accepted for etcd compatibility (zap or capnslog)");
   app.add_flag("--enable-v2", enable_v2, "accepted for etcd compatibility; must be false");
@@ -283,6 +290,10 @@ Result<ServerConfig> ParseFlags(int argc, const char* const* argv) {
   }
   config.watch_progress_notify_interval =
       std::chrono::milliseconds(absl::ToInt64Milliseconds(progress_interval));
+  Result<std::optional<AutoCompactionPolicy>> auto_compaction =
+      ParseAutoCompaction(auto_compaction_mode, auto_compaction_retention);
+  if (!auto_compaction.ok()) return auto_compaction.status();
+  config.auto_compaction = *auto_compaction;
 
   struct UrlFlag {
     const char* name;

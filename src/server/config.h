@@ -17,6 +17,7 @@
 
 #include "base/ids.h"
 #include "base/status.h"
+#include "server/auto_compactor.h"
 #include "server/engine_kind.h"
 
 namespace synod::server {
@@ -67,6 +68,9 @@ struct ServerConfig {
   uint32_t max_request_bytes = 1572864;
   // etcd --experimental-watch-progress-notify-interval (a Go duration such as "10m" or "1.5s").
   std::chrono::milliseconds watch_progress_notify_interval{std::chrono::minutes(10)};
+  // etcd --auto-compaction-mode and --auto-compaction-retention, parsed (nullopt: off, etcd's
+  // default).
+  std::optional<AutoCompactionPolicy> auto_compaction;
   std::string log_level = "info";
   // --engine (synod's own flag): the consensus engine of a new data dir; an existing data dir
   // must have been created with the same one (server/data_dir.h).

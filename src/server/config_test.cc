@@ -78,6 +78,20 @@ TEST(ConfigTest, RepeatedFlagTakesItsLastValueAsInGo) {
 }
 
 // etcd disables the space quota for a negative --quota-backend-bytes rather than refusing it.
+TEST(ConfigTest, AutoCompactionFlagsAsEtcdTakesThem) {
+  EXPECT_FALSE(Parse({})->auto_compaction.has_value());  // Off by default, as in etcd.
+  auto periodic = Parse({"--auto-compaction-retention=1"});
+  ASSERT_TRUE(periodic.ok() && periodic->auto_compaction.has_value());
+  EXPECT_EQ(periodic->auto_compaction->mode, AutoCompactionPolicy::Mode::kPeriodic);
+  EXPECT_EQ(periodic->auto_compaction->retention_ms, 3600 * 1000);
+  auto revision =
+      Parse({"--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000"});
+  ASSERT_TRUE(revision.ok() && revision->auto_compaction.has_value());
+  EXPECT_EQ(revision->auto_compaction->retention_revisions, 10000);
+  ExpectInvalid({"--auto-compaction-mode=weekly", "--auto-compaction-retention=1"},
+                "unknown auto-compaction-mode \"weekly\"");
+}
+
 TEST(ConfigTest, NegativeQuotaMeansNoQuota) {
   auto config = Parse({"--quota-backend-bytes=-1"});
   ASSERT_TRUE(config.ok()) << config.status();

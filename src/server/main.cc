@@ -185,6 +185,7 @@ int Serve(ServerConfig config) {
   options.initial_election_tick_advance = config.initial_election_tick_advance;
   options.election_timeout_ticks = config.election_timeout_ms / config.heartbeat_interval_ms;
   options.snapshot_count = config.snapshot_count;
+  options.auto_compaction = config.auto_compaction;
   options.snapshot_catchup_entries = config.snapshot_catchup_entries;
   options.request_timeout = std::chrono::milliseconds(5000 + 2 * config.election_timeout_ms);
   ServiceOptions service_options;

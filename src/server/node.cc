@@ -169,6 +169,18 @@ Status Node::Recover() {
   engine_ = std::move(*engine);
   if (Status status = store_->AttachLessor(&lessor_); !status.ok()) return status;
   LoadMembers();
+  if (options_.auto_compaction.has_value()) {
+    auto_compactor_ =
+        std::make_shared<AutoCompactor>(*options_.auto_compaction, MonotonicMs(),
+                                        static_cast<int64_t>(store_->current_revision().value()));
+    const AutoCompactionPolicy& policy = *options_.auto_compaction;
+    if (policy.mode == AutoCompactionPolicy::Mode::kRevision) {
+      spdlog::info("auto-compaction: revision mode, keeping the last {} revisions",
+                   policy.retention_revisions);
+    } else {
+      spdlog::info("auto-compaction: periodic mode, keeping {} ms of history", policy.retention_ms);
+    }
+  }
 
   log_writer_ = std::make_unique<storage::LogWriter>(
       [this](std::vector<storage::LogWrite>& group) -> Status {
@@ -458,10 +470,12 @@ void Node::Tick() {
   // write, which may never come.
   if (!ready_at_disk_) MaybeSnapshot();
 
+  const int64_t now_ms = MonotonicMs();
+  MaybeAutoCompact(now_ms);
+
   // Lease expiry and checkpoints are decided by the leader's clock only, and replicated as
   // entries so that every replica deletes the same keys at the same revision.
   if (!engine_->is_leader()) return;
-  const int64_t now_ms = MonotonicMs();
   for (int64_t lease_id : lessor_.Expired(now_ms)) {
     synodpb::Request request;
     request.mutable_lease_expire()->set_id(lease_id);
@@ -477,6 +491,31 @@ void Node::Tick() {
     }
     ProposeOnLoop(0, request.SerializeAsString());
   }
+}
+
+void Node::MaybeAutoCompact(int64_t now_ms) {
+  if (auto_compactor_ == nullptr) return;
+  const std::optional<int64_t> revision = auto_compactor_->Due(
+      now_ms, static_cast<int64_t>(store_->current_revision().value()),
+      static_cast<int64_t>(store_->compact_revision().value()), engine_->is_leader());
+  if (!revision.has_value()) return;
+  spdlog::info("member {:x}: auto-compaction at revision {}", options_.id.value(), *revision);
+  synodpb::Request request;
+  request.mutable_compaction()->set_revision(*revision);
+  // The completion runs on this loop, or when a stopping node drops it; the weak pointer lets
+  // it outlive the compactor.
+  std::weak_ptr<AutoCompactor> compactor = auto_compactor_;
+  ProposeAsync(std::move(request),
+               ProposalDone([compactor, revision = *revision](Result<kv::CommandResult> result) {
+                 const Status status = result.ok() ? result->status : result.status();
+                 if (!status.ok()) {
+                   spdlog::warn("auto-compaction at revision {} failed: {}", revision,
+                                status.ToString());
+                 }
+                 if (std::shared_ptr<AutoCompactor> alive = compactor.lock()) {
+                   alive->Finished(revision, status, MonotonicMs());
+                 }
+               }));
 }
 
 void Node::ProposeOnLoop(uint64_t request_id, std::string data) {

@@ -6,7 +6,7 @@ add_library(synod_node_objects OBJECT node.cc consensus_engine.cc recipes.cc ser
   watch_service.cc worker_pool.cc)
 target_link_libraries(synod_node_objects
   PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
-    synod_members
+    synod_members synod_server_config
     spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 add_library(synod_node STATIC)
@@ -16,6 +16,10 @@ target_link_libraries(synod_node
 add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
 gtest_discover_tests(node_test PROPERTIES LABELS unit)
+
+add_executable(auto_compactor_test auto_compactor_test.cc)
+target_link_libraries(auto_compactor_test PRIVATE synod_node GTest::gtest_main)
+gtest_discover_tests(auto_compactor_test PROPERTIES LABELS unit)
 
 add_executable(completion_test completion_test.cc)
 target_link_libraries(completion_test PRIVATE synod_node GTest::gtest_main)

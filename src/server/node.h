@@ -58,11 +58,12 @@
 #include "base/status.h"
 #include "consensus/raft/raft.h"
 #include "kv/etcd_backup.h"
-#include "server/consensus_engine.h"
 #include "kv/lessor.h"
 #include "kv/store.h"
 #include "kv/watch_hub.h"
+#include "server/auto_compactor.h"
 #include "server/completion.h"
+#include "server/consensus_engine.h"
 #include "storage/file_system.h"
 #include "storage/log_writer.h"
 #include "storage/wal.h"
@@ -100,6 +101,9 @@ struct NodeOptions {
   // Entries kept in memory behind a snapshot so slightly lagging followers catch up from the log
   // rather than a whole snapshot (etcd's SnapshotCatchUpEntries).
   uint64_t snapshot_catchup_entries = 5000;
+  // etcd --auto-compaction-mode/--auto-compaction-retention: the leader compacts the history
+  // by itself (server/auto_compactor.h). nullopt: only when a client asks.
+  std::optional<AutoCompactionPolicy> auto_compaction;
   // How long a client waits for its write or read before "request timed out"; etcd's default
   // is 5 s plus two election timeouts.
   std::chrono::milliseconds request_timeout{7000};
@@ -265,6 +269,8 @@ class Node {
   // Runs `call` on the loop and waits for its result, at most the request timeout.
   Result<int64_t> CallOnLoop(std::function<Result<int64_t>()> call);
   void Run();
+  // The leader's automatic compaction (NodeOptions::auto_compaction), at each tick.
+  void MaybeAutoCompact(int64_t now_ms);
   void Tick();
   void MaybeAdvanceInitialElectionTicks(std::chrono::steady_clock::time_point now);
   // Takes the engine's Readies while they need no disk, and the first one that does goes to the
@@ -347,6 +353,9 @@ class Node {
   };
   std::deque<UnappliedReady> unapplied_;  // Empty outside ProcessReady and FinishReady.
   std::map<uint64_t, PendingProposal> proposals_;
+  // Shared with the completions of the compactions it proposes, which may outlive it when the
+  // node stops; null without --auto-compaction-retention.
+  std::shared_ptr<AutoCompactor> auto_compactor_;
   std::vector<PendingRead> reads_unissued_;  // Also the ones waiting for a leader.
   std::vector<ProposalAwaitingLeader> proposals_awaiting_leader_;  // In arrival order.
   uint64_t next_read_context_ = 1;
