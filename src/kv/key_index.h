@@ -36,8 +36,8 @@ namespace synod::kv {
 class KeyIndex {
  public:
   // A live key's newest revision and the fields of its record other than the value. (No
-  // default member initializers: GCC 12 rejects them in a nested struct the class's own
-  // btree_map member uses; value-initialize it.)
+  // default member initializers: GCC 12 rejects them in a nested struct that a container
+  // member of the enclosing class holds; value-initialize it.)
   struct Newest {
     codec::Rev rev;
     int64_t create_revision;
@@ -113,8 +113,8 @@ class KeyIndex {
   void Erase(absl::node_hash_map<std::string, History>::iterator it);
 
   // Each key's history, found by hash: a put (the hot path) looks its key up at hash speed,
-  // not by string compares down a B-tree (docs/benchmarks.md, "Revision-keyed history"). Nodes
-  // are stable, so `ordered_` can point into them.
+  // not by string compares down a B-tree (docs/benchmarks.md, change 14). Nodes are stable,
+  // so `ordered_` can point into them.
   absl::node_hash_map<std::string, History> keys_;
   // The same keys in key order, for ranges and compaction: views of keys_'s keys.
   absl::btree_map<std::string_view, History*> ordered_;
