@@ -599,8 +599,18 @@ class Transport::PeerSender {
   // Enqueue never waits for either, and a reaction that gRPC runs inline cannot deadlock.
   void PumpWritesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     // After SetTargets, messages wait for the stream to the new address.
-    while (stream_ != nullptr && !closing_ && !write_failed_ && !write_in_flight_ &&
-           !targets_changed_ && !stopping_ && (retry_.has_value() || !queue_.empty())) {
+    while (stream_ != nullptr && !closing_ && !write_failed_ && !stale_stream_ &&
+           !write_in_flight_ && !targets_changed_ && !stopping_ &&
+           (retry_.has_value() || !queue_.empty())) {
+      // A channel that is not READY lost the connection under the stream (the peer restarted).
+      // gRPC would report a write on that stream done once its transport took the bytes, and
+      // they would be lost; so the messages stay queued and the sender thread reconnects first.
+      std::shared_ptr<grpc::Channel> current = CurrentChannel();
+      if (current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
+        stale_stream_ = true;
+        wake_.notify_all();
+        break;
+      }
       write_in_flight_ = true;
       ++writes_starting_;
       OpenStream* stream = stream_.get();
@@ -664,6 +674,7 @@ class Transport::PeerSender {
     while (true) {
       bool retarget = false;
       bool failed = false;
+      bool stale = false;
       bool open = false;
       {
         absl::MutexLock lock(&mutex_);
@@ -671,11 +682,12 @@ class Transport::PeerSender {
         const Clock::time_point wake_at = open ? Clock::now() + kIdleCheckInterval : next_attempt;
         MutexAsLockable lockable{mutex_};
         wake_.wait_until(lockable, wake_at, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return stopping_ || targets_changed_ || write_failed_;
+          return stopping_ || targets_changed_ || write_failed_ || stale_stream_;
         });
         if (stopping_) break;
         retarget = targets_changed_;
         failed = write_failed_;
+        stale = stale_stream_;
       }
       if (retarget) {
         CloseStream();
@@ -700,11 +712,12 @@ class Transport::PeerSender {
         }
         continue;
       }
-      // Open and woken by the timer: a connection that died (the peer restarted, or keepalive
-      // gave up on it) leaves the channel READY no longer. Reconnect now, before Raft needs the
-      // stream.
+      // Open and woken by the timer, or by a write that found the stream stale: a connection
+      // that died (the peer restarted, or keepalive gave up on it) leaves the channel READY no
+      // longer. Reconnect now, before Raft needs the stream. A stale stream is closed even if
+      // gRPC has meanwhile made the channel READY again: that is a new connection.
       std::shared_ptr<grpc::Channel> current = channel();
-      if (current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
+      if (stale || current == nullptr || current->GetState(false) != GRPC_CHANNEL_READY) {
         Closed closed = CloseStream();
         ReportFailure(closed.target, closed.status);
         next_attempt = Clock::now();
@@ -870,6 +883,7 @@ class Transport::PeerSender {
       }
       closing_ = false;
       write_failed_ = false;
+      stale_stream_ = false;
       write_in_flight_ = false;
     }
     result.target = closed->target();
@@ -973,6 +987,9 @@ class Transport::PeerSender {
   bool write_in_flight_ ABSL_GUARDED_BY(mutex_) = false;
   // The last write failed: the stream is broken, and the sender thread takes over.
   bool write_failed_ ABSL_GUARDED_BY(mutex_) = false;
+  // A write found the channel not READY: the stream's connection is gone, nothing more is
+  // written on it, and the sender thread closes it and reconnects.
+  bool stale_stream_ ABSL_GUARDED_BY(mutex_) = false;
   // Threads between taking a batch and StartWrite's return; closing waits for none.
   int writes_starting_ ABSL_GUARDED_BY(mutex_) = 0;
   // A write on this stream succeeded (see Reconnect).
