@@ -27,7 +27,8 @@ auto NewestAtOrBelow(Changes& changes, int64_t at_rev) -> decltype(&changes.fron
 }  // namespace
 
 KeyIndex::KeyIndex(const KeyIndex& other)
-    : keys_(other.keys_), live_keys_(other.live_keys_), undo_(other.undo_) {
+    : keys_(other.keys_), live_keys_(other.live_keys_) {
+  SYNOD_ASSERT_MSG(other.undo_.empty(), "copy of a key index in the middle of a command");
   for (auto& [key, history] : keys_) {
     history.key = &key;
     ordered_.emplace(key, &history);
@@ -80,10 +81,13 @@ KeyIndex::History& KeyIndex::Append(std::string_view key, Change change) {
   auto [it, inserted] = keys_.try_emplace(AbslView(key));
   History& history = it->second;
   if (inserted) {
+    SYNOD_ASSERT_MSG(!change.tombstone, "delete of {:?}, which is absent", key);
     history.key = &it->first;
     ordered_.emplace(it->first, &history);
   } else {
     SYNOD_ASSERT_MSG(history.changes.back().rev < change.rev, "change of {:?} out of order", key);
+    SYNOD_ASSERT_MSG(!change.tombstone || history.live(), "delete of {:?}, which is not live",
+                     key);
     if (history.live()) --live_keys_;
   }
   history.changes.push_back(change);
@@ -98,27 +102,24 @@ void KeyIndex::Erase(absl::node_hash_map<std::string, History>::iterator it) {
 
 void KeyIndex::Put(std::string_view key, const Newest& newest) {
   History& history = Append(key, Change{newest.rev, false});
-  undo_.push_back(Undo{std::string(key), history.newest});
+  undo_.push_back(Undo{&history, history.newest});
   history.newest = newest;
 }
 
 void KeyIndex::Delete(std::string_view key, Rev rev) {
-  SYNOD_ASSERT_MSG(Find(key) != nullptr, "delete of {:?}, which is not live", key);
   History& history = Append(key, Change{rev, true});
-  undo_.push_back(Undo{std::string(key), history.newest});
+  undo_.push_back(Undo{&history, history.newest});
 }
 
 void KeyIndex::RollbackTo(size_t mark) {
   SYNOD_ASSERT(mark <= undo_.size());
   while (undo_.size() > mark) {
     Undo& undo = undo_.back();
-    auto it = keys_.find(undo.key);
-    SYNOD_ASSERT(it != keys_.end());
-    History& history = it->second;
+    History& history = *undo.history;
     if (history.live()) --live_keys_;
     history.changes.pop_back();
     if (history.changes.empty()) {
-      Erase(it);
+      Erase(keys_.find(AbslView(*history.key)));
     } else {
       history.newest = undo.newest_before;
       if (history.live()) ++live_keys_;

@@ -90,7 +90,8 @@ class KeyIndex {
   // Same keys with the same changes and newest fields (the undo log aside).
   bool operator==(const KeyIndex& other) const { return keys_ == other.keys_; }
   KeyIndex() = default;
-  // Copies rebuild the ordered view, which points into the copy's own keys.
+  // Copies rebuild the ordered view, which points into the copy's own keys. Precondition: the
+  // undo log is empty (it points into the original).
   KeyIndex(const KeyIndex& other);
   KeyIndex& operator=(const KeyIndex&) = delete;
 
@@ -104,8 +105,11 @@ class KeyIndex {
       return changes == other.changes && (!live() || newest == other.newest);
     }
   };
+  // The history a Put or Delete appended to (nodes are stable, and nothing erases a history
+  // while the undo log is not empty: Compact requires it empty, Clear empties both), and its
+  // newest fields before. No copy of the key: the log costs no allocation per write.
   struct Undo {
-    std::string key;
+    History* history;
     Newest newest_before;
   };
 
