@@ -55,7 +55,7 @@ import timeline  # noqa: E402
 
 FAULT_KINDS = ["kill", "pause", "partition-halves", "partition-leader", "partition-bridge",
                "partition-ring", "partition-one-way", "loss", "delay", "fsync", "clock",
-               "powerloss"]
+               "powerloss", "stale-leader"]
 PROCESS_FAULTS = {"kill", "pause", "fsync", "clock", "powerloss"}
 # Fault kinds that need --powerloss-shim (a power cut is kill -9 plus the model's restore).
 POWERLOSS_FAULTS = {"powerloss"}
@@ -445,6 +445,7 @@ class Nemesis(threading.Thread):
         self.quiet_s = quiet_s
         self.fault_s = fault_s
         self.faults = []  # {"kind", "start", "end", "detail"}
+        self.stale_leader = None  # the member a stale-leader fault paused
         self.error = None
 
     def run(self):
@@ -453,7 +454,18 @@ class Nemesis(threading.Thread):
                 kind = self.random.choice(self.kinds)
                 start = now_ns()
                 detail = self.inject(kind)
-                self.stop_event.wait(self.random.uniform(*self.fault_s))
+                length = self.random.uniform(*self.fault_s)
+                if kind == "stale-leader":
+                    # Paused for all but the last election timeout, so that the others elect a
+                    # leader and write; then running but still cut off. Its ticks stopped with
+                    # it, so it wakes believing it leads for up to an election timeout: the
+                    # window in which a leader that skips the read's quorum round answers from
+                    # stale state (thesis 6.4; why 6.4.1's leases need bounded clock drift).
+                    self.stop_event.wait(max(length - self.election_s, 0))
+                    self.members.resume(self.stale_leader)
+                    self.stop_event.wait(min(length, self.election_s))
+                else:
+                    self.stop_event.wait(length)
                 self.heal()
                 self.faults.append({"kind": kind, "start": start, "end": now_ns(),
                                     "detail": detail})
@@ -495,6 +507,15 @@ class Nemesis(threading.Thread):
             target = leader if leader is not None else self.random.randrange(size)
             self.cut_between([i == target for i in everyone])
             return f"isolate m{target} ({'leader' if target == leader else 'no leader known'})"
+        if kind == "stale-leader":
+            leader = self.members.leader()
+            target = leader if leader is not None else self.random.randrange(size)
+            # Paused before it is cut off, so that it never sees the cut while it runs.
+            self.members.pause(target)
+            self.cut_between([i == target for i in everyone])
+            self.stale_leader = target
+            role = "leader" if target == leader else "no leader known"
+            return f"SIGSTOP m{target} ({role}), isolated, SIGCONT one election timeout before heal"
         if kind == "partition-bridge":
             # Two sides that cannot talk, and one member that talks to both (bridge).
             order = self.random.sample(everyone, size)
