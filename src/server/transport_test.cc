@@ -458,6 +458,13 @@ TEST(TransportTest, ADownPeerNeverBlocksSendAndIsReachedOnceUp) {
   ASSERT_NE(b, nullptr);
   // The sender keeps trying on its own, without a message to send.
   ASSERT_TRUE(Eventually([&] { return a->transport->IsConnected(NodeId(2)); }));
+  // The queued messages leave the queue when the new stream's first write takes them, a moment
+  // after the connection is up; until then the queue is full and would drop the next message
+  // (Send never blocks). So the new message goes once every old one is sent or dropped.
+  ASSERT_TRUE(Eventually([&] {
+    const Transport::Stats stats = a->transport->stats();
+    return stats.sent + stats.dropped == kCount;
+  }));
   a->transport->Send(Heartbeat(NodeId(1), NodeId(2), 424242));
   // Some of the old messages may have gone out with the first stream; the new one is last.
   const std::vector<Received> received = b->node.WaitFor(1);
