@@ -5,13 +5,14 @@
 add_library(synod_node_objects OBJECT node.cc consensus_engine.cc recipes.cc services.cc
   watch_service.cc worker_pool.cc)
 target_link_libraries(synod_node_objects
-  PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
+  PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos_types synod_grpc synod_transport
     synod_members synod_server_config
     spdlog::spdlog
   PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 add_library(synod_node STATIC)
 target_link_libraries(synod_node
-  PUBLIC synod_node_objects synod_raft PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
+  PUBLIC synod_node_objects synod_raft synod_multipaxos
+  PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
 
 add_executable(node_test node_test.cc)
 target_link_libraries(node_test PRIVATE synod_node GTest::gtest_main)
@@ -54,12 +55,14 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
   target_compile_definitions(synod-broken-forgets-data PRIVATE SYNOD_BROKEN_FORGETS_DATA)
   target_link_libraries(synod-broken-forgets-data PRIVATE synod_node synod_server_config)
 
-  # A member whose leader answers linearizable reads from its commit index without confirming
-  # its leadership (no ReadIndex round, Raft thesis 6.4): a deposed leader serves stale reads.
-  # The nemesis test must catch it.
+  # A member whose leader answers linearizable reads without confirming its leadership, on
+  # either engine: Raft's from its commit index with no ReadIndex round (thesis 6.4), Multi-Paxos's
+  # without a majority's confirmation of its ballot. A deposed leader serves stale reads; the
+  # nemesis tests must catch it on both.
   add_library(synod_node_broken_read_without_quorum STATIC)
   target_link_libraries(synod_node_broken_read_without_quorum
     PUBLIC synod_node_objects synod_raft_broken_read_without_quorum
+      synod_multipaxos_broken_read_without_quorum
     PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
   add_executable(synod-broken-read-without-quorum main.cc)
   target_link_libraries(synod-broken-read-without-quorum
@@ -79,8 +82,8 @@ if(SYNOD_BUILD_BROKEN_VARIANTS)
     $<TARGET_OBJECTS:synod_node_loop_broken_acks_before_fsync>)
   # What synod_node_objects links (above, and synod_etcd_snapshot_file in snapshot.cmake).
   target_link_libraries(synod_node_broken_acks_before_fsync
-    PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos synod_grpc synod_transport
-      synod_members spdlog::spdlog synod_etcd_snapshot_file synod_raft
+    PUBLIC synod_kv synod_storage synod_raft_types synod_multipaxos_types synod_grpc synod_transport
+      synod_members spdlog::spdlog synod_etcd_snapshot_file synod_raft synod_multipaxos
     PRIVATE RocksDB::rocksdb-shared OpenSSL::Crypto)
   add_executable(synod-broken-acks-before-fsync main.cc)
   target_link_libraries(synod-broken-acks-before-fsync

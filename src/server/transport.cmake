@@ -1,7 +1,7 @@
 # The peer transport and the Raft message codec.
 add_library(synod_transport transport.cc raft_codec.cc multipaxos_codec.cc)
 target_link_libraries(synod_transport
-  PUBLIC synod_grpc synod_raft_types synod_multipaxos synod_base absl::synchronization absl::status
+  PUBLIC synod_grpc synod_raft_types synod_multipaxos_types synod_base absl::synchronization absl::status
          absl::statusor
   PRIVATE spdlog::spdlog fmt::fmt absl::strings absl::time Threads::Threads)
 
