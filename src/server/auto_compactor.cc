@@ -22,11 +22,6 @@ std::optional<int64_t> BareNumber(const std::string& text) {
   return value;
 }
 
-bool IsCompactedError(const Status& status) {
-  const Status compacted = kv::CompactedError();
-  return status.code() == compacted.code() && status.message() == compacted.message();
-}
-
 }  // namespace
 
 Result<std::optional<AutoCompactionPolicy>> ParseAutoCompaction(const std::string& mode,
@@ -135,7 +130,7 @@ std::optional<int64_t> AutoCompactor::DueRevision(int64_t current_revision,
 
 void AutoCompactor::Finished(int64_t revision, const Status& status, int64_t now_ms) {
   in_flight_ = false;
-  if (!status.ok() && !IsCompactedError(status)) return;  // Tried again at the next check.
+  if (!status.ok() && status != kv::CompactedError()) return;  // Tried again at the next check.
   if (policy_.mode == AutoCompactionPolicy::Mode::kRevision) {
     last_compacted_ = revision;
   } else {

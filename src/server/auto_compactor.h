@@ -54,8 +54,6 @@ class AutoCompactor {
   // The outcome of the compaction Due returned.
   void Finished(int64_t revision, const Status& status, int64_t now_ms);
 
-  const AutoCompactionPolicy& policy() const { return policy_; }
-
  private:
   std::optional<int64_t> DuePeriodic(int64_t now_ms, int64_t current_revision,
                                      int64_t compacted_revision, bool leader);

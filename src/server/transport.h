@@ -25,9 +25,10 @@
 //     reconnects at once and writes the failed batch again, once; a peer restart therefore costs
 //     no message. A write is not even started while the channel is not READY (its connection
 //     died under the stream, and gRPC would take the bytes and lose them): the messages wait
-//     and the sender reconnects first. Otherwise what could not be written is dropped, and connection attempts back
-//     off exponentially from reconnect_backoff_min to reconnect_backoff_max. Messages queued
-//     while waiting go out on the next stream if it opens, and are dropped if it does not.
+//     and the sender reconnects first. Otherwise what could not be written is dropped, and
+//     connection attempts back off exponentially from reconnect_backoff_min to
+//     reconnect_backoff_max. Messages queued while waiting go out on the next stream if it
+//     opens, and are dropped if it does not.
 //   - HTTP/2 keepalive pings (both directions) detect a peer that vanished without closing its
 //     connection (power loss, partition) within a few seconds instead of TCP's minutes.
 //
