@@ -46,6 +46,11 @@ class SimDisk::File final : public storage::AppendableFile {
 
   uint64_t size() const override { return data_->visible.size(); }
 
+  void Preallocate(uint64_t bytes) override {
+    SYNOD_ASSERT_MSG(generation_ == disk_->generation_, "file handle used after a crash");
+    data_->reserved = std::max(data_->reserved, bytes);
+  }
+
  private:
   SimDisk* const disk_;
   const std::shared_ptr<FileData> data_;
@@ -141,7 +146,10 @@ Result<std::string> SimDisk::ReadFile(const std::string& path) {
   if (it == visible_names_.end()) {
     return absl::NotFoundError(fmt::format("open {}: No such file or directory", path));
   }
-  return it->second->visible;
+  const FileData& data = *it->second;
+  std::string contents = data.visible;
+  if (data.reserved > contents.size()) contents.resize(data.reserved, '\0');
+  return contents;
 }
 
 Status SimDisk::Truncate(const std::string& path, uint64_t size) {
@@ -151,9 +159,12 @@ Status SimDisk::Truncate(const std::string& path, uint64_t size) {
   }
   if (TakeSyncFailure()) return absl::InternalError(fmt::format("fsync {}: Input/output error", path));
   FileData& data = *it->second;
-  SYNOD_ASSERT(size <= data.visible.size());
-  data.visible.resize(size);
+  // Within the reserved length a cut may also lengthen the data: a record can end in zeros that
+  // the reservation, not a write, supplied (as on a real disk).
+  SYNOD_ASSERT(size <= std::max<uint64_t>(data.visible.size(), data.reserved));
+  data.visible.resize(size, '\0');
   data.durable = data.visible;
+  data.reserved = size;  // ftruncate frees the blocks past the new length.
   return absl::OkStatus();
 }
 

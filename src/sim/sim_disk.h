@@ -63,6 +63,10 @@ class SimDisk final : public storage::FileSystem {
   struct FileData {
     std::string visible;
     std::string durable;
+    // The length Preallocate reserved: reads see zeros past the data up to it. Modelled as
+    // durable at once; a reservation a crash undoes leaves the file as if never made, the case
+    // of a file that was not preallocated.
+    uint64_t reserved = 0;
   };
   class File;
 

@@ -31,7 +31,8 @@ class PosixAppendableFile final : public AppendableFile {
 
   Status Append(std::string_view data) override {
     while (!data.empty()) {
-      const ssize_t written = ::write(fd_, data.data(), data.size());
+      // At the offset, not O_APPEND: a preallocated file's length is past the appended data.
+      const ssize_t written = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(size_));
       if (written < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus("write", path_, errno);
@@ -49,6 +50,12 @@ class PosixAppendableFile final : public AppendableFile {
   }
 
   uint64_t size() const override { return size_; }
+
+  void Preallocate(uint64_t bytes) override {
+    // Mode 0 sets the file's length, so an append inside it changes no length. A failure
+    // (EOPNOTSUPP, ENOSPC) leaves the file usable as it was, which is all the contract asks.
+    if (bytes > size_) (void)::fallocate(fd_, 0, 0, static_cast<off_t>(bytes));
+  }
 
  private:
   const std::string path_;
@@ -84,7 +91,7 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<std::unique_ptr<AppendableFile>> OpenForAppend(const std::string& path) override {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoStatus("open", path, errno);
     struct stat info;
     if (::fstat(fd, &info) != 0) {
@@ -100,6 +107,9 @@ class PosixFileSystem final : public FileSystem {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("open", path, errno);
     std::string contents;
+    // A preallocated segment is mostly zeros; one allocation of its full length, not doublings.
+    if (struct stat info; ::fstat(fd, &info) == 0)
+      contents.reserve(static_cast<size_t>(info.st_size));
     char buffer[1 << 16];
     while (true) {
       const ssize_t count = ::read(fd, buffer, sizeof buffer);

@@ -26,6 +26,14 @@ class AppendableFile {
   virtual Status Sync() = 0;
   // The file's size including unsynced appends.
   virtual uint64_t size() const = 0;
+  // Reserves room so that appends up to `bytes` in all need not grow the file: its length on
+  // disk becomes at least `bytes`, and what lies past the appended data reads as zeros (which a
+  // reader must therefore accept after the last thing written). An fdatasync after an append
+  // into the reserved part then flushes the data without committing a new file length to the
+  // filesystem's journal, as etcd's WAL preallocates its segments for. Best effort: where the
+  // filesystem cannot reserve (no fallocate, no room), the file stays as it is and appends grow
+  // it as before.
+  virtual void Preallocate(uint64_t bytes) = 0;
 };
 
 class FileSystem {
@@ -37,8 +45,8 @@ class FileSystem {
   virtual bool Exists(const std::string& path) = 0;
   // The names (not paths) of the entries of a directory, sorted.
   virtual Result<std::vector<std::string>> ListDirectory(const std::string& path) = 0;
-  // Opens a file for appending, creating it empty if it does not exist. A new file's name is
-  // durable only after SyncDirectory on its directory.
+  // Opens a file for appending after its last byte, creating it empty if it does not exist. A
+  // new file's name is durable only after SyncDirectory on its directory.
   virtual Result<std::unique_ptr<AppendableFile>> OpenForAppend(const std::string& path) = 0;
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Cuts a file to `size` bytes and makes the cut durable.

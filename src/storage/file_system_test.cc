@@ -1,9 +1,12 @@
 // ReplaceFileDurably on the simulator's disk, which loses what was not made durable at a crash:
 // after an OK the new contents survive any crash, and a failed replacement leaves the old ones.
+// And preallocation on the real disk.
 
 #include "storage/file_system.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "base/prng.h"
 #include "sim/sim_disk.h"
@@ -50,6 +53,41 @@ TEST_F(ReplaceFileDurablyTest, ALeftoverTemporaryFileIsDiscarded) {
   }
   ASSERT_TRUE(ReplaceFileDurably(disk_, "/data", "state", "new").ok());
   EXPECT_EQ(ReadAfterCrash("/data/state"), "new");
+}
+
+// The real disk: a preallocated file reads as zeros past its data, and appends go after the
+// data, not after the reserved length.
+TEST(PosixFileSystemTest, AppendsToAPreallocatedFileGoAfterItsData) {
+  char directory[] = "/tmp/synod-file-system-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(directory), nullptr);
+  const std::string path = JoinPath(directory, "reserved");
+  std::unique_ptr<FileSystem> fs = NewPosixFileSystem();
+  {
+    auto file = fs->OpenForAppend(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    ASSERT_TRUE((*file)->Append("abc").ok());
+    (*file)->Preallocate(4096);
+    ASSERT_TRUE((*file)->Append("def").ok());
+    EXPECT_EQ((*file)->size(), 6u);
+    ASSERT_TRUE((*file)->Sync().ok());
+  }
+  auto contents = fs->ReadFile(path);
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  EXPECT_EQ(contents->size(), 4096u) << "not reserved";
+  EXPECT_EQ(contents->substr(0, 6), "abcdef");
+  EXPECT_EQ(contents->find_first_not_of('\0', 6), std::string::npos);
+  // Cut back to its data (as the log does on opening it), the file takes appends there.
+  ASSERT_TRUE(fs->Truncate(path, 6).ok());
+  {
+    auto file = fs->OpenForAppend(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_EQ((*file)->size(), 6u);
+    ASSERT_TRUE((*file)->Append("ghi").ok());
+    ASSERT_TRUE((*file)->Sync().ok());
+  }
+  EXPECT_EQ(*fs->ReadFile(path), "abcdefghi");
+  ASSERT_TRUE(fs->Remove(path).ok());
+  ASSERT_EQ(::rmdir(directory), 0);
 }
 
 }  // namespace

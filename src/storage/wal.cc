@@ -286,6 +286,11 @@ Status ApplyRecord(const Record& record, uint64_t segment_sequence, bool first_i
 [[maybe_unused]] std::optional<size_t> FindLaterBatch(std::string_view contents, size_t offset,
                                      uint64_t torn_batch) {
   for (size_t probe = offset + 1; probe + kRecordHeaderBytes <= contents.size(); ++probe) {
+    // A header of zeros fails its checksum, so a record can only start within a header's
+    // length before a non-zero byte: this skips a preallocated segment's zeros quickly.
+    const size_t nonzero = contents.find_first_not_of('\0', probe);
+    if (nonzero == std::string_view::npos) break;
+    if (nonzero - probe >= kRecordHeaderBytes) probe = nonzero - (kRecordHeaderBytes - 1);
     Record record;
     std::string why;
     if (ParseRecordAt(contents, probe, &record, &why) != ParseOutcome::kRecord) continue;
@@ -379,6 +384,11 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
   Replay replay;
   replay.content = options.content;
   *recovered = RecoveredLog{};
+  struct TailToCut {
+    std::string path;
+    uint64_t size;
+  };
+  std::optional<TailToCut> tail_to_cut;
   for (size_t i = 0; i < wal->segments_.size(); ++i) {
     const Segment& segment = wal->segments_[i];
     const bool last_segment = i + 1 == wal->segments_.size();
@@ -389,9 +399,17 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     std::vector<std::pair<Record, size_t>> batch;
     size_t offset = 0;
     std::string why;
+    // Where a preallocated segment's zeros begin, after the last record written.
+    std::optional<size_t> zeros_from;
     while (true) {
       Record record;
       const ParseOutcome outcome = ParseRecordAt(*contents, offset, &record, &why);
+      if (outcome == ParseOutcome::kInvalid &&
+          std::string_view(*contents).find_first_not_of('\0', offset) == std::string_view::npos) {
+        zeros_from = offset;
+        why = "the file ends inside a write";
+        break;
+      }
       if (outcome == ParseOutcome::kInvalid) break;
       if (outcome == ParseOutcome::kEnd) {
         why = "the file ends inside a write";
@@ -420,7 +438,20 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
       batch.clear();
       if (offset == contents->size()) break;
     }
-    if (batch.empty() && offset == contents->size()) continue;  // A clean end.
+    // A last segment with nothing in it: its opening records never reached the disk, which
+    // the torn-write case below handles (a crash can make the file's name durable first).
+    const bool unused_last_segment = last_segment && offset == 0;
+    if (batch.empty() && !unused_last_segment) {
+      if (offset == contents->size()) continue;  // A clean end.
+      if (zeros_from.has_value() && last_segment) {
+        // A clean end in a preallocated segment. Appends continue at the end of the data (the
+        // file is cut there, then reserved again below). Only the last segment is ever
+        // preallocated past its data: an earlier one was closed once its data filled it, so
+        // zeros there are lost writes, and are reported below as damage.
+        tail_to_cut = TailToCut{segment.path, offset};
+        break;
+      }
+    }
 
     // An unfinished write: the torn tail of the last one, or damage (see wal.h).
     const size_t damage_offset = offset;
@@ -473,9 +504,15 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const WalOptions& options
     expected = expected.next();
   }
 
+  if (tail_to_cut.has_value()) {
+    if (Status status = fs->Truncate(tail_to_cut->path, tail_to_cut->size); !status.ok()) {
+      return status;
+    }
+  }
   auto current = fs->OpenForAppend(wal->segments_.back().path);
   if (!current.ok()) return current.status();
   wal->current_ = std::move(*current);
+  wal->ReserveFor(wal->current_->size());
   wal->next_batch_ = replay.last_batch + 1;
   wal->hard_state_ = replay.hard_state;
   wal->snapshot_ = replay.snapshot;
@@ -562,6 +599,7 @@ Status Wal::OpenNewSegment(uint64_t sequence, Index first_index) {
   auto file = fs_->OpenForAppend(path);
   if (!file.ok()) return file.status();
   current_ = std::move(*file);
+  reserved_end_ = 0;
   directory_unsynced_ = true;
   segments_.push_back(Segment{sequence, first_index, path});
   // The opening records go before anything already buffered: they make the segment readable on
@@ -582,6 +620,14 @@ Status Wal::OpenNewSegment(uint64_t sequence, Index first_index) {
   }
   buffer_.insert(0, opening);
   return absl::OkStatus();
+}
+
+void Wal::ReserveFor(uint64_t end) {
+  if (end <= reserved_end_) return;
+  // Never past the segment's size, so that a closed segment is never reserved past its data
+  // (its last write took it to segment_bytes_max or beyond).
+  reserved_end_ = std::max(end, std::min(end + kWalReserveAheadBytes, options_.segment_bytes_max));
+  current_->Preallocate(reserved_end_);
 }
 
 Status Wal::Fail(Status status) {
@@ -606,6 +652,7 @@ Status Wal::Write() {
     }
   }
   MarkLastInBatch(&buffer_, last_record_offset_in_buffer_);
+  ReserveFor(current_->size() + buffer_.size());
   if (Status status = current_->Append(buffer_); !status.ok()) return Fail(status);
   buffer_.clear();
   ++next_batch_;

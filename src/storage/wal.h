@@ -15,6 +15,13 @@
 //   u16 reserved     zero
 //   u64 batch        the number of the write (one write + one fsync) the record belongs to
 //
+// The segment being written is preallocated ahead of its data (FileSystem's Preallocate), up to
+// kWalReserveAheadBytes and never past segment_bytes_max: an fdatasync after an append into
+// reserved space commits no new file length, which on ext4 spares a journal commit per write
+// (etcd's WAL preallocates its segments for the same reason). The reserved part reads as zeros,
+// so zeros after the last complete write of the last segment are the end of the log, not
+// damage; the file is cut there and reserved again when it is opened for appending.
+//
 // A segment begins with a segment header record (magic, format version, sequence, and a
 // content byte, WalContent, absent in logs written before Multi-Paxos existed), then the
 // hard state and the latest snapshot's metadata, so every segment is readable on its own and
@@ -24,6 +31,9 @@
 // records are read in order; a batch (one write) takes effect only when its flagged last record
 // has been read, so a write the crash interrupted is treated as never made, whole. Reading
 // stops at the first record whose header or body fails its checksum, or at an unfinished batch.
+//  - Zeros from the start of a batch to the end of the last segment are its reserved space, not
+//    a write: a clean end (a write none of which reached the disk leaves the same, and is
+//    rightly taken as never made).
 //  - If that is in the last segment and no valid record of a LATER batch follows it, it is the
 //    torn tail of the one write a crash can interrupt: the write was never acknowledged, so the
 //    file is cut at the start of that write and the node restarts without it.
@@ -50,6 +60,9 @@
 namespace synod::storage {
 
 inline constexpr uint32_t kWalFormatVersion = 1;
+// How far past its data the segment being written is reserved (see above): one length change
+// per this many bytes written, and at most this many zeros read when the log is opened.
+inline constexpr uint64_t kWalReserveAheadBytes = 1 << 20;
 
 // What a log holds after its snapshot, fixed when it is created and named in every segment
 // header, so that a log is never replayed by the rules of the other engine.
@@ -150,11 +163,15 @@ class Wal {
   void BufferRecord(uint8_t type, std::string_view body);
   Status SyncWritten();
   Status Fail(Status status);
+  // Reserves the current segment past `end` (its data after the next write), see above.
+  void ReserveFor(uint64_t end);
 
   FileSystem* const fs_;
   const WalOptions options_;
   std::vector<Segment> segments_;
   std::unique_ptr<AppendableFile> current_;
+  // How far current_ is reserved.
+  uint64_t reserved_end_ = 0;
   // Records of the batch being assembled; the last one is flagged at Sync.
   std::string buffer_;
   size_t last_record_offset_in_buffer_ = 0;

@@ -23,6 +23,14 @@
 // the process with a message instead of giving a wrong model. (An overwrite through write()
 // after lseek is not caught; synod and RocksDB's writable files never seek back.)
 //
+// A file reserved with fallocate (mode 0: the file's length grows, the new part reads as zeros;
+// synod's write-ahead log preallocates its segments so) has data that ends before its length.
+// For those the shim keeps the end of the data itself, counts that end in its sync records, lets
+// writes land anywhere from it on (over the reserved zeros), and logs
+//   reserve <dev> <inode> <length>  the file was reserved up to <length> bytes;
+// the harness then turns what a power cut loses inside that length back into zeros, as the
+// unwritten blocks of a reserved file read after a real one, and cuts only what lies past it.
+//
 // What it does not model: directory entries (creation, rename and removal count as durable at
 // once; the nemesis tests target lost data, not lost names); sync() and syncfs(); calls that do
 // not go through the dynamic linker (glibc's internal opens behind fopen: such a file is tracked
@@ -37,13 +45,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace {
 
@@ -133,6 +145,21 @@ void Record(const char* kind, const struct stat& info, off_t size) {
   }
 }
 
+// The end of the data of every reserved file (see the top), by device and inode.
+std::mutex reserved_mutex;
+std::map<std::pair<dev_t, ino_t>, off_t> reserved_data_end;
+
+std::pair<dev_t, ino_t> KeyOf(const struct stat& info) {
+  return {info.st_dev, info.st_ino};
+}
+
+// Where a tracked file's data ends: its length, unless it is reserved.
+off_t DataEnd(const struct stat& info) {
+  std::lock_guard lock(reserved_mutex);
+  auto it = reserved_data_end.find(KeyOf(info));
+  return it == reserved_data_end.end() ? info.st_size : it->second;
+}
+
 // After an open: a file that is empty now has nothing durable (a new file, a truncated one, or
 // a new file that reuses the inode of a removed one).
 int AfterOpen(int fd, int flags) {
@@ -144,7 +171,11 @@ int AfterOpen(int fd, int flags) {
   const TrackedFile file = Track(fd);
   if (file.tracked && (flags & kUnmodelledFlags) != 0)
     Refuse("open with O_SYNC/O_DSYNC/O_DIRECT", fd);
-  if (file.tracked && file.info.st_size == 0) Record("cut", file.info, 0);
+  if (file.tracked && file.info.st_size == 0) {
+    Record("cut", file.info, 0);
+    std::lock_guard lock(reserved_mutex);
+    reserved_data_end.erase(KeyOf(file.info));  // A new file may reuse a removed one's inode.
+  }
   errno = saved_errno;
   return fd;
 }
@@ -153,17 +184,29 @@ template <typename Sync>
 int SyncAndRecord(Sync* real_sync, int fd) {
   // The size is read before the sync: bytes written while it runs may not be covered.
   const TrackedFile file = Track(fd);
+  const off_t data_end = file.tracked ? DataEnd(file.info) : 0;
   const int result = real_sync(fd);
-  if (result == 0 && file.tracked) Record("sync", file.info, file.info.st_size);
+  if (result == 0 && file.tracked) Record("sync", file.info, data_end);
   return result;
 }
 
 void CheckAppend(int fd, off_t offset) {
   struct stat info;
-  if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && offset < info.st_size &&
+  if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && offset < DataEnd(info) &&
       Track(fd).tracked) {
     Refuse("a write over existing bytes", fd);
   }
+}
+
+// After a positioned write of `written` bytes at `offset`: a reserved file's data now ends
+// there, if that is further.
+void AfterWrite(int fd, off_t offset, ssize_t written) {
+  if (written <= 0) return;
+  struct stat info;
+  if (fstat(fd, &info) != 0) return;
+  std::lock_guard lock(reserved_mutex);
+  auto it = reserved_data_end.find(KeyOf(info));
+  if (it != reserved_data_end.end()) it->second = std::max(it->second, offset + written);
 }
 
 mode_t ModeArgument(int flags, va_list arguments) {
@@ -212,7 +255,13 @@ int ftruncate(int fd, off_t length) {
   static auto* real = Real<int(int, off_t)>("ftruncate");
   const TrackedFile file = Track(fd);
   const int result = real(fd, length);
-  if (result == 0 && file.tracked && length < file.info.st_size) Record("cut", file.info, length);
+  if (result == 0 && file.tracked && length < file.info.st_size) {
+    Record("cut", file.info, length);
+    std::lock_guard lock(reserved_mutex);
+    auto it = reserved_data_end.find(KeyOf(file.info));
+    // Cut at or before the end of its data, the file ends with its data again.
+    if (it != reserved_data_end.end() && length <= it->second) reserved_data_end.erase(it);
+  }
   return result;
 }
 int ftruncate64(int fd, off64_t length) __attribute__((alias("ftruncate")));
@@ -232,7 +281,9 @@ int truncate64(const char* path, off64_t length) __attribute__((alias("truncate"
 ssize_t pwrite(int fd, const void* buffer, size_t count, off_t offset) {
   static auto* real = Real<ssize_t(int, const void*, size_t, off_t)>("pwrite");
   CheckAppend(fd, offset);
-  return real(fd, buffer, count, offset);
+  const ssize_t written = real(fd, buffer, count, offset);
+  AfterWrite(fd, offset, written);
+  return written;
 }
 ssize_t pwrite64(int fd, const void* buffer, size_t count, off64_t offset)
     __attribute__((alias("pwrite")));
@@ -240,9 +291,30 @@ ssize_t pwrite64(int fd, const void* buffer, size_t count, off64_t offset)
 ssize_t pwritev(int fd, const struct iovec* vectors, int count, off_t offset) {
   static auto* real = Real<ssize_t(int, const struct iovec*, int, off_t)>("pwritev");
   CheckAppend(fd, offset);
-  return real(fd, vectors, count, offset);
+  const ssize_t written = real(fd, vectors, count, offset);
+  AfterWrite(fd, offset, written);
+  return written;
 }
 ssize_t pwritev64(int fd, const struct iovec* vectors, int count, off64_t offset)
     __attribute__((alias("pwritev")));
+
+int fallocate(int fd, int mode, off_t offset, off_t length) {
+  static auto* real = Real<int(int, int, off_t, off_t)>("fallocate");
+  const TrackedFile file = Track(fd);
+  const int result = real(fd, mode, offset, length);
+  // Mode 0 lengthens the file; other modes (FALLOC_FL_KEEP_SIZE, as RocksDB uses) keep it.
+  if (result == 0 && file.tracked && mode == 0 && offset + length > file.info.st_size) {
+    const int saved_errno = errno;
+    {
+      std::lock_guard lock(reserved_mutex);
+      reserved_data_end.try_emplace(KeyOf(file.info), file.info.st_size);
+    }
+    Record("reserve", file.info, offset + length);
+    errno = saved_errno;
+  }
+  return result;
+}
+int fallocate64(int fd, int mode, off64_t offset, off64_t length)
+    __attribute__((alias("fallocate")));
 
 }  // extern "C"

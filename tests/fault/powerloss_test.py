@@ -4,15 +4,19 @@ process synced survives and what it did not sync is lost, as in a power cut.
 
 A child process, run with the shim preloaded, writes files in the ways the members do (appends
 synced with fsync or fdatasync, unsynced appends, a file created and never synced, a file
-truncated on open, a synced file renamed, an ftruncate) and kills itself with SIGKILL. The test
+truncated on open, a synced file renamed, an ftruncate, a file reserved with fallocate and
+written inside and past its reserved length) and kills itself with SIGKILL. The test
 checks that kill -9 alone lost nothing (which is why the model is needed), and that after the
 restore each file holds exactly its synced bytes, while a file outside the directory keeps
-everything. It also checks that the shim stops a process that does what the model cannot
-express (overwriting bytes in place, an O_DSYNC file) rather than model it wrongly.
+everything; in a reserved file, the unsynced bytes inside the reserved length read as zeros
+again. It also checks that the shim stops a process that does what the model cannot express
+(overwriting bytes in place, also in a reserved file, an O_DSYNC file) rather than model it
+wrongly.
 Exit 0 when every check passes.
 """
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -29,6 +33,9 @@ EXPECTED = {
     "truncated-on-open.log": (b"new, unsynced", b""),
     "renamed.log": (b"synced before the renameafter", b"synced before the rename"),
     "ftruncated.log": (b"0123456789abcunsynced", b"0123456789abc"),
+    "reserved.log": (b"synced-in-reserve" + b"unsynced-in-reserve" + bytes(28),
+                     b"synced-in-reserve" + bytes(47)),
+    "reserved-then-past.log": (b"0123456789abcdef" + b"past", b"0123456789abcdef"),
 }
 OUTSIDE = b"outside the directory, never synced"
 
@@ -73,9 +80,30 @@ def write_files(data_dir, outside_path):
     os.fsync(fd)
     os.write(fd, b"unsynced")
 
+    fd = opened("reserved.log", os.O_WRONLY | os.O_CREAT)
+    reserve(fd, 64)
+    os.pwrite(fd, b"synced-in-reserve", 0)
+    os.fdatasync(fd)
+    os.pwrite(fd, b"unsynced-in-reserve", 17)
+
+    fd = opened("reserved-then-past.log", os.O_WRONLY | os.O_CREAT)
+    reserve(fd, 16)
+    os.pwrite(fd, b"0123456789abcdef", 0)
+    os.fsync(fd)
+    os.pwrite(fd, b"past", 16)
+
     with open(outside_path, "wb") as outside:
         outside.write(OUTSIDE)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reserve(fd, length):
+    """fallocate(2) mode 0 through the dynamic linker, where the shim sees it (Python's
+    os.posix_fallocate goes to the system call inside libc)."""
+    fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    if fallocate(fd, 0, 0, length) != 0:
+        raise OSError(ctypes.get_errno(), "fallocate")
 
 
 def write_unmodelled(data_dir, how):
@@ -84,6 +112,11 @@ def write_unmodelled(data_dir, how):
     if how == "overwrite":
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, b"0123456789")
+        os.pwrite(fd, b"X", 3)
+    elif how == "reserved-overwrite":
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        reserve(fd, 64)
+        os.pwrite(fd, b"0123456789", 0)
         os.pwrite(fd, b"X", 3)
     elif how == "dsync":
         os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
@@ -133,13 +166,15 @@ def main():
                 failures.append(f"after the restore, {name} holds {found!r}, not {synced!r}")
         if contents(outside_path) != OUTSIDE:
             failures.append("the file outside the directory changed")
-        expected_lost = sum(len(w) - len(s) for w, s in EXPECTED.values())
+        # Bytes cut off, and bytes of data turned back into zeros.
+        expected_lost = sum(len(w) - len(s) + sum(a != b for a, b in zip(w, s))
+                            for w, s in EXPECTED.values())
         if lost != expected_lost:
             failures.append(f"the restore reports {lost} bytes lost, not {expected_lost}")
         # A second restore (a second power cut with nothing written since) loses nothing more.
         if powerloss.restore(data_dir, log_path) != 0:
             failures.append("a second restore cut more")
-        for how in ("overwrite", "dsync"):
+        for how in ("overwrite", "reserved-overwrite", "dsync"):
             child = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--unmodelled-child", data_dir, how],
                 env={**os.environ, **powerloss.environment(args.shim, data_dir, log_path)},
@@ -151,7 +186,7 @@ def main():
         print("FAIL:", failure)
     if not failures:
         print(f"ok: {len(EXPECTED)} files, {expected_lost} unsynced bytes lost, "
-              "every synced byte kept; an overwrite and an O_DSYNC open stopped")
+              "every synced byte kept; overwrites and an O_DSYNC open stopped")
     return 1 if failures else 0
 
 
